@@ -1,0 +1,105 @@
+//! One loaded certificate: what rustls serves and what operators are told about it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::CertificateDer;
+
+use crate::chain::{self, Parsed};
+use crate::error::{LoadError, Warning};
+use crate::info::CertInfo;
+use crate::parse::{self, Bundle};
+use crate::source::CertSpec;
+use crate::time::Timestamp;
+use crate::validate;
+
+/// The crypto provider every key is loaded with (aws-lc-rs, rustls' default).
+pub fn provider() -> &'static Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+}
+
+/// A certificate ready to serve. Immutable: a reload builds a new one.
+#[derive(Debug)]
+pub struct LoadedCert {
+    /// The configured name (`[[certificate]] name`).
+    pub name: String,
+    /// Chain in serving order and the signing key, built once at load.
+    pub certified_key: Arc<CertifiedKey>,
+    /// What operators see of each served certificate, leaf first.
+    pub chain: Vec<CertInfo>,
+    pub warnings: Vec<Warning>,
+    /// The files it was read from.
+    pub sources: Vec<PathBuf>,
+    pub loaded_at: Timestamp,
+}
+
+impl LoadedCert {
+    /// Reads, assembles and validates one configured certificate.
+    pub fn load(spec: &CertSpec, now: Timestamp) -> Result<Self, LoadError> {
+        let bundle = parse::load_source(&spec.source)?;
+        Self::from_bundle(
+            &spec.name,
+            &bundle,
+            spec.trust_anchors.as_deref(),
+            spec.source.paths(),
+            now,
+        )
+    }
+
+    /// Assembles and validates material already read (from files or from memory).
+    pub fn from_bundle(
+        name: &str,
+        bundle: &Bundle,
+        trust_anchors: Option<&Path>,
+        sources: Vec<PathBuf>,
+        now: Timestamp,
+    ) -> Result<Self, LoadError> {
+        let provider = provider();
+        let mut warnings = Vec::new();
+        let certs = chain::dedup(&bundle.certs, &mut warnings)?;
+        let pair = chain::match_key(bundle, &certs, provider)?;
+        let ordered = chain::order(&certs, pair.leaf);
+        let served: Vec<&Parsed<'_>> = ordered.path.iter().map(|&i| &certs[i]).collect();
+        let leaf_warnings = validate::check_served(&served, now)?;
+        let chain_der: Vec<CertificateDer<'static>> =
+            served.iter().map(|p| p.der.clone()).collect();
+        let mut chain_warnings = ordered.warnings;
+        if let Some(anchors_path) = trust_anchors {
+            let anchors = chain::load_anchors(anchors_path)?;
+            chain::verify_to_anchors(
+                &chain_der,
+                anchors_path,
+                &anchors,
+                provider,
+                now,
+                &served[0].subject(),
+            )?;
+            // Verified to a configured anchor: the chain is complete for its clients.
+            chain_warnings.retain(|w| !matches!(w, Warning::IncompleteChain { .. }));
+        }
+        warnings.extend(chain_warnings);
+        warnings.extend(leaf_warnings);
+        let chain = served.iter().map(|p| CertInfo::of(p)).collect();
+        Ok(Self {
+            name: name.to_owned(),
+            certified_key: Arc::new(CertifiedKey::new(chain_der, pair.signing_key)),
+            chain,
+            warnings,
+            sources,
+            loaded_at: now,
+        })
+    }
+
+    /// The leaf certificate's details.
+    pub fn leaf(&self) -> &CertInfo {
+        &self.chain[0]
+    }
+
+    /// Whether `other` serves exactly the same chain (and so the same key).
+    pub fn same_chain(&self, other: &LoadedCert) -> bool {
+        self.certified_key.cert == other.certified_key.cert
+    }
+}

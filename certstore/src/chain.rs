@@ -1,0 +1,260 @@
+//! Order, complete and verify a certificate chain.
+//!
+//! The leaf is the certificate whose public key matches the private key. From it the path
+//! goes upward by issuer/subject name and key identifiers; what is served is the leaf, then
+//! the intermediates in path order. Self-signed roots, duplicates and certificates off the
+//! path are dropped, each with a [`Warning`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::sign::SigningKey;
+use rustls_pki_types::{CertificateDer, UnixTime};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::ParsedExtension;
+
+use crate::error::{LoadError, Warning};
+use crate::parse::{Bundle, SourcedCert, parse_bundle, read_file};
+use crate::time::Timestamp;
+
+/// A certificate with its parsed view. Borrowed from the DER it was parsed from.
+pub(crate) struct Parsed<'a> {
+    pub(crate) x509: X509Certificate<'a>,
+    pub(crate) der: &'a CertificateDer<'static>,
+    pub(crate) path: &'a Path,
+}
+
+impl<'a> Parsed<'a> {
+    pub(crate) fn parse(cert: &'a SourcedCert) -> Result<Self, LoadError> {
+        let (_, x509) = x509_parser::parse_x509_certificate(cert.der.as_ref()).map_err(|e| {
+            LoadError::BadCertificate {
+                path: cert.path.clone(),
+                detail: e.to_string(),
+            }
+        })?;
+        Ok(Self {
+            x509,
+            der: &cert.der,
+            path: &cert.path,
+        })
+    }
+
+    pub(crate) fn subject(&self) -> String {
+        self.x509.subject().to_string()
+    }
+
+    fn subject_key_id(&self) -> Option<&[u8]> {
+        self.x509
+            .iter_extensions()
+            .find_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(kid) => Some(kid.0),
+                _ => None,
+            })
+    }
+
+    fn authority_key_id(&self) -> Option<&[u8]> {
+        self.x509
+            .iter_extensions()
+            .find_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    aki.key_identifier.as_ref().map(|k| k.0)
+                }
+                _ => None,
+            })
+    }
+
+    /// Whether `issuer` plausibly issued `self`: names match, and key identifiers too when
+    /// both certificates carry them.
+    fn issued_by(&self, issuer: &Parsed<'_>) -> bool {
+        if self.x509.issuer().as_raw() != issuer.x509.subject().as_raw() {
+            return false;
+        }
+        match (self.authority_key_id(), issuer.subject_key_id()) {
+            (Some(aki), Some(ski)) => aki == ski,
+            _ => true,
+        }
+    }
+
+    pub(crate) fn is_self_signed(&self) -> bool {
+        self.issued_by(self)
+    }
+}
+
+/// A chain put in serving order.
+pub(crate) struct Ordered {
+    /// Indices into the deduplicated certificates: leaf first, then intermediates.
+    pub(crate) path: Vec<usize>,
+    pub(crate) warnings: Vec<Warning>,
+}
+
+/// Drops exact duplicates (with a warning each), keeping file order.
+pub(crate) fn dedup<'a>(
+    certs: &'a [SourcedCert],
+    warnings: &mut Vec<Warning>,
+) -> Result<Vec<Parsed<'a>>, LoadError> {
+    let mut out: Vec<Parsed<'a>> = Vec::with_capacity(certs.len());
+    for cert in certs {
+        if out.iter().any(|p| p.der.as_ref() == cert.der.as_ref()) {
+            let parsed = Parsed::parse(cert)?;
+            warnings.push(Warning::DroppedDuplicate {
+                subject: parsed.subject(),
+            });
+            continue;
+        }
+        out.push(Parsed::parse(cert)?);
+    }
+    Ok(out)
+}
+
+/// Builds the serving path from the leaf at `leaf` upward.
+pub(crate) fn order(certs: &[Parsed<'_>], leaf: usize) -> Ordered {
+    let mut warnings = Vec::new();
+    let mut path = vec![leaf];
+    let mut used = vec![false; certs.len()];
+    used[leaf] = true;
+    let mut complete = certs[leaf].is_self_signed();
+    let mut current = leaf;
+    while !complete {
+        let next = (0..certs.len()).find(|&i| !used[i] && certs[current].issued_by(&certs[i]));
+        match next {
+            Some(i) => {
+                used[i] = true;
+                if certs[i].is_self_signed() {
+                    warnings.push(Warning::DroppedRoot {
+                        subject: certs[i].subject(),
+                    });
+                    complete = true;
+                } else {
+                    path.push(i);
+                    current = i;
+                }
+            }
+            None => {
+                warnings.push(Warning::IncompleteChain {
+                    missing_issuer: certs[current].x509.issuer().to_string(),
+                });
+                break;
+            }
+        }
+    }
+    for (i, cert) in certs.iter().enumerate() {
+        if !used[i] {
+            warnings.push(Warning::DroppedUnrelated {
+                subject: cert.subject(),
+            });
+        }
+    }
+    if !path.is_sorted() {
+        warnings.insert(0, Warning::Reordered);
+    }
+    Ordered { path, warnings }
+}
+
+/// The private key, loaded by the crypto provider, and the certificate it belongs to.
+pub(crate) struct KeyPair {
+    pub(crate) signing_key: Arc<dyn SigningKey>,
+    pub(crate) leaf: usize,
+}
+
+/// Finds the certificate that matches one of the bundle's keys.
+pub(crate) fn match_key(
+    bundle: &Bundle,
+    certs: &[Parsed<'_>],
+    provider: &CryptoProvider,
+) -> Result<KeyPair, LoadError> {
+    let mut first_error = None;
+    for key in &bundle.keys {
+        let signing_key = match provider.key_provider.load_private_key(key.der.clone_key()) {
+            Ok(k) => k,
+            Err(e) => {
+                first_error.get_or_insert(LoadError::UnsupportedKey {
+                    path: key.path.clone(),
+                    detail: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let Some(spki) = signing_key.public_key() else {
+            continue;
+        };
+        let matching = certs
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.x509.public_key().raw == spki.as_ref())
+            .map(|(i, _)| i);
+        // A CA certificate may share the key only in odd setups; prefer the end entity.
+        let leaf = matching
+            .clone()
+            .find(|&i| !certs[i].x509.is_ca())
+            .or_else(|| matching.clone().next());
+        if let Some(leaf) = leaf {
+            return Ok(KeyPair { signing_key, leaf });
+        }
+    }
+    Err(first_error.unwrap_or_else(|| {
+        let mut cert_paths: Vec<PathBuf> = Vec::new();
+        for c in &bundle.certs {
+            if !cert_paths.contains(&c.path) {
+                cert_paths.push(c.path.clone());
+            }
+        }
+        LoadError::KeyMismatch {
+            key_path: bundle
+                .keys
+                .first()
+                .map(|k| k.path.clone())
+                .unwrap_or_default(),
+            cert_paths,
+        }
+    }))
+}
+
+/// Reads a trust anchor file (PEM or DER certificates).
+pub(crate) fn load_anchors(path: &Path) -> Result<Vec<CertificateDer<'static>>, LoadError> {
+    let bundle = parse_bundle(path, &read_file(path)?)?;
+    if bundle.certs.is_empty() {
+        return Err(LoadError::TrustAnchors {
+            path: path.to_owned(),
+            detail: "no certificate in the file".into(),
+        });
+    }
+    Ok(bundle.certs.into_iter().map(|c| c.der).collect())
+}
+
+/// Verifies the served chain to the anchors with webpki: signatures, validity, serverAuth.
+pub(crate) fn verify_to_anchors(
+    chain: &[CertificateDer<'static>],
+    anchors_path: &Path,
+    anchors: &[CertificateDer<'static>],
+    provider: &CryptoProvider,
+    now: Timestamp,
+    subject: &str,
+) -> Result<(), LoadError> {
+    let trust_anchors = anchors
+        .iter()
+        .map(|der| webpki::anchor_from_trusted_cert(der).map(|a| a.to_owned()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LoadError::TrustAnchors {
+            path: anchors_path.to_owned(),
+            detail: e.to_string(),
+        })?;
+    let untrusted = |detail: String| LoadError::Untrusted {
+        anchors: anchors_path.to_owned(),
+        subject: subject.to_owned(),
+        detail,
+    };
+    let leaf = webpki::EndEntityCert::try_from(&chain[0]).map_err(|e| untrusted(e.to_string()))?;
+    let secs = u64::try_from(now.unix_seconds()).unwrap_or(0);
+    leaf.verify_for_usage(
+        provider.signature_verification_algorithms.all,
+        &trust_anchors,
+        &chain[1..],
+        UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs)),
+        webpki::KeyUsage::server_auth(),
+        None,
+        None,
+    )
+    .map(|_| ())
+    .map_err(|e| untrusted(format!("{e:?}")))
+}

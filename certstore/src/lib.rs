@@ -1,0 +1,42 @@
+//! Gatehouse's certificate store: turns the certificate files operators receive into what
+//! rustls serves, and swaps them atomically.
+//!
+//! It knows certificates and nothing of sockets, HTTP or configuration files.
+//!
+//! # Layout
+//! - [`source`](Source): what to load (files, PKCS#12) and which listener serves what.
+//! - `parse`: PEM / DER / PKCS#12 bytes → certificates and keys.
+//! - `chain`: find the leaf by its key, order the intermediates, verify to trust anchors.
+//! - `validate`: policy — expiry, key strength, signature algorithm, names.
+//! - `info`: what operators see of a certificate.
+//! - `cert`: one loaded certificate ([`LoadedCert`]).
+//! - `resolve`: SNI → certificate on the handshake path ([`SniResolver`]).
+//! - `store`: the [`Snapshot`] behind an `ArcSwap`, and [`Store::reload`].
+
+#![forbid(unsafe_code)]
+
+mod cert;
+mod chain;
+mod error;
+mod info;
+mod parse;
+mod resolve;
+mod source;
+mod store;
+mod time;
+mod validate;
+
+pub use cert::{LoadedCert, provider};
+pub use error::{LoadError, Warning};
+pub use info::{CertInfo, fingerprint};
+pub use parse::{
+    Bundle, SourcedCert, SourcedKey, load_source, parse_any, parse_bundle, parse_pkcs12,
+    read_file, read_password,
+};
+pub use resolve::{ListenerIndex, Selection, SniResolver};
+pub use source::{CertSpec, ListenerSpec, Source, StoreConfig};
+pub use store::{
+    InitialLoadError, Outcome, ReloadReport, ReportEntry, Snapshot, Store, Version,
+};
+pub use time::Timestamp;
+pub use validate::{EXPIRY_WARNING_DAYS, MAX_LIFETIME_DAYS, MIN_RSA_BITS};

@@ -1,0 +1,335 @@
+//! The atomic snapshot of everything served, and how a reload replaces it.
+//!
+//! A reload builds every certificate off to the side, keeps the previous version of any
+//! that fails, and publishes the result with one `ArcSwap::store`. Handshakes load the
+//! snapshot without locking; established connections keep the key they were given.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+
+use crate::cert::LoadedCert;
+use crate::error::{LoadError, Warning};
+use crate::resolve::{ListenerIndex, SniResolver};
+use crate::source::{ListenerSpec, StoreConfig};
+use crate::time::Timestamp;
+
+/// Everything served at one moment. Immutable once published.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    certs: BTreeMap<String, Arc<LoadedCert>>,
+    /// Indexed by listener slot (see [`Store::resolver`]); a slot absent from the
+    /// configuration has an empty index.
+    listeners: Vec<ListenerIndex>,
+    generation: u64,
+}
+
+impl Snapshot {
+    /// Builds the name indexes of every listener. `slots` gives each listener's slot.
+    pub fn build(
+        certs: BTreeMap<String, Arc<LoadedCert>>,
+        listeners: &[ListenerSpec],
+        slots: &[String],
+        generation: u64,
+    ) -> Self {
+        let indexes = slots
+            .iter()
+            .map(|slot| {
+                let Some(spec) = listeners.iter().find(|l| &l.name == slot) else {
+                    return ListenerIndex::default();
+                };
+                let mut index = ListenerIndex::new(spec.strict_sni);
+                for cert in spec.certificates.iter().filter_map(|n| certs.get(n)) {
+                    index.add(&cert.leaf().dns_names, &cert.certified_key);
+                }
+                index
+            })
+            .collect();
+        Self {
+            certs,
+            listeners: indexes,
+            generation,
+        }
+    }
+
+    pub fn certificates(&self) -> impl Iterator<Item = &Arc<LoadedCert>> {
+        self.certs.values()
+    }
+
+    pub fn certificate(&self, name: &str) -> Option<&Arc<LoadedCert>> {
+        self.certs.get(name)
+    }
+
+    pub(crate) fn listener(&self, slot: usize) -> Option<&ListenerIndex> {
+        self.listeners.get(slot)
+    }
+
+    /// Counts published snapshots: 1 after the first load, +1 per reload.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+/// A certificate's identity across a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub serial: String,
+    pub not_after: Timestamp,
+}
+
+impl Version {
+    fn of(cert: &LoadedCert) -> Self {
+        Self {
+            serial: cert.leaf().serial.clone(),
+            not_after: cert.leaf().not_after,
+        }
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "serial {} expiring {}", self.serial, self.not_after)
+    }
+}
+
+/// What a reload did to one certificate.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum Outcome {
+    Added(Version),
+    Updated { before: Version, after: Version },
+    Unchanged(Version),
+    /// The new material failed; the previous version keeps serving.
+    KeptPrevious { serving: Version, error: LoadError },
+    /// A new certificate failed and there is nothing to keep.
+    Failed(LoadError),
+    Removed(Version),
+}
+
+impl Outcome {
+    /// Short name, for logs, JSON and metric labels.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Added(_) => "added",
+            Self::Updated { .. } => "updated",
+            Self::Unchanged(_) => "unchanged",
+            Self::KeptPrevious { .. } => "kept_previous",
+            Self::Failed(_) => "failed",
+            Self::Removed(_) => "removed",
+        }
+    }
+
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Self::KeptPrevious { .. } | Self::Failed(_))
+    }
+
+    pub fn error(&self) -> Option<&LoadError> {
+        match self {
+            Self::KeptPrevious { error, .. } | Self::Failed(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// One row of a [`ReloadReport`].
+#[derive(Debug)]
+pub struct ReportEntry {
+    pub name: String,
+    pub outcome: Outcome,
+    /// Warnings of the material just read (empty when it failed or was removed).
+    pub warnings: Vec<Warning>,
+}
+
+impl fmt::Display for ReportEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "certificate \"{}\": ", self.name)?;
+        match &self.outcome {
+            Outcome::Added(v) => write!(f, "added ({v})")?,
+            Outcome::Updated { before, after } => write!(f, "updated ({before} -> {after})")?,
+            Outcome::Unchanged(v) => write!(f, "unchanged ({v})")?,
+            Outcome::KeptPrevious { serving, error } => {
+                write!(f, "kept previous ({serving}): {error}")?
+            }
+            Outcome::Failed(error) => write!(f, "failed: {error}")?,
+            Outcome::Removed(v) => write!(f, "removed (was {v})")?,
+        }
+        for w in &self.warnings {
+            write!(f, "; warning: {w}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a load or reload did, certificate by certificate.
+#[derive(Debug)]
+pub struct ReloadReport {
+    pub entries: Vec<ReportEntry>,
+    /// Generation of the snapshot this reload published.
+    pub generation: u64,
+}
+
+impl ReloadReport {
+    /// True when no certificate failed.
+    pub fn is_clean(&self) -> bool {
+        !self.entries.iter().any(|e| e.outcome.is_failure())
+    }
+
+    pub fn entry(&self, name: &str) -> Option<&ReportEntry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+}
+
+impl fmt::Display for ReloadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for e in &self.entries {
+            writeln!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The first load failed: nothing is served. Every problem is in the report.
+#[derive(Debug, thiserror::Error)]
+#[error("{} certificate(s) failed to load:\n{}", failed_count(.report), failures(.report))]
+pub struct InitialLoadError {
+    pub report: ReloadReport,
+}
+
+fn failed_count(report: &ReloadReport) -> usize {
+    report
+        .entries
+        .iter()
+        .filter(|e| e.outcome.is_failure())
+        .count()
+}
+
+fn failures(report: &ReloadReport) -> String {
+    let lines: Vec<String> = report
+        .entries
+        .iter()
+        .filter(|e| e.outcome.is_failure())
+        .map(|e| format!("  {e}"))
+        .collect();
+    lines.join("\n")
+}
+
+/// Holds the published snapshot and replaces it on reload.
+#[derive(Debug)]
+pub struct Store {
+    current: Arc<ArcSwap<Snapshot>>,
+    /// Listener name per slot; slots only grow, so resolvers keep their index for life.
+    /// Locked on resolver creation and reload, never on a handshake.
+    slots: Mutex<Vec<String>>,
+    /// Reloads run one at a time (SIGHUP and the admin API may race).
+    reloading: Mutex<()>,
+}
+
+impl Store {
+    /// First load: every certificate must load, or nothing is served.
+    pub fn load(
+        config: &StoreConfig,
+        now: Timestamp,
+    ) -> Result<(Self, ReloadReport), InitialLoadError> {
+        let store = Self {
+            current: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
+            slots: Mutex::new(Vec::new()),
+            reloading: Mutex::new(()),
+        };
+        let report = store.reload_at(config, now);
+        if report.is_clean() {
+            Ok((store, report))
+        } else {
+            Err(InitialLoadError { report })
+        }
+    }
+
+    /// Reloads at the current time.
+    pub fn reload(&self, config: &StoreConfig) -> ReloadReport {
+        self.reload_at(config, Timestamp::now())
+    }
+
+    /// Loads every configured certificate off to the side, keeps the previous version of
+    /// any that fails, and publishes the new snapshot in one swap.
+    pub fn reload_at(&self, config: &StoreConfig, now: Timestamp) -> ReloadReport {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        let old = self.current.load_full();
+        let mut certs = BTreeMap::new();
+        let mut entries = Vec::with_capacity(config.certificates.len());
+        for spec in &config.certificates {
+            let previous = old.certs.get(&spec.name);
+            let (outcome, warnings, serve) = match (LoadedCert::load(spec, now), previous) {
+                (Ok(new), Some(prev)) if new.same_chain(prev) => {
+                    (Outcome::Unchanged(Version::of(prev)), new.warnings, Some(prev.clone()))
+                }
+                (Ok(new), Some(prev)) => (
+                    Outcome::Updated {
+                        before: Version::of(prev),
+                        after: Version::of(&new),
+                    },
+                    new.warnings.clone(),
+                    Some(Arc::new(new)),
+                ),
+                (Ok(new), None) => (
+                    Outcome::Added(Version::of(&new)),
+                    new.warnings.clone(),
+                    Some(Arc::new(new)),
+                ),
+                (Err(error), Some(prev)) => (
+                    Outcome::KeptPrevious {
+                        serving: Version::of(prev),
+                        error,
+                    },
+                    Vec::new(),
+                    Some(prev.clone()),
+                ),
+                (Err(error), None) => (Outcome::Failed(error), Vec::new(), None),
+            };
+            if let Some(cert) = serve {
+                certs.insert(spec.name.clone(), cert);
+            }
+            entries.push(ReportEntry {
+                name: spec.name.clone(),
+                outcome,
+                warnings,
+            });
+        }
+        for (name, prev) in &old.certs {
+            if !config.certificates.iter().any(|c| &c.name == name) {
+                entries.push(ReportEntry {
+                    name: name.clone(),
+                    outcome: Outcome::Removed(Version::of(prev)),
+                    warnings: Vec::new(),
+                });
+            }
+        }
+        let generation = old.generation + 1;
+        let snapshot = {
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            for l in &config.listeners {
+                if !slots.contains(&l.name) {
+                    slots.push(l.name.clone());
+                }
+            }
+            Snapshot::build(certs, &config.listeners, &slots, generation)
+        };
+        self.current.store(Arc::new(snapshot));
+        ReloadReport {
+            entries,
+            generation,
+        }
+    }
+
+    /// The snapshot served right now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The resolver for a configured listener, or `None` if no load has named it.
+    pub fn resolver(&self, listener: &str) -> Option<Arc<SniResolver>> {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = slots.iter().position(|s| s == listener)?;
+        Some(Arc::new(SniResolver::new(self.current.clone(), slot)))
+    }
+}

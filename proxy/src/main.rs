@@ -1,0 +1,1 @@
+fn main(){ println!("gatehouse {}", env!("CARGO_PKG_VERSION")); }
