@@ -60,7 +60,16 @@ impl LoadedCert {
         let provider = provider();
         let mut warnings = Vec::new();
         let certs = chain::dedup(&bundle.certs, &mut warnings)?;
-        let pair = chain::match_key(bundle, &certs, provider)?;
+        let pair = chain::match_key(bundle, &certs, provider).map_err(|e| match e {
+            // The provider refuses weak RSA keys outright: say so in terms of the
+            // certificate that has one.
+            LoadError::UnsupportedKey { .. } => certs
+                .iter()
+                .filter(|c| !c.x509.is_ca())
+                .find_map(|c| validate::check_key_strength(c).err())
+                .unwrap_or(e),
+            e => e,
+        })?;
         let ordered = chain::order(&certs, pair.leaf);
         let served: Vec<&Parsed<'_>> = ordered.path.iter().map(|&i| &certs[i]).collect();
         let leaf_warnings = validate::check_served(&served, now)?;

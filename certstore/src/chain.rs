@@ -133,6 +133,7 @@ pub(crate) fn order(certs: &[Parsed<'_>], leaf: usize) -> Ordered {
             None => {
                 warnings.push(Warning::IncompleteChain {
                     missing_issuer: certs[current].x509.issuer().to_string(),
+                    after_intermediate: current != leaf,
                 });
                 break;
             }

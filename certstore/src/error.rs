@@ -171,7 +171,12 @@ pub enum Warning {
     /// The files listed the certificates in another order than the one served.
     Reordered,
     /// The chain stops before a self-signed certificate: clients that lack the issuer fail.
-    IncompleteChain { missing_issuer: String },
+    /// `after_intermediate` says the chain does reach an intermediate (whose issuer is
+    /// usually a root clients already trust); otherwise the leaf stands alone.
+    IncompleteChain {
+        missing_issuer: String,
+        after_intermediate: bool,
+    },
     /// Lifetime above what browsers accept for publicly trusted certificates.
     LongLifetime { days: i64 },
     /// Renew soon.
@@ -198,9 +203,19 @@ impl fmt::Display for Warning {
                 f,
                 "certificates were out of order: served as leaf first, then intermediates"
             ),
-            Self::IncompleteChain { missing_issuer } => write!(
+            Self::IncompleteChain {
+                missing_issuer,
+                after_intermediate: false,
+            } => write!(
                 f,
                 "chain incomplete: issuer \"{missing_issuer}\" missing; add the intermediate certificate the CA sent to `chain`"
+            ),
+            Self::IncompleteChain {
+                missing_issuer,
+                after_intermediate: true,
+            } => write!(
+                f,
+                "chain ends below \"{missing_issuer}\", which is not in the files: fine if it is a root your clients trust (set `trust_anchors` to check), else add it to `chain`"
             ),
             Self::LongLifetime { days } => write!(
                 f,

@@ -91,7 +91,7 @@ pub(crate) fn rsa_bits(modulus: &[u8]) -> usize {
     significant.len() * 8 - significant[0].leading_zeros() as usize
 }
 
-fn check_key_strength(cert: &Parsed<'_>) -> Result<(), LoadError> {
+pub(crate) fn check_key_strength(cert: &Parsed<'_>) -> Result<(), LoadError> {
     if let Ok(PublicKey::RSA(rsa)) = cert.x509.public_key().parsed() {
         let bits = rsa_bits(rsa.modulus);
         if bits < MIN_RSA_BITS {

@@ -1,1 +1,3 @@
-fn main(){ println!("gatehouse {}", env!("CARGO_PKG_VERSION")); }
+fn main() {
+    println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
+}

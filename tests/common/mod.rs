@@ -1,1 +1,416 @@
+//! Helpers shared by the integration tests and the benches: test PKIs (rcgen and the
+//! `openssl` CLI), temp files, a TLS echo server on `127.0.0.1:0` and a TLS client that
+//! reports the chain it was served.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SerialNumber,
+};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// Bound on every network step a test takes.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The files `tests/fixtures/make-fixtures.sh` makes with the `openssl` CLI, made once per
+/// test process into a temp dir of its own.
+pub fn openssl_fixtures() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("gatehouse-fixtures-")
+            .tempdir()
+            .expect("temp dir for fixtures");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/make-fixtures.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(dir.path())
+            .output()
+            .expect("run make-fixtures.sh (is the openssl CLI installed?)");
+        assert!(
+            out.status.success(),
+            "make-fixtures.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+    .path()
+}
+
+/// A fresh temp dir, removed when dropped.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("gatehouse-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// Writes `contents` to `dir/name` and returns the path.
+pub fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write test file");
+    path
+}
+
+fn unique_serial() -> SerialNumber {
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos() as u64;
+    let mut bytes = vec![0x11];
+    bytes.extend(nanos.to_be_bytes());
+    bytes.extend(u64::from(std::process::id()).to_be_bytes());
+    bytes.extend(n.to_be_bytes());
+    SerialNumber::from_slice(&bytes)
+}
+
+/// A certificate authority made with rcgen.
+pub struct Ca {
+    pub cert: CertificateDer<'static>,
+    pub cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A leaf certificate and its key, PEM.
+pub struct Leaf {
+    pub cert: CertificateDer<'static>,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Leaf {
+    /// The serial as certstore and x509-parser print it.
+    pub fn serial(&self) -> String {
+        serial_of(&self.cert)
+    }
+}
+
+/// The serial number of a DER certificate, colon-separated hex.
+pub fn serial_of(der: &[u8]) -> String {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).expect("parse test certificate");
+    cert.raw_serial_as_string()
+}
+
+/// What to put in a leaf.
+pub struct LeafSpec<'a> {
+    pub names: &'a [&'a str],
+    pub common_name: Option<&'a str>,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+impl<'a> LeafSpec<'a> {
+    /// Valid from yesterday for 90 days, CN = first name.
+    pub fn new(names: &'a [&'a str]) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            names,
+            common_name: names.first().copied(),
+            not_before: now - time::Duration::days(1),
+            not_after: now + time::Duration::days(90),
+        }
+    }
+
+    pub fn validity(mut self, from_now_days: i64, to_now_days: i64) -> Self {
+        let now = OffsetDateTime::now_utc();
+        self.not_before = now + time::Duration::days(from_now_days);
+        self.not_after = now + time::Duration::days(to_now_days);
+        self
+    }
+}
+
+impl Ca {
+    /// A self-signed root.
+    pub fn root(common_name: &str) -> Self {
+        let key = KeyPair::generate().expect("CA key");
+        let params = ca_params(common_name);
+        let cert = params.self_signed(&key).expect("self-sign CA");
+        Self {
+            cert_pem: cert.pem(),
+            cert: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// An intermediate CA signed by this one.
+    pub fn intermediate(&self, common_name: &str) -> Self {
+        let key = KeyPair::generate().expect("intermediate key");
+        let params = ca_params(common_name);
+        let cert = params.signed_by(&key, &self.issuer).expect("sign intermediate");
+        Self {
+            cert_pem: cert.pem(),
+            cert: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A leaf for `names`, valid now for 90 days.
+    pub fn leaf(&self, names: &[&str]) -> Leaf {
+        self.leaf_with(LeafSpec::new(names))
+    }
+
+    pub fn leaf_with(&self, spec: LeafSpec<'_>) -> Leaf {
+        let key = KeyPair::generate().expect("leaf key");
+        self.leaf_with_key(spec, key)
+    }
+
+    /// A leaf for an existing key (the same key, a new certificate: a renewal).
+    pub fn leaf_with_key(&self, spec: LeafSpec<'_>, key: KeyPair) -> Leaf {
+        let names: Vec<String> = spec.names.iter().map(|s| s.to_string()).collect();
+        let mut params = CertificateParams::new(names).expect("leaf params");
+        if let Some(cn) = spec.common_name {
+            params.distinguished_name.push(DnType::CommonName, cn);
+        }
+        params.not_before = spec.not_before;
+        params.not_after = spec.not_after;
+        params.serial_number = Some(unique_serial());
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
+        Leaf {
+            cert_pem: cert.pem(),
+            cert: cert.der().clone(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+fn ca_params(common_name: &str) -> CertificateParams {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(2);
+    params.not_after = now + time::Duration::days(3650);
+    params.serial_number = Some(unique_serial());
+    params.use_authority_key_identifier_extension = true;
+    params
+}
+
+/// A root, an intermediate under it, and helpers to write leaves as files.
+pub struct Pki {
+    pub root: Ca,
+    pub inter: Ca,
+}
+
+impl Pki {
+    pub fn new() -> Self {
+        let root = Ca::root("Gatehouse rcgen Root");
+        let inter = root.intermediate("Gatehouse rcgen Intermediate");
+        Self { root, inter }
+    }
+
+    /// Writes `leaf` as `name.crt` (leaf only), `name.key` and `name.chain.pem`
+    /// (intermediate) into `dir`; returns the certstore source.
+    pub fn write_leaf(&self, dir: &Path, name: &str, leaf: &Leaf) -> certstore::Source {
+        certstore::Source::Files {
+            cert: write(dir, &format!("{name}.crt"), &leaf.cert_pem),
+            key: write(dir, &format!("{name}.key"), &leaf.key_pem),
+            chain: Some(write(dir, &format!("{name}.chain.pem"), &self.inter.cert_pem)),
+        }
+    }
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A TLS echo server on `127.0.0.1:0` that terminates TLS exactly as the proxy does.
+/// Aborted when dropped.
+pub struct EchoServer {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl EchoServer {
+    pub async fn start(tls: proxy::tls::ListenerTls) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+                    let Ok(mut stream) = proxy::tls::handshake(tcp, &tls, deadline).await else {
+                        return;
+                    };
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if stream.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                                let _ = stream.flush().await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+/// Accepts any server certificate: tests check the served chain themselves with
+/// [`verify_chain`], which lets them ask for names the certificate does not cover.
+#[derive(Debug)]
+struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A rustls client config that records nothing and trusts anything (see [`verify_chain`]).
+pub fn inspecting_client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let provider = certstore::provider().clone();
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Connects with TLS to `addr`, sending `sni` (or no SNI at all). Returns the stream and
+/// the chain the server presented.
+pub async fn connect(
+    addr: SocketAddr,
+    sni: Option<&str>,
+) -> std::io::Result<(
+    tokio_rustls::client::TlsStream<TcpStream>,
+    Vec<CertificateDer<'static>>,
+)> {
+    let mut config = (*inspecting_client_config(&[])).clone();
+    config.enable_sni = sni.is_some();
+    let name = ServerName::try_from(sni.unwrap_or("no-sni.invalid").to_owned())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let tcp = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr)).await??;
+    let stream = tokio::time::timeout(
+        STEP_TIMEOUT,
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await??;
+    let chain = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.clone().into_owned())
+        .collect();
+    Ok((stream, chain))
+}
+
+/// Verifies a served chain as a browser would: to `root`, for `name`.
+pub fn verify_chain(
+    chain: &[CertificateDer<'static>],
+    root: &CertificateDer<'static>,
+    name: &str,
+) -> Result<(), rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone())?;
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        certstore::provider().clone(),
+    )
+    .build()
+    .map_err(|e| rustls::Error::General(e.to_string()))?;
+    let name = ServerName::try_from(name.to_owned())
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
+    verifier
+        .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
+        .map(|_| ())
+}
+
+/// Writes `msg` and reads the echo back, bounded in time.
+pub async fn echo_roundtrip<S>(stream: &mut S, msg: &[u8]) -> std::io::Result<Vec<u8>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tokio::time::timeout(STEP_TIMEOUT, async {
+        stream.write_all(msg).await?;
+        stream.flush().await?;
+        let mut buf = vec![0u8; msg.len()];
+        stream.read_exact(&mut buf).await?;
+        Ok(buf)
+    })
+    .await?
+}
+
+/// Builds the TLS side of a listener exactly as the proxy does.
+pub fn listener_tls(store: &certstore::Store, listener: &str, strict_sni: bool) -> proxy::tls::ListenerTls {
+    let resolver = store.resolver(listener).expect("listener known to the store");
+    let config = proxy::tls::server_config(resolver.clone(), &proxy::tls::TlsOptions::default())
+        .expect("server config");
+    proxy::tls::ListenerTls {
+        config,
+        resolver,
+        strict_sni,
+    }
+}

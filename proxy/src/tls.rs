@@ -1,0 +1,156 @@
+//! The TLS side of a listener: its rustls configuration and the handshake.
+//!
+//! The handshake reads the ClientHello first (`LazyConfigAcceptor`) so that a listener with
+//! `strict_sni` can answer an unknown name with the `unrecognized_name` alert — rustls only
+//! knows how to send `access_denied` when no certificate resolves.
+
+use std::io;
+use std::sync::Arc;
+
+use certstore::{Selection, SniResolver};
+use rustls::server::{Acceptor, ServerConfig};
+use rustls::{AlertDescription, ContentType, ProtocolVersion};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, timeout_at};
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// What a listener needs to terminate TLS. Built at startup; certificates change underneath
+/// through the resolver's snapshot, never by rebuilding this.
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    pub config: Arc<ServerConfig>,
+    pub resolver: Arc<SniResolver>,
+    /// Refuse unknown names (and clients without SNI) with `unrecognized_name`.
+    pub strict_sni: bool,
+}
+
+/// Options for [`server_config`].
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    /// Offer only TLS 1.3.
+    pub tls13_only: bool,
+    /// ALPN protocols in preference order, e.g. `h2`, `http/1.1`.
+    pub alpn: Vec<Vec<u8>>,
+    /// Session resumption by tickets (TLS 1.2 and 1.3) and session IDs.
+    pub session_resumption: bool,
+}
+
+impl Default for TlsOptions {
+    fn default() -> Self {
+        Self {
+            tls13_only: false,
+            alpn: Vec::new(),
+            session_resumption: true,
+        }
+    }
+}
+
+/// Errors building a listener's TLS configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsSetupError {
+    #[error("cannot set up TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// TLS 1.2 and 1.3 (or 1.3 only) with the aws-lc-rs provider, certificates from `resolver`.
+pub fn server_config(
+    resolver: Arc<SniResolver>,
+    options: &TlsOptions,
+) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    let versions: &[&rustls::SupportedProtocolVersion] = if options.tls13_only {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let mut config = ServerConfig::builder_with_provider(certstore::provider().clone())
+        .with_protocol_versions(versions)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = options.alpn.clone();
+    if options.session_resumption {
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    } else {
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
+    Ok(Arc::new(config))
+}
+
+/// Why a handshake did not complete. Doubles as the `result` metric label.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    #[error("handshake timed out")]
+    Timeout,
+    #[error("refused server name {0:?}: no certificate covers it and strict_sni is on")]
+    UnrecognizedName(Option<String>),
+    #[error("no certificate configured for this listener")]
+    NoCertificate,
+    #[error("TLS handshake failed: {0}")]
+    Protocol(#[source] io::Error),
+}
+
+impl HandshakeError {
+    pub fn as_label(&self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::UnrecognizedName(_) => "unrecognized_name",
+            Self::NoCertificate => "no_certificate",
+            Self::Protocol(_) => "protocol_error",
+        }
+    }
+}
+
+/// A fatal `unrecognized_name` alert as one TLS record: rustls has no API to send it.
+fn unrecognized_name_alert() -> [u8; 7] {
+    let [v_hi, v_lo] = u16::from(ProtocolVersion::TLSv1_2).to_be_bytes();
+    const FATAL: u8 = 2;
+    [
+        u8::from(ContentType::Alert),
+        v_hi,
+        v_lo,
+        0,
+        2,
+        FATAL,
+        u8::from(AlertDescription::UnrecognisedName),
+    ]
+}
+
+/// Runs the server handshake on `io`, all of it bounded by `deadline`.
+pub async fn handshake<IO>(
+    io: IO,
+    tls: &ListenerTls,
+    deadline: Instant,
+) -> Result<TlsStream<IO>, HandshakeError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let acceptor = LazyConfigAcceptor::new(Acceptor::default(), io);
+    let start = match timeout_at(deadline, acceptor).await {
+        Err(_) => return Err(HandshakeError::Timeout),
+        Ok(Err(e)) => return Err(HandshakeError::Protocol(e)),
+        Ok(Ok(start)) => start,
+    };
+    if tls.strict_sni {
+        let hello = start.client_hello();
+        let selection = tls.resolver.selection(hello.server_name());
+        match selection {
+            Selection::Refused => {
+                let name = hello.server_name().map(str::to_owned);
+                let mut io = start.io;
+                // Best effort: the peer may already be gone.
+                let _ = timeout_at(deadline, io.write_all(&unrecognized_name_alert())).await;
+                return Err(HandshakeError::UnrecognizedName(name));
+            }
+            Selection::NoCertificate => return Err(HandshakeError::NoCertificate),
+            _ => {}
+        }
+    }
+    match timeout_at(deadline, start.into_stream(tls.config.clone())).await {
+        Err(_) => Err(HandshakeError::Timeout),
+        Ok(Err(e)) => Err(HandshakeError::Protocol(e)),
+        Ok(Ok(stream)) => Ok(stream),
+    }
+}
