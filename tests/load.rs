@@ -77,13 +77,21 @@ fn assert_mentions(err: &LoadError, path: &Path) {
 
 #[test]
 fn pem_leaf_key_and_chain_file_load_with_the_intermediate_served() {
-    let cert = loads(&files("leaf-ecp256.crt", "leaf-ecp256.key", Some("inter.crt")));
+    let cert = loads(&files(
+        "leaf-ecp256.crt",
+        "leaf-ecp256.key",
+        Some("inter.crt"),
+    ));
     assert_leaf_then_intermediate(&cert);
     assert_eq!(cert.leaf().key, "ECDSA P-256");
     assert!(
-        cert.warnings
-            .iter()
-            .any(|w| matches!(w, Warning::IncompleteChain { after_intermediate: true, .. })),
+        cert.warnings.iter().any(|w| matches!(
+            w,
+            Warning::IncompleteChain {
+                after_intermediate: true,
+                ..
+            }
+        )),
         "a chain that stops at an intermediate is worth a warning: {:?}",
         cert.warnings
     );
@@ -99,7 +107,11 @@ fn crlf_bundle_with_text_around_the_blocks_loads() {
 fn leaf_last_bundle_is_reordered_with_a_warning() {
     let cert = loads(&files("reversed.pem", "leaf-ecp256.key", None));
     assert_leaf_then_intermediate(&cert);
-    assert!(cert.warnings.contains(&Warning::Reordered), "{:?}", cert.warnings);
+    assert!(
+        cert.warnings.contains(&Warning::Reordered),
+        "{:?}",
+        cert.warnings
+    );
 }
 
 #[test]
@@ -107,12 +119,28 @@ fn root_duplicates_and_unrelated_certificates_are_dropped_with_warnings() {
     let cert = loads(&files("messy-bundle.pem", "leaf-ecp256.key", None));
     assert_leaf_then_intermediate(&cert);
     let w = &cert.warnings;
-    assert!(w.contains(&Warning::DroppedDuplicate { subject: INTER.into() }), "{w:?}");
-    assert!(w.contains(&Warning::DroppedRoot { subject: "CN=Gatehouse Test Root".into() }), "{w:?}");
-    assert!(w.contains(&Warning::DroppedUnrelated { subject: "CN=Unrelated Test Root".into() }), "{w:?}");
+    assert!(
+        w.contains(&Warning::DroppedDuplicate {
+            subject: INTER.into()
+        }),
+        "{w:?}"
+    );
+    assert!(
+        w.contains(&Warning::DroppedRoot {
+            subject: "CN=Gatehouse Test Root".into()
+        }),
+        "{w:?}"
+    );
+    assert!(
+        w.contains(&Warning::DroppedUnrelated {
+            subject: "CN=Unrelated Test Root".into()
+        }),
+        "{w:?}"
+    );
     assert!(w.contains(&Warning::Reordered), "{w:?}");
     assert!(
-        !w.iter().any(|w| matches!(w, Warning::IncompleteChain { .. })),
+        !w.iter()
+            .any(|w| matches!(w, Warning::IncompleteChain { .. })),
         "a chain that reaches its root is complete: {w:?}"
     );
 }
@@ -165,7 +193,11 @@ fn every_key_format_and_type_loads() {
 
 #[test]
 fn pkcs12_with_password_loads_modern_and_legacy() {
-    for file in ["leaf-ecp256.p12", "leaf-ecp256-legacy.p12", "leaf-rsa2048.p12"] {
+    for file in [
+        "leaf-ecp256.p12",
+        "leaf-ecp256-legacy.p12",
+        "leaf-rsa2048.p12",
+    ] {
         let cert = loads(&pkcs12(file, "password.txt"));
         assert_leaf_then_intermediate(&cert);
     }
@@ -183,7 +215,10 @@ fn wrong_pkcs12_password_is_its_own_error() {
 fn encrypted_pem_keys_are_refused_with_advice() {
     for key in ["leaf-ecp256.enc.key", "leaf-rsa2048.enc.key"] {
         let err = fails(&files("leaf-ecp256.crt", key, None));
-        assert!(matches!(err, LoadError::EncryptedKey { .. }), "{key}: {err:?}");
+        assert!(
+            matches!(err, LoadError::EncryptedKey { .. }),
+            "{key}: {err:?}"
+        );
         assert_mentions(&err, &fx(key));
         assert!(err.to_string().contains("PKCS#12"), "{err}");
     }
@@ -201,8 +236,15 @@ fn key_that_matches_no_certificate_is_refused() {
 
 #[test]
 fn weak_rsa_key_is_refused() {
-    let err = fails(&files("leaf-rsa1024.crt", "leaf-rsa1024.key", Some("inter.crt")));
-    assert!(matches!(err, LoadError::WeakRsaKey { bits: 1024, .. }), "{err:?}");
+    let err = fails(&files(
+        "leaf-rsa1024.crt",
+        "leaf-rsa1024.key",
+        Some("inter.crt"),
+    ));
+    assert!(
+        matches!(err, LoadError::WeakRsaKey { bits: 1024, .. }),
+        "{err:?}"
+    );
     assert_mentions(&err, &fx("leaf-rsa1024.crt"));
 }
 
@@ -220,13 +262,21 @@ fn sha1_and_md5_signatures_are_refused() {
 
 #[test]
 fn certificate_without_subject_alternative_name_is_refused() {
-    let err = fails(&files("leaf-nosan.crt", "leaf-nosan.key", Some("inter.crt")));
+    let err = fails(&files(
+        "leaf-nosan.crt",
+        "leaf-nosan.key",
+        Some("inter.crt"),
+    ));
     assert!(matches!(err, LoadError::NoSubjectAltName { .. }), "{err:?}");
 }
 
 #[test]
 fn common_name_missing_from_sans_is_a_warning() {
-    let cert = loads(&files("leaf-cn-mismatch.crt", "leaf-cn-mismatch.key", Some("inter.crt")));
+    let cert = loads(&files(
+        "leaf-cn-mismatch.crt",
+        "leaf-cn-mismatch.key",
+        Some("inter.crt"),
+    ));
     assert!(
         cert.warnings.contains(&Warning::CommonNameNotInSans {
             common_name: "other.test".into()
@@ -238,11 +288,18 @@ fn common_name_missing_from_sans_is_a_warning() {
 
 #[test]
 fn empty_garbage_truncated_and_missing_files_have_their_own_errors() {
-    let cases: [(&str, fn(&LoadError) -> bool); 4] = [
+    type IsExpected = fn(&LoadError) -> bool;
+    let cases: [(&str, IsExpected); 4] = [
         ("empty.pem", |e| matches!(e, LoadError::Empty { .. })),
-        ("garbage.pem", |e| matches!(e, LoadError::Unrecognized { .. })),
-        ("truncated.pem", |e| matches!(e, LoadError::MalformedPem { .. })),
-        ("notpem.txt", |e| matches!(e, LoadError::Unrecognized { .. })),
+        ("garbage.pem", |e| {
+            matches!(e, LoadError::Unrecognized { .. })
+        }),
+        ("truncated.pem", |e| {
+            matches!(e, LoadError::MalformedPem { .. })
+        }),
+        ("notpem.txt", |e| {
+            matches!(e, LoadError::Unrecognized { .. })
+        }),
     ];
     for (file, expected) in cases {
         for spec in [
@@ -277,7 +334,10 @@ fn trust_anchors_verify_the_chain_or_refuse_it() {
     spec.trust_anchors = Some(fx("root.crt"));
     let cert = loads(&spec);
     assert!(
-        !cert.warnings.iter().any(|w| matches!(w, Warning::IncompleteChain { .. })),
+        !cert
+            .warnings
+            .iter()
+            .any(|w| matches!(w, Warning::IncompleteChain { .. })),
         "verified to an anchor, the chain is complete: {:?}",
         cert.warnings
     );
@@ -303,10 +363,18 @@ fn rcgen_spec(dir: &Path, pki: &Pki, spec: LeafSpec<'_>) -> CertSpec {
 fn expired_and_not_yet_valid_certificates_are_refused() {
     let dir = temp_dir();
     let pki = Pki::new();
-    let err = fails(&rcgen_spec(dir.path(), &pki, LeafSpec::new(&["engine.test"]).validity(-100, -1)));
+    let err = fails(&rcgen_spec(
+        dir.path(),
+        &pki,
+        LeafSpec::new(&["engine.test"]).validity(-100, -1),
+    ));
     assert!(matches!(err, LoadError::Expired { .. }), "{err:?}");
     assert!(err.to_string().contains("renew"), "{err}");
-    let err = fails(&rcgen_spec(dir.path(), &pki, LeafSpec::new(&["engine.test"]).validity(2, 60)));
+    let err = fails(&rcgen_spec(
+        dir.path(),
+        &pki,
+        LeafSpec::new(&["engine.test"]).validity(2, 60),
+    ));
     assert!(matches!(err, LoadError::NotYetValid { .. }), "{err:?}");
 }
 
@@ -314,11 +382,31 @@ fn expired_and_not_yet_valid_certificates_are_refused() {
 fn long_lifetime_and_near_expiry_are_warnings() {
     let dir = temp_dir();
     let pki = Pki::new();
-    let long = loads(&rcgen_spec(dir.path(), &pki, LeafSpec::new(&["engine.test"]).validity(-1, 800)));
-    assert!(long.warnings.iter().any(|w| matches!(w, Warning::LongLifetime { .. })), "{:?}", long.warnings);
-    let soon = loads(&rcgen_spec(dir.path(), &pki, LeafSpec::new(&["engine.test"]).validity(-60, 10)));
+    let long = loads(&rcgen_spec(
+        dir.path(),
+        &pki,
+        LeafSpec::new(&["engine.test"]).validity(-1, 800),
+    ));
     assert!(
-        soon.warnings.iter().any(|w| matches!(w, Warning::ExpiresSoon { days_left: 9 | 10, .. })),
+        long.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::LongLifetime { .. })),
+        "{:?}",
+        long.warnings
+    );
+    let soon = loads(&rcgen_spec(
+        dir.path(),
+        &pki,
+        LeafSpec::new(&["engine.test"]).validity(-60, 10),
+    ));
+    assert!(
+        soon.warnings.iter().any(|w| matches!(
+            w,
+            Warning::ExpiresSoon {
+                days_left: 9 | 10,
+                ..
+            }
+        )),
         "{:?}",
         soon.warnings
     );
@@ -329,10 +417,18 @@ fn rcgen_chain_with_wildcard_loads() {
     let dir = temp_dir();
     let pki = Pki::new();
     let leaf = pki.inter.leaf(&["*.example.com", "example.com"]);
-    let path = write(dir.path(), "all.pem", format!("{}{}{}", pki.inter.cert_pem, leaf.key_pem, leaf.cert_pem));
+    let path = write(
+        dir.path(),
+        "all.pem",
+        format!("{}{}{}", pki.inter.cert_pem, leaf.key_pem, leaf.cert_pem),
+    );
     let cert = loads(&CertSpec {
         name: "wild".into(),
-        source: Source::Files { cert: path.clone(), key: path, chain: None },
+        source: Source::Files {
+            cert: path.clone(),
+            key: path,
+            chain: None,
+        },
         trust_anchors: None,
     });
     assert_eq!(cert.leaf().dns_names, vec!["*.example.com", "example.com"]);

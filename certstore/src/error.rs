@@ -180,7 +180,10 @@ pub enum Warning {
     /// Lifetime above what browsers accept for publicly trusted certificates.
     LongLifetime { days: i64 },
     /// Renew soon.
-    ExpiresSoon { days_left: i64, not_after: Timestamp },
+    ExpiresSoon {
+        days_left: i64,
+        not_after: Timestamp,
+    },
     /// The subject's common name is not among the subject alternative names.
     CommonNameNotInSans { common_name: String },
 }
@@ -224,10 +227,7 @@ impl fmt::Display for Warning {
             Self::ExpiresSoon {
                 days_left,
                 not_after,
-            } => write!(
-                f,
-                "expires in {days_left} days ({not_after}): renew it"
-            ),
+            } => write!(f, "expires in {days_left} days ({not_after}): renew it"),
             Self::CommonNameNotInSans { common_name } => write!(
                 f,
                 "common name \"{common_name}\" is not among the subject alternative names; clients that check it will fail"

@@ -109,11 +109,7 @@ pub(crate) fn ip_addresses(x: &X509Certificate<'_>) -> Vec<String> {
 /// SHA-256 fingerprint, uppercase hex pairs joined by colons.
 pub fn fingerprint(der: &[u8]) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-    let hex: Vec<String> = digest
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect();
+    let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
     hex.join(":")
 }
 

@@ -30,13 +30,11 @@ pub use cert::{LoadedCert, provider};
 pub use error::{LoadError, Warning};
 pub use info::{CertInfo, fingerprint};
 pub use parse::{
-    Bundle, SourcedCert, SourcedKey, load_source, parse_any, parse_bundle, parse_pkcs12,
-    read_file, read_password,
+    Bundle, SourcedCert, SourcedKey, load_source, parse_any, parse_bundle, parse_pkcs12, read_file,
+    read_password,
 };
 pub use resolve::{ListenerIndex, Selection, SniResolver};
 pub use source::{CertSpec, ListenerSpec, Source, StoreConfig};
-pub use store::{
-    InitialLoadError, Outcome, ReloadReport, ReportEntry, Snapshot, Store, Version,
-};
+pub use store::{InitialLoadError, Outcome, ReloadReport, ReportEntry, Snapshot, Store, Version};
 pub use time::Timestamp;
 pub use validate::{EXPIRY_WARNING_DAYS, MAX_LIFETIME_DAYS, MIN_RSA_BITS};

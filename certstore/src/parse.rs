@@ -197,16 +197,16 @@ fn describe_pem_error(e: &pem::Error) -> String {
 }
 
 fn parse_der(path: &Path, bytes: &[u8]) -> Result<Bundle, LoadError> {
-    if let Ok((rest, _)) = x509_parser::parse_x509_certificate(bytes) {
-        if rest.is_empty() {
-            return Ok(Bundle {
-                certs: vec![SourcedCert {
-                    der: CertificateDer::from(bytes.to_vec()),
-                    path: path.to_owned(),
-                }],
-                keys: Vec::new(),
-            });
-        }
+    if let Ok((rest, _)) = x509_parser::parse_x509_certificate(bytes)
+        && rest.is_empty()
+    {
+        return Ok(Bundle {
+            certs: vec![SourcedCert {
+                der: CertificateDer::from(bytes.to_vec()),
+                path: path.to_owned(),
+            }],
+            keys: Vec::new(),
+        });
     }
     match PrivateKeyDer::try_from(bytes.to_vec()) {
         Ok(der) => Ok(Bundle {

@@ -99,10 +99,16 @@ impl fmt::Display for Version {
 #[derive(Debug)]
 pub enum Outcome {
     Added(Version),
-    Updated { before: Version, after: Version },
+    Updated {
+        before: Version,
+        after: Version,
+    },
     Unchanged(Version),
     /// The new material failed; the previous version keeps serving.
-    KeptPrevious { serving: Version, error: LoadError },
+    KeptPrevious {
+        serving: Version,
+        error: LoadError,
+    },
     /// A new certificate failed and there is nothing to keep.
     Failed(LoadError),
     Removed(Version),
@@ -245,6 +251,21 @@ impl Store {
         }
     }
 
+    /// A store serving certificates already loaded (issued in memory, or for benchmarks).
+    pub fn from_loaded(certs: Vec<LoadedCert>, listeners: &[ListenerSpec]) -> Self {
+        let slots: Vec<String> = listeners.iter().map(|l| l.name.clone()).collect();
+        let certs = certs
+            .into_iter()
+            .map(|c| (c.name.clone(), Arc::new(c)))
+            .collect();
+        let snapshot = Snapshot::build(certs, listeners, &slots, 1);
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(snapshot)),
+            slots: Mutex::new(slots),
+            reloading: Mutex::new(()),
+        }
+    }
+
     /// Reloads at the current time.
     pub fn reload(&self, config: &StoreConfig) -> ReloadReport {
         self.reload_at(config, Timestamp::now())
@@ -253,16 +274,21 @@ impl Store {
     /// Loads every configured certificate off to the side, keeps the previous version of
     /// any that fails, and publishes the new snapshot in one swap.
     pub fn reload_at(&self, config: &StoreConfig, now: Timestamp) -> ReloadReport {
-        let _one_at_a_time = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let old = self.current.load_full();
         let mut certs = BTreeMap::new();
         let mut entries = Vec::with_capacity(config.certificates.len());
         for spec in &config.certificates {
             let previous = old.certs.get(&spec.name);
             let (outcome, warnings, serve) = match (LoadedCert::load(spec, now), previous) {
-                (Ok(new), Some(prev)) if new.same_chain(prev) => {
-                    (Outcome::Unchanged(Version::of(prev)), new.warnings, Some(prev.clone()))
-                }
+                (Ok(new), Some(prev)) if new.same_chain(prev) => (
+                    Outcome::Unchanged(Version::of(prev)),
+                    new.warnings,
+                    Some(prev.clone()),
+                ),
                 (Ok(new), Some(prev)) => (
                     Outcome::Updated {
                         before: Version::of(prev),

@@ -23,7 +23,10 @@ const WEAK_SIGNATURES: &[(&str, &str)] = &[
 ];
 
 /// Checks every served certificate (leaf first) and returns the warnings for the leaf.
-pub(crate) fn check_served(served: &[&Parsed<'_>], now: Timestamp) -> Result<Vec<Warning>, LoadError> {
+pub(crate) fn check_served(
+    served: &[&Parsed<'_>],
+    now: Timestamp,
+) -> Result<Vec<Warning>, LoadError> {
     for cert in served {
         check_validity(cert, now)?;
         check_signature(cert)?;

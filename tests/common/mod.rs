@@ -147,7 +147,9 @@ impl Ca {
     pub fn intermediate(&self, common_name: &str) -> Self {
         let key = KeyPair::generate().expect("intermediate key");
         let params = ca_params(common_name);
-        let cert = params.signed_by(&key, &self.issuer).expect("sign intermediate");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign intermediate");
         Self {
             cert_pem: cert.pem(),
             cert: cert.der().clone(),
@@ -189,7 +191,9 @@ impl Ca {
 
 fn ca_params(common_name: &str) -> CertificateParams {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let now = OffsetDateTime::now_utc();
@@ -219,7 +223,11 @@ impl Pki {
         certstore::Source::Files {
             cert: write(dir, &format!("{name}.crt"), &leaf.cert_pem),
             key: write(dir, &format!("{name}.key"), &leaf.key_pem),
-            chain: Some(write(dir, &format!("{name}.chain.pem"), &self.inter.cert_pem)),
+            chain: Some(write(
+                dir,
+                &format!("{name}.chain.pem"),
+                &self.inter.cert_pem,
+            )),
         }
     }
 }
@@ -381,8 +389,8 @@ pub fn verify_chain(
     )
     .build()
     .map_err(|e| rustls::Error::General(e.to_string()))?;
-    let name = ServerName::try_from(name.to_owned())
-        .map_err(|e| rustls::Error::General(e.to_string()))?;
+    let name =
+        ServerName::try_from(name.to_owned()).map_err(|e| rustls::Error::General(e.to_string()))?;
     verifier
         .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
         .map(|_| ())
@@ -404,8 +412,14 @@ where
 }
 
 /// Builds the TLS side of a listener exactly as the proxy does.
-pub fn listener_tls(store: &certstore::Store, listener: &str, strict_sni: bool) -> proxy::tls::ListenerTls {
-    let resolver = store.resolver(listener).expect("listener known to the store");
+pub fn listener_tls(
+    store: &certstore::Store,
+    listener: &str,
+    strict_sni: bool,
+) -> proxy::tls::ListenerTls {
+    let resolver = store
+        .resolver(listener)
+        .expect("listener known to the store");
     let config = proxy::tls::server_config(resolver.clone(), &proxy::tls::TlsOptions::default())
         .expect("server config");
     proxy::tls::ListenerTls {
