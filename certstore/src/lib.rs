@@ -11,6 +11,8 @@
 //! - `info`: what operators see of a certificate.
 //! - `cert`: one loaded certificate ([`LoadedCert`]).
 //! - `resolve`: SNI → certificate on the handshake path ([`SniResolver`]).
+//! - `issue`: the internal CA ([`InternalCa`]).
+//! - `fsutil`: atomic file writes ([`write_atomic`]).
 //! - `store`: the [`Snapshot`] behind an `ArcSwap`, and [`Store::reload`].
 
 #![forbid(unsafe_code)]
@@ -18,7 +20,9 @@
 mod cert;
 mod chain;
 mod error;
+mod fsutil;
 mod info;
+mod issue;
 mod parse;
 mod resolve;
 mod source;
@@ -28,7 +32,9 @@ mod validate;
 
 pub use cert::{LoadedCert, provider};
 pub use error::{LoadError, Warning};
+pub use fsutil::{FileMode, write_atomic};
 pub use info::{CertInfo, fingerprint};
+pub use issue::{CA_LIFETIME_DAYS, InternalCa, IssueError, Issued, LEAF_LIFETIME_DAYS};
 pub use parse::{
     Bundle, SourcedCert, SourcedKey, load_source, parse_any, parse_bundle, parse_pkcs12, read_file,
     read_password,

@@ -2,8 +2,21 @@
 //! Certificates come from [`certstore`]; this crate knows sockets.
 //!
 //! # Layout
-//! - `tls`: the per-listener rustls server configuration and the bounded handshake.
+//! - `config`: the TOML file → a checked [`config::Config`].
+//! - `upstream`, `routes`: where each connection is forwarded (by SNI).
+//! - `tls`: the per-listener rustls configuration and the bounded handshake.
+//! - `listener`: accept loop with connection limits.
+//! - `forward`: HTTP reverse proxying and TCP piping.
+//! - `server`: a running instance ([`server::Running`]): start, reload, drain.
+//! - `cli`: the `gatehouse` subcommands.
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod config;
+pub mod forward;
+pub mod listener;
+pub mod routes;
+pub mod server;
 pub mod tls;
+pub mod upstream;

@@ -1,3 +1,76 @@
-fn main() {
-    println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
+//! The `gatehouse` command line: parses arguments and calls into the library.
+
+#![forbid(unsafe_code)]
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use proxy::cli;
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "TLS-terminating reverse proxy and certificate manager"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the configured listeners. SIGHUP reloads certificates; SIGTERM drains and exits.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Load everything as `run` would and report; exit 1 if `run` would not start.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run on an embedded default: a throwaway CA, three upstreams, SNI routing.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = cli::demo::DEFAULT_DEMO_BIND)]
+        bind: SocketAddr,
+        /// Where to put the demo's CA, certificates and config (default: a new temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => {
+            init_logging();
+            runtime()?.block_on(cli::run::run(&config))
+        }
+        Command::Check { config } => std::process::exit(cli::check::check(&config)),
+        Command::Demo { bind, dir } => {
+            init_logging();
+            runtime()?.block_on(cli::demo::demo(bind, dir))
+        }
+    }
 }

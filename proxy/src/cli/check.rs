@@ -1,0 +1,84 @@
+//! `gatehouse check --config FILE`: load everything as `run` would, without binding, and
+//! print one row per certificate. Exit 0 if `run` would start, 1 with every error otherwise.
+
+use std::path::Path;
+
+use certstore::{LoadedCert, Store, Timestamp};
+
+use super::exit;
+use super::table;
+use crate::config::Config;
+
+/// Runs the check, printing to stdout (report) and stderr (errors); returns the exit code.
+pub fn check(config_path: &Path) -> i32 {
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("check failed: gatehouse would not start");
+            return exit::PROBLEMS;
+        }
+    };
+    let now = Timestamp::now();
+    match Store::load(&config.store_config(), now) {
+        Ok((store, _)) => {
+            let snapshot = store.snapshot();
+            print!(
+                "{}",
+                certificate_table(snapshot.certificates().map(|c| &**c), now)
+            );
+            println!(
+                "config {} is OK: {} certificate(s), {} listener(s)",
+                config_path.display(),
+                config.certificates.len(),
+                config.listeners.len()
+            );
+            exit::OK
+        }
+        Err(e) => {
+            for entry in e.report.entries.iter().filter(|e| e.outcome.is_failure()) {
+                eprintln!("error: {entry}");
+            }
+            eprintln!("check failed: gatehouse would not start");
+            exit::PROBLEMS
+        }
+    }
+}
+
+/// The certificate table `check` and `certs list` print.
+pub fn certificate_table<'a>(
+    certs: impl Iterator<Item = &'a LoadedCert>,
+    now: Timestamp,
+) -> String {
+    let rows: Vec<Vec<String>> = certs
+        .map(|c| {
+            let leaf = c.leaf();
+            let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+            vec![
+                c.name.clone(),
+                leaf.names().join(","),
+                leaf.issuer.clone(),
+                leaf.not_after.to_string(),
+                leaf.days_left(now).to_string(),
+                c.chain.len().to_string(),
+                if warnings.is_empty() {
+                    "-".into()
+                } else {
+                    warnings.join("; ")
+                },
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "NAME",
+            "NAMES",
+            "ISSUER",
+            "NOT AFTER",
+            "DAYS LEFT",
+            "CHAIN",
+            "WARNINGS",
+        ],
+        &rows,
+    )
+}

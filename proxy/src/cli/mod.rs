@@ -1,0 +1,20 @@
+//! The `gatehouse` subcommands. `main.rs` parses the command line and calls these.
+//!
+//! # Layout
+//! - `run`: serve until SIGTERM/SIGINT, reload on SIGHUP.
+//! - `check`: load everything as `run` would and report (like `nginx -t`).
+//! - `demo`: a throwaway CA, three upstreams and Gatehouse in front of them.
+//! - `table`: plain-text tables for terminal output.
+
+pub mod check;
+pub mod demo;
+pub mod run;
+pub mod table;
+
+/// Process exit codes the subcommands promise to scripts.
+pub mod exit {
+    /// Everything fine.
+    pub const OK: i32 = 0;
+    /// The check or operation found problems (details printed).
+    pub const PROBLEMS: i32 = 1;
+}

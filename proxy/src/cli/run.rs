@@ -1,0 +1,33 @@
+//! `gatehouse run --config FILE`: serve until SIGTERM/SIGINT; SIGHUP reloads.
+
+use std::path::Path;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::server::{Running, log_reloaded};
+
+/// Serves until a stop signal, then drains. Returns when the process should exit 0.
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let running = Running::start(config_path).await?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tracing::info!("ready");
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading {}", config_path.display());
+                match running.reload() {
+                    Ok(reloaded) => log_reloaded(&reloaded),
+                    Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
+                }
+            }
+            _ = terminate.recv() => { tracing::info!("SIGTERM: draining"); break; }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: draining"); break; }
+        }
+    }
+    let grace = running.shutdown_timeout();
+    running.shutdown(grace).await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! HTTP mode: hyper serves HTTP/1.1 and HTTP/2 to the client, a pooled hyper-util client
+//! forwards to the upstream over HTTP/1.1 with keep-alive. Bodies stream both ways; 101
+//! upgrades (WebSocket) are spliced end to end.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Listener;
+use crate::routes::Target;
+
+/// The body Gatehouse answers with: the upstream's, streamed, or a short one of its own.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// How long an idle upstream connection stays in the pool; below common upstream
+/// keep-alive timeouts (nginx 75 s) so the upstream never closes one under a request.
+const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(50);
+
+/// What every connection of one HTTP listener shares. Built once at startup.
+pub struct HttpListener {
+    pub name: String,
+    server: auto::Builder<TokioExecutor>,
+    client: Client<HttpConnector, Incoming>,
+    upstream_timeout: Duration,
+    tracker: TaskTracker,
+}
+
+impl HttpListener {
+    pub fn new(listener: &Listener, tracker: TaskTracker) -> Self {
+        let mut server = auto::Builder::new(TokioExecutor::new());
+        server
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(listener.header_timeout)
+            // Headers beyond the read buffer get 431 from hyper.
+            .max_buf_size(listener.max_header_size.max(8192));
+        server
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(listener.max_header_size).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(listener.idle_timeout / 2))
+            .keep_alive_timeout(listener.idle_timeout / 2);
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(listener.upstream_connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(UPSTREAM_POOL_IDLE)
+            .build(connector);
+        Self {
+            name: listener.name.clone(),
+            server,
+            client,
+            upstream_timeout: listener.upstream_timeout,
+            tracker,
+        }
+    }
+
+    /// Serves one TLS connection until the client is done or shutdown drains it.
+    pub async fn serve<S>(
+        self: &Arc<Self>,
+        stream: S,
+        peer: IpAddr,
+        target: Arc<Target>,
+        shutdown: CancellationToken,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let conn_ctx = Arc::new(ConnCtx {
+            listener: self.clone(),
+            peer: HeaderValue::from_str(&peer.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            target,
+        });
+        let service = hyper::service::service_fn(move |req| {
+            let ctx = conn_ctx.clone();
+            async move { Ok::<_, Infallible>(ctx.forward(req).await) }
+        });
+        let conn = self
+            .server
+            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(listener = %self.name, error = %e, "connection ended with an error");
+                }
+            }
+            _ = shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    }
+}
+
+struct ConnCtx {
+    listener: Arc<HttpListener>,
+    /// The client's address, rendered once per connection.
+    peer: HeaderValue,
+    target: Arc<Target>,
+}
+
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Removes hop-by-hop headers, including those the Connection header names. Returns the
+/// `Upgrade` value when the message asks for (or grants) an upgrade.
+fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    let upgrade = if connection_has(headers, "upgrade") {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+    if let Some(proto) = &upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, proto.clone());
+    }
+    upgrade
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
+        text.as_bytes(),
+    ))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+impl ConnCtx {
+    async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        let upstream = &self.target.upstream;
+        let host = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let uri = match Uri::builder()
+            .scheme(upstream.scheme())
+            .authority(upstream.authority.clone())
+            .path_and_query(path)
+            .build()
+        {
+            Ok(uri) => uri,
+            Err(_) => return plain(StatusCode::BAD_REQUEST, "bad request target\n"),
+        };
+        let is_http1 = req.version() <= Version::HTTP_11;
+        let headers = req.headers_mut();
+        let upgrade = strip_hop_by_hop(headers).filter(|_| is_http1);
+        if let Some(host) = &host {
+            headers.insert(header::HOST, host.clone());
+            headers.insert(X_FORWARDED_HOST, host.clone());
+        }
+        match headers.get(X_FORWARDED_FOR) {
+            Some(prev) => {
+                let mut v = prev.as_bytes().to_vec();
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(self.peer.as_bytes());
+                if let Ok(v) = HeaderValue::from_bytes(&v) {
+                    headers.insert(X_FORWARDED_FOR, v);
+                }
+            }
+            None => {
+                headers.insert(X_FORWARDED_FOR, self.peer.clone());
+            }
+        }
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        *req.uri_mut() = uri;
+        *req.version_mut() = Version::HTTP_11;
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+
+        let listener = &self.listener;
+        let result =
+            tokio::time::timeout(listener.upstream_timeout, listener.client.request(req)).await;
+        let mut resp = match result {
+            Err(_) => {
+                tracing::warn!(listener = %listener.name, upstream = %upstream, timeout = ?listener.upstream_timeout, "upstream timed out: 504");
+                return plain(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "504 Gateway Timeout: the upstream did not answer in time\n",
+                );
+            }
+            Ok(Err(e)) => {
+                let cause = std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                tracing::warn!(listener = %listener.name, upstream = %upstream, error = %e, cause = %cause, "upstream unavailable: 502");
+                return plain(
+                    StatusCode::BAD_GATEWAY,
+                    "502 Bad Gateway: the upstream is unavailable\n",
+                );
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        let granted = strip_hop_by_hop(resp.headers_mut());
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            match (client_upgrade, granted) {
+                (Some(client_side), Some(_)) => {
+                    let upstream_side = hyper::upgrade::on(&mut resp);
+                    let name = listener.name.clone();
+                    listener.tracker.spawn(async move {
+                        match tokio::try_join!(client_side, upstream_side) {
+                            Ok((c, u)) => {
+                                let mut c = TokioIo::new(c);
+                                let mut u = TokioIo::new(u);
+                                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                            }
+                            Err(e) => {
+                                tracing::debug!(listener = %name, error = %e, "upgrade failed")
+                            }
+                        }
+                    });
+                }
+                _ => {
+                    tracing::warn!(listener = %listener.name, upstream = %upstream, "upstream switched protocols unasked: 502");
+                    return plain(
+                        StatusCode::BAD_GATEWAY,
+                        "502 Bad Gateway: the upstream sent an unexpected upgrade\n",
+                    );
+                }
+            }
+        }
+        resp.map(Either::Left)
+    }
+}

@@ -1,0 +1,56 @@
+//! TCP mode: after the handshake, bytes both ways to a `tcp://` upstream.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::routes::Target;
+
+/// Why a TCP stream could not be forwarded. Doubles as the upstream error metric label.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TcpForwardError {
+    #[error("upstream {upstream} did not accept the connection within {timeout:?}")]
+    ConnectTimeout { upstream: String, timeout: Duration },
+    #[error("cannot connect to upstream {upstream}: {source}")]
+    Connect {
+        upstream: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Copies bytes between the client and the upstream until both sides are done. When one
+/// side finishes sending, the other is told (half-close) and may keep sending.
+pub async fn forward<S>(
+    mut client: S,
+    target: &Target,
+    connect_timeout: Duration,
+) -> Result<(u64, u64), TcpForwardError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let upstream = &target.upstream;
+    let mut up = match timeout(connect_timeout, TcpStream::connect(&upstream.connect_to)).await {
+        Err(_) => {
+            return Err(TcpForwardError::ConnectTimeout {
+                upstream: upstream.original.clone(),
+                timeout: connect_timeout,
+            });
+        }
+        Ok(Err(source)) => {
+            return Err(TcpForwardError::Connect {
+                upstream: upstream.original.clone(),
+                source,
+            });
+        }
+        Ok(Ok(s)) => s,
+    };
+    let _ = up.set_nodelay(true);
+    // An error mid-stream (reset by a peer) ends the stream; there is no one to tell.
+    Ok(tokio::io::copy_bidirectional(&mut client, &mut up)
+        .await
+        .unwrap_or((0, 0)))
+}

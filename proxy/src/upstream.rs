@@ -1,0 +1,139 @@
+//! Where a listener forwards: `http://host:port` for HTTP listeners, `tcp://host:port` for
+//! TCP listeners. Parsed with `http::Uri`.
+
+use std::fmt;
+
+use http::uri::{Authority, Scheme, Uri};
+
+use crate::config::Protocol;
+
+/// What an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamKind {
+    Http,
+    Tcp,
+}
+
+/// One upstream address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub kind: UpstreamKind,
+    pub authority: Authority,
+    /// `host:port`, with the scheme's default port filled in, for connecting.
+    pub connect_to: String,
+    /// As written in the configuration, for logs.
+    pub original: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    #[error("not a URL; write it as http://HOST:PORT or tcp://HOST:PORT")]
+    NotAUrl,
+    #[error(
+        "scheme \"{0}\" is not supported; use http:// (http listeners) or tcp:// (tcp listeners)"
+    )]
+    Scheme(String),
+    #[error("no host; write it as SCHEME://HOST:PORT")]
+    NoHost,
+    #[error("tcp:// needs a port, e.g. tcp://127.0.0.1:9000")]
+    NoPort,
+    #[error(
+        "a path is not supported here (\"{0}\"); Gatehouse forwards the request's own path: remove it"
+    )]
+    Path(String),
+}
+
+impl UpstreamError {
+    pub fn hint_for(protocol: Protocol) -> &'static str {
+        match protocol {
+            Protocol::Http => "an http listener forwards to http://HOST:PORT",
+            Protocol::Tcp => "a tcp listener forwards to tcp://HOST:PORT",
+        }
+    }
+}
+
+impl Upstream {
+    pub fn parse(value: &str) -> Result<Self, UpstreamError> {
+        let uri: Uri = value.parse().map_err(|_| UpstreamError::NotAUrl)?;
+        let scheme = uri.scheme_str().ok_or(UpstreamError::NotAUrl)?;
+        let (kind, default_port) = match scheme {
+            "http" => (UpstreamKind::Http, Some(80)),
+            "tcp" => (UpstreamKind::Tcp, None),
+            other => return Err(UpstreamError::Scheme(other.to_owned())),
+        };
+        let authority = uri.authority().ok_or(UpstreamError::NoHost)?.clone();
+        if authority.host().is_empty() {
+            return Err(UpstreamError::NoHost);
+        }
+        if let Some(pq) = uri.path_and_query()
+            && pq.as_str() != "/"
+            && !pq.as_str().is_empty()
+        {
+            return Err(UpstreamError::Path(pq.as_str().to_owned()));
+        }
+        let port = authority
+            .port_u16()
+            .or(default_port)
+            .ok_or(UpstreamError::NoPort)?;
+        Ok(Self {
+            kind,
+            connect_to: format!("{}:{port}", authority.host()),
+            authority,
+            original: value.to_owned(),
+        })
+    }
+
+    /// Whether a listener of `protocol` can forward here.
+    pub fn fits(&self, protocol: Protocol) -> bool {
+        matches!(
+            (protocol, self.kind),
+            (Protocol::Http, UpstreamKind::Http) | (Protocol::Tcp, UpstreamKind::Tcp)
+        )
+    }
+
+    /// The scheme the HTTP client connects with.
+    pub fn scheme(&self) -> Scheme {
+        Scheme::HTTP
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.original)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_http_and_tcp() {
+        let u = Upstream::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(u.kind, UpstreamKind::Http);
+        assert_eq!(u.connect_to, "127.0.0.1:8080");
+        assert_eq!(
+            Upstream::parse("http://portal.local/").unwrap().connect_to,
+            "portal.local:80"
+        );
+        assert_eq!(
+            Upstream::parse("tcp://[::1]:9000").unwrap().connect_to,
+            "[::1]:9000"
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_forward_to() {
+        assert_eq!(Upstream::parse("127.0.0.1:80"), Err(UpstreamError::NotAUrl));
+        assert_eq!(
+            Upstream::parse("ftp://x"),
+            Err(UpstreamError::Scheme("ftp".into()))
+        );
+        assert_eq!(Upstream::parse("tcp://x"), Err(UpstreamError::NoPort));
+        assert_eq!(
+            Upstream::parse("http://x/app"),
+            Err(UpstreamError::Path("/app".into()))
+        );
+    }
+}
