@@ -2,6 +2,9 @@
 //! `openssl` CLI), temp files, a TLS echo server on `127.0.0.1:0` and a TLS client that
 //! reports the chain it was served.
 
+pub mod process;
+pub mod upstream;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,171 @@
+//! The real `gatehouse` binary as a child process: started on a config whose listeners bind
+//! `127.0.0.1:0`, with the bound addresses read from its log, signalled with `kill`, and
+//! killed when dropped.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The `gatehouse` binary cargo built next to this test executable.
+pub fn gatehouse_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let bin = dir.join("gatehouse");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (it builds the binary)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `gatehouse` process.
+pub struct Gatehouse {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    pub addrs: HashMap<String, SocketAddr>,
+}
+
+/// How long the binary may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Gatehouse {
+    /// Runs `gatehouse run --config PATH` and waits until it says it is ready.
+    pub fn start(config: &Path) -> Self {
+        Self::start_args(&["run", "--config", &config.display().to_string()])
+    }
+
+    pub fn start_args(args: &[&str]) -> Self {
+        let mut child = Command::new(gatehouse_bin())
+            .args(args)
+            .env("GATEHOUSE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn gatehouse");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stderr.take().expect("stderr")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stdout.take().expect("stdout")),
+        ] {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    log.lock().expect("log lock").push(line);
+                }
+            });
+        }
+        let mut g = Self {
+            child,
+            log,
+            addrs: HashMap::new(),
+        };
+        let ready = g.wait_for_log(
+            |l| l.contains("ready") || l.contains("Press Ctrl-C"),
+            START_TIMEOUT,
+        );
+        assert!(
+            ready.is_some(),
+            "gatehouse did not start:\n{}",
+            g.log_text()
+        );
+        for line in g.log_lines() {
+            if line.contains(" listening ") {
+                let field = |key: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(key))
+                        .map(|v| v.trim_matches('"').to_owned())
+                };
+                if let (Some(name), Some(addr)) = (field("listener="), field("addr=")) {
+                    g.addrs.insert(name, addr.parse().expect("listener addr"));
+                }
+            }
+        }
+        g
+    }
+
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        *self
+            .addrs
+            .get(listener)
+            .unwrap_or_else(|| panic!("listener {listener} not in log:\n{}", self.log_text()))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log_lines().join("\n")
+    }
+
+    /// Waits (bounded) for a log line matching `pred`, returning it.
+    pub fn wait_for_log(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> Option<String> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(line) = self.log_lines().into_iter().find(|l| pred(l)) {
+                return Some(line);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Log lines after the first `skip`.
+    pub fn log_since(&self, skip: usize) -> Vec<String> {
+        self.log_lines().into_iter().skip(skip).collect()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, `INT`) with the `kill` command.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Peak resident memory (VmHWM) in KiB, from /proc.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmHWM")
+    }
+}
+
+impl Drop for Gatehouse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,184 @@
+//! Upstreams for the proxy tests, on `127.0.0.1:0`, each on the shared test runtime:
+//! an HTTP server that reports what it received (and can be slow, hang, count or stream),
+//! a WebSocket echo, a TCP echo that answers after the client half-closes, and a port that
+//! refuses connections.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+/// The runtime test upstreams and async test clients run on.
+pub fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("test runtime")
+    })
+}
+
+/// Longest an upstream ever sleeps, so no test can hang on it.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+fn full(text: String) -> Body {
+    Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// An HTTP/1.1 upstream named `name`. Paths:
+/// - `/slow/MS`: answers after MS milliseconds;
+/// - `/hang`: answers only after 30 s;
+/// - `/count`: reads the whole body and answers `count=N`;
+/// - `/download/N`: streams N zero bytes;
+/// - `Upgrade: websocket`: a WebSocket echo;
+/// - anything else: `upstream=NAME`, the method, path, version and every header.
+pub fn http_upstream(name: &'static str) -> SocketAddr {
+    rt().block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| handle(name, req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        addr
+    })
+}
+
+async fn handle(
+    name: &'static str,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    if let Some(key) = req.headers().get("sec-websocket-key").cloned() {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(io) = upgrade.await {
+                let mut ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_close() || ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let resp = Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-accept", derive_accept_key(key.as_bytes()))
+            .body(full(String::new()))
+            .expect("101");
+        return Ok(resp);
+    }
+    if let Some(ms) = path
+        .strip_prefix("/slow/")
+        .and_then(|m| m.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms).min(MAX_SLEEP)).await;
+        return Ok(Response::new(full(format!("upstream={name}\nslow={ms}\n"))));
+    }
+    if path == "/hang" {
+        tokio::time::sleep(MAX_SLEEP).await;
+        return Ok(Response::new(full("too late\n".into())));
+    }
+    if path == "/count" {
+        let mut body = req.into_body();
+        let mut count: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => count += f.data_ref().map(|d| d.len() as u64).unwrap_or(0),
+                Err(_) => break,
+            }
+        }
+        return Ok(Response::new(full(format!("count={count}\n"))));
+    }
+    if let Some(n) = path
+        .strip_prefix("/download/")
+        .and_then(|m| m.parse::<u64>().ok())
+    {
+        const CHUNK: usize = 64 * 1024;
+        let chunks = n / CHUNK as u64;
+        let rest = (n % CHUNK as u64) as usize;
+        let stream = futures_util::stream::iter(
+            (0..chunks)
+                .map(|_| CHUNK)
+                .chain((rest > 0).then_some(rest))
+                .map(|len| Ok::<_, hyper::Error>(Frame::data(Bytes::from(vec![0u8; len])))),
+        );
+        let resp = Response::builder()
+            .header("content-length", n.to_string())
+            .body(BoxBody::new(StreamBody::new(stream)))
+            .expect("download");
+        return Ok(resp);
+    }
+    let mut text = format!(
+        "upstream={name}\nmethod={}\npath={}\nversion={:?}\n",
+        req.method(),
+        req.uri(),
+        req.version()
+    );
+    for (k, v) in req.headers() {
+        text.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("<binary>")));
+    }
+    Ok(Response::new(full(text)))
+}
+
+/// A TCP upstream that reads until the client half-closes, then answers
+/// `got N bytes: <data>` and closes.
+pub fn tcp_echo_after_eof() -> SocketAddr {
+    rt().block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind tcp upstream");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut data = Vec::new();
+                    let read = tokio::time::timeout(MAX_SLEEP, tcp.read_to_end(&mut data)).await;
+                    if matches!(read, Ok(Ok(_))) {
+                        let mut reply = format!("got {} bytes: ", data.len()).into_bytes();
+                        reply.extend_from_slice(&data);
+                        let _ = tcp.write_all(&reply).await;
+                        let _ = tcp.shutdown().await;
+                    }
+                });
+            }
+        });
+        addr
+    })
+}
+
+/// An address nothing listens on: bound, then closed.
+pub fn refused_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}

@@ -1,0 +1,579 @@
+//! `gatehouse run`, `check` and `demo` driven as a user would: the real binary, real
+//! clients (curl, openssl s_client, rustls, a WebSocket client), real upstreams, all on
+//! 127.0.0.1.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use gatehouse_tests::process::{Gatehouse, gatehouse_bin};
+use gatehouse_tests::upstream::{http_upstream, refused_addr, rt, tcp_echo_after_eof};
+use gatehouse_tests::{LeafSpec, Pki, STEP_TIMEOUT, connect, serial_of, temp_dir, write};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A temp dir with a test PKI, certificates written as files, and a config.
+struct Env {
+    dir: tempfile::TempDir,
+    pki: Pki,
+    serials: HashMap<String, String>,
+    cert_blocks: String,
+}
+
+impl Env {
+    fn new() -> Self {
+        let dir = temp_dir();
+        let pki = Pki::new();
+        write(dir.path(), "root.pem", &pki.root.cert_pem);
+        Self {
+            dir,
+            pki,
+            serials: HashMap::new(),
+            cert_blocks: String::new(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Issues (or reissues) certificate `name` for `names` and writes its files.
+    fn issue(&mut self, name: &str, names: &[&str]) -> String {
+        let leaf = self.pki.inter.leaf(names);
+        self.pki.write_leaf(self.path(), name, &leaf);
+        self.serials.insert(name.into(), leaf.serial());
+        leaf.serial()
+    }
+
+    /// Adds a `[[certificate]]` block for `name` (files written by `issue`).
+    fn certificate(&mut self, name: &str, names: &[&str]) {
+        self.issue(name, names);
+        self.cert_blocks.push_str(&format!(
+            "[[certificate]]\nname = \"{name}\"\ncert = \"{name}.crt\"\nkey = \"{name}.key\"\nchain = \"{name}.chain.pem\"\n\n"
+        ));
+    }
+
+    fn config(&self, listeners: &str) -> PathBuf {
+        let text = format!(
+            "state_dir = \"state\"\nshutdown_timeout = 10\n\n{}{listeners}",
+            self.cert_blocks
+        );
+        write(self.path(), "gatehouse.toml", text)
+    }
+
+    /// `curl` against the proxy for `host`, verifying with the test root.
+    fn curl(&self, addr: SocketAddr, host: &str, path: &str, extra: &[&str]) -> Output {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--cacert"])
+            .arg(self.path().join("root.pem"))
+            .arg("--resolve")
+            .arg(format!("{host}:{}:127.0.0.1", addr.port()))
+            .args(extra)
+            .arg(format!("https://{host}:{}{path}", addr.port()))
+            .output()
+            .expect("run curl (is it installed?)")
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn http_listener(upstream: SocketAddr, extra: &str) -> String {
+    format!(
+        "[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\ncertificates = [\"portal\", \"engine\"]\nupstream = \"http://{upstream}\"\n{extra}\n"
+    )
+}
+
+/// The usual deployment: portal (default) and engine certificates, engine routed to its
+/// own upstream.
+fn portal_and_engine(extra: &str) -> (Env, Gatehouse) {
+    let mut env = Env::new();
+    env.certificate("portal", &["portal.test"]);
+    env.certificate("engine", &["engine.test"]);
+    let portal = http_upstream("portal");
+    let engine = http_upstream("engine");
+    let config = env.config(&format!(
+        "{}\n[[listener.route]]\nserver_name = \"engine.test\"\nupstream = \"http://{engine}\"\n",
+        http_listener(portal, extra)
+    ));
+    let g = Gatehouse::start(&config);
+    (env, g)
+}
+
+#[test]
+fn http1_and_http2_requests_are_forwarded_with_proxy_headers() {
+    let (env, g) = portal_and_engine("");
+    let addr = g.addr("web");
+    for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        let out = env.curl(
+            addr,
+            "portal.test",
+            "/hello?x=1",
+            &[
+                flag,
+                "-w",
+                "\nhttp_version=%{http_version}\n",
+                "-H",
+                "Connection: keep-alive, X-Secret",
+                "-H",
+                "X-Secret: hop-only",
+                "-H",
+                "X-Forwarded-For: 203.0.113.7",
+            ],
+        );
+        let body = text(&out);
+        assert!(out.status.success(), "{body}");
+        assert!(
+            body.contains(&format!("http_version={version}")),
+            "client spoke {version}: {body}"
+        );
+        for expected in [
+            "upstream=portal".to_string(),
+            "path=/hello?x=1".into(),
+            format!("host: portal.test:{}", addr.port()),
+            format!("x-forwarded-host: portal.test:{}", addr.port()),
+            "x-forwarded-proto: https".into(),
+            "x-forwarded-for: 203.0.113.7, 127.0.0.1".into(),
+        ] {
+            assert!(
+                body.contains(&expected),
+                "{flag}: upstream must see {expected:?}:\n{body}"
+            );
+        }
+        if version == "1.1" {
+            // (HTTP/2 has no Connection header: curl sends X-Secret as an ordinary header.)
+            assert!(
+                !body.to_lowercase().contains("x-secret"),
+                "headers named in Connection are hop-by-hop: {body}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sni_routes_each_name_to_its_upstream_and_certificate() {
+    let (env, g) = portal_and_engine("");
+    let addr = g.addr("web");
+    let out = env.curl(addr, "engine.test", "/", &[]);
+    assert!(text(&out).contains("upstream=engine"), "{}", text(&out));
+    let out = env.curl(addr, "portal.test", "/", &[]);
+    assert!(text(&out).contains("upstream=portal"), "{}", text(&out));
+    let (_, chain) = rt()
+        .block_on(connect(addr, Some("engine.test")))
+        .expect("handshake");
+    assert_eq!(serial_of(&chain[0]), env.serials["engine"]);
+    assert_eq!(chain.len(), 2, "the intermediate is always served");
+}
+
+#[test]
+fn openssl_s_client_sees_the_full_chain_and_verifies_it() {
+    let (env, g) = portal_and_engine("");
+    let addr = g.addr("web");
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            "engine.test",
+            "-showcerts",
+            "-CAfile",
+        ])
+        .arg(env.path().join("root.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run openssl (is it installed?)");
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("openssl output");
+    let out = text(&out);
+    assert!(
+        out.contains("CN = engine.test") || out.contains("CN=engine.test"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Gatehouse rcgen Intermediate"),
+        "the intermediate is served: {out}"
+    );
+    assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+}
+
+#[test]
+fn websocket_echo_works_end_to_end() {
+    let (env, g) = portal_and_engine("");
+    let addr = g.addr("web");
+    drop(env);
+    rt().block_on(async {
+        let (tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
+        let url = format!("wss://portal.test:{}/chat", addr.port());
+        let (mut ws, resp) =
+            tokio::time::timeout(STEP_TIMEOUT, tokio_tungstenite::client_async(url, tls))
+                .await
+                .expect("upgrade in time")
+                .expect("websocket upgrade through the proxy");
+        assert_eq!(resp.status(), 101);
+        for msg in ["hello", "through gatehouse"] {
+            ws.send(Message::text(msg)).await.expect("send");
+            let echo = tokio::time::timeout(STEP_TIMEOUT, ws.next())
+                .await
+                .expect("echo in time");
+            assert_eq!(echo.expect("frame").expect("message"), Message::text(msg));
+        }
+        let _ = ws.close(None).await;
+    });
+}
+
+#[test]
+fn a_256_mib_upload_streams_through_in_bounded_memory() {
+    let (env, g) = portal_and_engine("");
+    let addr = g.addr("web");
+    const SIZE: u64 = 256 * 1024 * 1024;
+    let script = format!(
+        "head -c {SIZE} /dev/zero | curl -sS --max-time 120 --cacert {} --resolve portal.test:{port}:127.0.0.1 -T - https://portal.test:{port}/count",
+        env.path().join("root.pem").display(),
+        port = addr.port()
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .expect("bash");
+    assert!(
+        text(&out).contains(&format!("count={SIZE}")),
+        "{}",
+        text(&out)
+    );
+    let peak_mib = g.peak_rss_kib() / 1024;
+    eprintln!("peak RSS of the proxy after a 256 MiB upload: {peak_mib} MiB");
+    assert!(
+        peak_mib < 96,
+        "the proxy must stream, not buffer: peak RSS {peak_mib} MiB for a 256 MiB upload"
+    );
+}
+
+#[test]
+fn tcp_mode_pipes_bytes_and_honours_half_close() {
+    let mut env = Env::new();
+    env.certificate("collector", &["collector.test"]);
+    let upstream = tcp_echo_after_eof();
+    let config = env.config(&format!(
+        "[[listener]]\nname = \"collector\"\nbind = \"127.0.0.1:0\"\nprotocol = \"tcp\"\ncertificates = [\"collector\"]\nupstream = \"tcp://{upstream}\"\n"
+    ));
+    let g = Gatehouse::start(&config);
+    let addr = g.addr("collector");
+    rt().block_on(async {
+        let (mut tls, _) = connect(addr, Some("collector.test"))
+            .await
+            .expect("handshake");
+        tls.write_all(b"binary channel payload")
+            .await
+            .expect("write");
+        // Half-close: we are done sending, the upstream answers only after that.
+        tls.shutdown().await.expect("shutdown write side");
+        let mut reply = Vec::new();
+        tokio::time::timeout(STEP_TIMEOUT, tls.read_to_end(&mut reply))
+            .await
+            .expect("reply in time")
+            .ok();
+        assert_eq!(
+            String::from_utf8_lossy(&reply),
+            "got 22 bytes: binary channel payload"
+        );
+    });
+}
+
+#[test]
+fn unreachable_upstream_is_502_slow_upstream_is_504_and_the_listener_keeps_serving() {
+    let mut env = Env::new();
+    env.certificate("portal", &["portal.test"]);
+    env.certificate("engine", &["engine.test"]);
+    let portal = http_upstream("portal");
+    let dead = refused_addr();
+    let config = env.config(&format!(
+        "{}\n[[listener.route]]\nserver_name = \"engine.test\"\nupstream = \"http://{dead}\"\n",
+        http_listener(portal, "upstream_timeout = 1")
+    ));
+    let g = Gatehouse::start(&config);
+    let addr = g.addr("web");
+    let status = |host: &str, path: &str| {
+        let out = env.curl(addr, host, path, &["-o", "/dev/null", "-w", "%{http_code}"]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(status("engine.test", "/"), "502", "refused upstream → 502");
+    assert_eq!(
+        status("portal.test", "/hang"),
+        "504",
+        "upstream too slow → 504"
+    );
+    let body = text(&env.curl(addr, "engine.test", "/", &[]));
+    assert!(body.contains("502 Bad Gateway"), "short plain body: {body}");
+    assert_eq!(
+        status("portal.test", "/"),
+        "200",
+        "the listener keeps serving"
+    );
+    assert!(
+        g.wait_for_log(|l| l.contains("502"), WAIT).is_some(),
+        "{}",
+        g.log_text()
+    );
+    assert!(
+        g.wait_for_log(|l| l.contains("504"), WAIT).is_some(),
+        "{}",
+        g.log_text()
+    );
+}
+
+#[test]
+fn slowloris_is_closed_by_the_header_timeout() {
+    let (_env, g) = portal_and_engine("header_timeout = 1");
+    let addr = g.addr("web");
+    rt().block_on(async {
+        let (mut tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: portal.test\r\nX-Slow: ")
+            .await
+            .expect("write");
+        tls.flush().await.expect("flush");
+        let started = Instant::now();
+        let mut buf = Vec::new();
+        let closed = tokio::time::timeout(STEP_TIMEOUT, tls.read_to_end(&mut buf)).await;
+        assert!(
+            closed.is_ok(),
+            "the proxy must close a connection that never finishes its headers"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "closed by the timer, not at once"
+        );
+    });
+}
+
+#[test]
+fn sighup_rotates_the_certificate_while_keep_alive_connections_keep_working() {
+    let (mut env, g) = portal_and_engine("");
+    let addr = g.addr("web");
+    let old_serial = env.serials["portal"].clone();
+    rt().block_on(async {
+        let (tls, chain) = connect(addr, Some("portal.test")).await.expect("handshake");
+        assert_eq!(serial_of(&chain[0]), old_serial);
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .expect("h1");
+        tokio::spawn(conn);
+        let get = |send: &mut hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>| {
+            let req = http::Request::get("/")
+                .header("host", "portal.test")
+                .body(Empty::new())
+                .expect("req");
+            send.send_request(req)
+        };
+        let resp = get(&mut send).await.expect("first request");
+        assert_eq!(resp.status(), 200);
+        let _ = resp.into_body().collect().await;
+
+        let new_serial = env.issue("portal", &["portal.test"]);
+        let before = g.log_lines().len();
+        g.signal("HUP");
+        let line = g.wait_for_log(|l| l.contains("certificate \"portal\": updated"), WAIT);
+        assert!(
+            line.is_some(),
+            "reload must log the update:\n{}",
+            g.log_since(before).join("\n")
+        );
+
+        let (_, chain) = connect(addr, Some("portal.test"))
+            .await
+            .expect("handshake after reload");
+        assert_eq!(
+            serial_of(&chain[0]),
+            new_serial,
+            "the next handshake gets the new certificate"
+        );
+        let resp = get(&mut send)
+            .await
+            .expect("the open keep-alive connection still works");
+        assert_eq!(resp.status(), 200);
+    });
+}
+
+#[test]
+fn a_broken_certificate_on_sighup_keeps_the_old_one_serving() {
+    let (env, mut g) = portal_and_engine("");
+    let addr = g.addr("web");
+    write(
+        env.path(),
+        "portal.crt",
+        "-----BEGIN CERTIFICATE-----\nMIIB\n",
+    );
+    g.signal("HUP");
+    let line = g.wait_for_log(
+        |l| l.contains("certificate \"portal\": kept previous"),
+        WAIT,
+    );
+    assert!(line.is_some(), "{}", g.log_text());
+    assert!(
+        line.unwrap().contains("portal.crt"),
+        "the error names the file"
+    );
+    let (_, chain) = rt()
+        .block_on(connect(addr, Some("portal.test")))
+        .expect("handshake");
+    assert_eq!(
+        serial_of(&chain[0]),
+        env.serials["portal"],
+        "the old certificate keeps serving"
+    );
+    assert!(
+        g.wait_exit(Duration::from_millis(200)).is_none(),
+        "the process stays up"
+    );
+    // A config that no longer parses changes nothing either.
+    write(env.path(), "gatehouse.toml", "this is [not toml");
+    g.signal("HUP");
+    assert!(
+        g.wait_for_log(|l| l.contains("reload refused, nothing changed"), WAIT)
+            .is_some(),
+        "{}",
+        g.log_text()
+    );
+    let out = env.curl(addr, "portal.test", "/", &[]);
+    assert!(text(&out).contains("upstream=portal"));
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
+    let (env, mut g) = portal_and_engine("");
+    let addr = g.addr("web");
+    let root = env.path().join("root.pem");
+    let slow = std::thread::spawn(move || {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--cacert"])
+            .arg(root)
+            .arg("--resolve")
+            .arg(format!("portal.test:{}:127.0.0.1", addr.port()))
+            .arg(format!("https://portal.test:{}/slow/1500", addr.port()))
+            .output()
+            .expect("curl")
+    });
+    assert!(
+        g.wait_for_log(|_| false, Duration::from_millis(400))
+            .is_none(),
+        "give the slow request time to reach the upstream"
+    );
+    g.signal("TERM");
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(addr).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "new connections must be refused after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = slow.join().expect("slow request thread");
+    assert!(
+        text(&out).contains("slow=1500"),
+        "the in-flight request completes: {}",
+        text(&out)
+    );
+    let status = g.wait_exit(WAIT).expect("exit after drain");
+    assert!(status.success(), "exit 0 after a clean drain: {status:?}");
+}
+
+#[test]
+fn check_exits_0_on_a_good_config_and_1_with_every_error_on_a_broken_one() {
+    let mut env = Env::new();
+    env.certificate("portal", &["portal.test"]);
+    let config = env.config(&http_listener(refused_addr(), "").replace(", \"engine\"", ""));
+    let out = Command::new(gatehouse_bin())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("check");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report = text(&out);
+    assert!(
+        report.contains("portal") && report.contains("portal.test") && report.contains("DAYS LEFT"),
+        "{report}"
+    );
+
+    let expired = env
+        .pki
+        .inter
+        .leaf_with(LeafSpec::new(&["portal.test"]).validity(-30, -1));
+    env.pki.write_leaf(env.path(), "portal", &expired);
+    let broken = write(
+        env.path(),
+        "broken.toml",
+        std::fs::read_to_string(&config)
+            .expect("config")
+            .replace("upstream = \"http", "upstream = \"ftp"),
+    );
+    let out = Command::new(gatehouse_bin())
+        .args(["check", "--config"])
+        .arg(&broken)
+        .output()
+        .expect("check");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("ftp"),
+        "config problems are reported: {}",
+        text(&out)
+    );
+    let out = Command::new(gatehouse_bin())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("check");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("expired"),
+        "certificate problems are reported: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn demo_serves_three_components_and_stops_on_ctrl_c() {
+    let dir = temp_dir();
+    let mut g = Gatehouse::start_args(&[
+        "demo",
+        "--bind",
+        "127.0.0.1:0",
+        "--dir",
+        &dir.path().display().to_string(),
+    ]);
+    let curls: Vec<String> = g
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.trim_start().starts_with("curl "))
+        .collect();
+    assert_eq!(curls.len(), 3, "{}", g.log_text());
+    for (line, component) in curls.iter().zip(["portal", "engine", "console"]) {
+        let out = Command::new("bash")
+            .args(["-c", &format!("{} -sS --max-time 10", line.trim())])
+            .output()
+            .expect("curl");
+        assert!(
+            text(&out).contains(&format!("Hello from the {component}")),
+            "{line}: {}",
+            text(&out)
+        );
+    }
+    g.signal("INT");
+    let status = g.wait_exit(WAIT).expect("demo exits on Ctrl-C");
+    assert!(status.success());
+    let _ = std::io::stdout().flush();
+}
