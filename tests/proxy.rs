@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use gatehouse_tests::process::{Gatehouse, gatehouse_bin};
 use gatehouse_tests::upstream::{http_upstream, refused_addr, rt, tcp_echo_after_eof};
-use gatehouse_tests::{LeafSpec, Pki, STEP_TIMEOUT, connect, serial_of, temp_dir, write};
+use gatehouse_tests::{
+    LeafSpec, Pki, STEP_TIMEOUT, connect, connect_with, inspecting_client_config, serial_of,
+    temp_dir, write,
+};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -576,4 +579,149 @@ fn demo_serves_three_components_and_stops_on_ctrl_c() {
     let status = g.wait_exit(WAIT).expect("demo exits on Ctrl-C");
     assert!(status.success());
     let _ = std::io::stdout().flush();
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
+    let (_env, g) = portal_and_engine("idle_timeout = 2");
+    let addr = g.addr("web");
+    rt().block_on(async {
+        let config = inspecting_client_config(&[b"h2"]);
+        let (tls, _) = connect_with(config, addr, Some("portal.test"))
+            .await
+            .expect("handshake");
+        assert_eq!(
+            tls.get_ref().1.alpn_protocol(),
+            Some(&b"h2"[..]),
+            "ALPN picks h2"
+        );
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(tls),
+        )
+        .await
+        .expect("h2");
+        let conn = tokio::spawn(conn);
+        let req = http::Request::get("https://portal.test/")
+            .body(Empty::<bytes::Bytes>::new())
+            .expect("req");
+        let resp = send.send_request(req).await.expect("request");
+        assert_eq!(resp.status(), 200);
+        let _ = resp.into_body().collect().await;
+        let started = Instant::now();
+        let closed = tokio::time::timeout(Duration::from_secs(8), conn).await;
+        assert!(
+            closed.is_ok(),
+            "an idle HTTP/2 connection must be closed:\n{}",
+            g.log_text()
+        );
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "not before idle_timeout: {:?}",
+            started.elapsed()
+        );
+    });
+}
+
+#[test]
+fn min_tls_version_1_3_refuses_tls_1_2_clients() {
+    let (env, g) = portal_and_engine("min_tls_version = \"1.3\"");
+    let addr = g.addr("web");
+    let out = env.curl(addr, "portal.test", "/", &["--tls-max", "1.2"]);
+    assert!(
+        !out.status.success(),
+        "TLS 1.2 must be refused: {}",
+        text(&out)
+    );
+    let out = env.curl(addr, "portal.test", "/", &["--tlsv1.3"]);
+    assert!(text(&out).contains("upstream=portal"), "{}", text(&out));
+    let (env, g) = portal_and_engine("");
+    let out = env.curl(g.addr("web"), "portal.test", "/", &["--tls-max", "1.2"]);
+    assert!(
+        text(&out).contains("upstream=portal"),
+        "TLS 1.2 works by default: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn session_resumption_is_on_by_default_and_can_be_turned_off() {
+    for (extra, expect_resumed) in [("", true), ("session_resumption = false", false)] {
+        let (_env, g) = portal_and_engine(extra);
+        let addr = g.addr("web");
+        let kinds = rt().block_on(async {
+            let config = inspecting_client_config(&[]);
+            let mut kinds = Vec::new();
+            for _ in 0..2 {
+                let (mut tls, _) = connect_with(config.clone(), addr, Some("portal.test"))
+                    .await
+                    .expect("handshake");
+                // TLS 1.3 tickets arrive after the handshake: exchange a request to receive them.
+                tls.write_all(b"GET / HTTP/1.1\r\nHost: portal.test\r\nConnection: close\r\n\r\n")
+                    .await
+                    .expect("write");
+                let mut buf = Vec::new();
+                let _ = tokio::time::timeout(STEP_TIMEOUT, tls.read_to_end(&mut buf)).await;
+                kinds.push(tls.get_ref().1.handshake_kind());
+            }
+            kinds
+        });
+        let resumed = kinds[1] == Some(rustls::HandshakeKind::Resumed);
+        assert_eq!(
+            resumed, expect_resumed,
+            "{extra:?}: handshake kinds {kinds:?}"
+        );
+    }
+}
+
+#[test]
+fn oversized_request_headers_get_431() {
+    let (env, g) = portal_and_engine("");
+    let big = format!("X-Big: {}", "a".repeat(70 * 1024));
+    let out = env.curl(
+        g.addr("web"),
+        "portal.test",
+        "/",
+        &[
+            "--http1.1",
+            "-H",
+            &big,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "431",
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn max_connections_holds_extra_clients_until_a_slot_frees() {
+    let (_env, g) = portal_and_engine("max_connections = 1");
+    let addr = g.addr("web");
+    rt().block_on(async {
+        let (first, _) = connect(addr, Some("portal.test"))
+            .await
+            .expect("first connection");
+        let second = tokio::time::timeout(
+            Duration::from_millis(700),
+            connect(addr, Some("portal.test")),
+        )
+        .await;
+        assert!(
+            second.is_err(),
+            "a second connection waits while the only slot is taken"
+        );
+        drop(first);
+        let second = tokio::time::timeout(STEP_TIMEOUT, connect(addr, Some("portal.test"))).await;
+        assert!(
+            matches!(second, Ok(Ok(_))),
+            "it is served once the slot frees"
+        );
+    });
 }

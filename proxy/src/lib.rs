@@ -6,6 +6,7 @@
 //! - `upstream`, `routes`: where each connection is forwarded (by SNI).
 //! - `tls`: the per-listener rustls configuration and the bounded handshake.
 //! - `listener`: accept loop with connection limits.
+//! - `idle`: closes connections idle too long.
 //! - `forward`: HTTP reverse proxying and TCP piping.
 //! - `server`: a running instance ([`server::Running`]): start, reload, drain.
 //! - `cli`: the `gatehouse` subcommands.
@@ -15,6 +16,7 @@
 pub mod cli;
 pub mod config;
 pub mod forward;
+pub mod idle;
 pub mod listener;
 pub mod routes;
 pub mod server;

@@ -357,14 +357,31 @@ pub async fn connect(
     tokio_rustls::client::TlsStream<TcpStream>,
     Vec<CertificateDer<'static>>,
 )> {
-    let mut config = (*inspecting_client_config(&[])).clone();
-    config.enable_sni = sni.is_some();
+    connect_with(inspecting_client_config(&[]), addr, sni).await
+}
+
+/// [`connect`] with a given client configuration (to share its session cache, say).
+pub async fn connect_with(
+    config: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    sni: Option<&str>,
+) -> std::io::Result<(
+    tokio_rustls::client::TlsStream<TcpStream>,
+    Vec<CertificateDer<'static>>,
+)> {
+    let config = if config.enable_sni != sni.is_some() {
+        let mut c = (*config).clone();
+        c.enable_sni = sni.is_some();
+        Arc::new(c)
+    } else {
+        config
+    };
     let name = ServerName::try_from(sni.unwrap_or("no-sni.invalid").to_owned())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let tcp = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr)).await??;
     let stream = tokio::time::timeout(
         STEP_TIMEOUT,
-        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
     )
     .await??;
     let chain = stream

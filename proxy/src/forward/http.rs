@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Listener;
+use crate::idle::{IdleTimeout, InFlight};
 use crate::routes::Target;
 
 /// The body Gatehouse answers with: the upstream's, streamed, or a short one of its own.
@@ -37,6 +38,7 @@ pub struct HttpListener {
     server: auto::Builder<TokioExecutor>,
     client: Client<HttpConnector, Incoming>,
     upstream_timeout: Duration,
+    idle_timeout: Duration,
     tracker: TaskTracker,
 }
 
@@ -52,9 +54,9 @@ impl HttpListener {
         server
             .http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(listener.max_header_size).unwrap_or(u32::MAX))
-            .keep_alive_interval(Some(listener.idle_timeout / 2))
-            .keep_alive_timeout(listener.idle_timeout / 2);
+            // No keep-alive pings: they would count as activity; `IdleTimeout` closes
+            // quiet (and dead) connections instead.
+            .max_header_list_size(u32::try_from(listener.max_header_size).unwrap_or(u32::MAX));
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(listener.upstream_connect_timeout));
         connector.set_nodelay(true);
@@ -67,6 +69,7 @@ impl HttpListener {
             server,
             client,
             upstream_timeout: listener.upstream_timeout,
+            idle_timeout: listener.idle_timeout,
             tracker,
         }
     }
@@ -81,7 +84,10 @@ impl HttpListener {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let in_flight = Arc::new(InFlight::default());
+        let stream = IdleTimeout::new(stream, self.idle_timeout, in_flight.clone());
         let conn_ctx = Arc::new(ConnCtx {
+            in_flight,
             listener: self.clone(),
             peer: HeaderValue::from_str(&peer.to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
@@ -89,7 +95,10 @@ impl HttpListener {
         });
         let service = hyper::service::service_fn(move |req| {
             let ctx = conn_ctx.clone();
-            async move { Ok::<_, Infallible>(ctx.forward(req).await) }
+            async move {
+                let _busy = ctx.in_flight.enter();
+                Ok::<_, Infallible>(ctx.forward(req).await)
+            }
         });
         let conn = self
             .server
@@ -111,6 +120,8 @@ impl HttpListener {
 
 struct ConnCtx {
     listener: Arc<HttpListener>,
+    /// Requests being answered; the idle timer does not run while there are any.
+    in_flight: Arc<InFlight>,
     /// The client's address, rendered once per connection.
     peer: HeaderValue,
     target: Arc<Target>,
