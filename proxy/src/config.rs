@@ -564,6 +564,16 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_is_valid() {
+        let c = Config::parse(
+            Path::new("/etc/gatehouse/gatehouse.toml"),
+            include_str!("../../deploy/gatehouse.toml"),
+        )
+        .expect("deploy/gatehouse.toml must stay valid");
+        assert_eq!(c.listeners.len(), 2);
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let err = parse(&GOOD.replace("state_dir", "stat_dir")).expect_err("typo");
         assert!(err.to_string().contains("stat_dir"), "{err}");
