@@ -2,119 +2,23 @@
 //! clients (curl, openssl s_client, rustls, a WebSocket client), real upstreams, all on
 //! 127.0.0.1.
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use gatehouse_tests::deploy::{Env, WAIT, http_listener, portal_and_engine, text};
 use gatehouse_tests::process::{Gatehouse, gatehouse_bin};
 use gatehouse_tests::upstream::{http_upstream, refused_addr, rt, tcp_echo_after_eof};
 use gatehouse_tests::{
-    LeafSpec, Pki, STEP_TIMEOUT, connect, connect_with, inspecting_client_config, serial_of,
-    temp_dir, write,
+    LeafSpec, STEP_TIMEOUT, connect, connect_with, inspecting_client_config, serial_of, temp_dir,
+    write,
 };
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
-
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A temp dir with a test PKI, certificates written as files, and a config.
-struct Env {
-    dir: tempfile::TempDir,
-    pki: Pki,
-    serials: HashMap<String, String>,
-    cert_blocks: String,
-}
-
-impl Env {
-    fn new() -> Self {
-        let dir = temp_dir();
-        let pki = Pki::new();
-        write(dir.path(), "root.pem", &pki.root.cert_pem);
-        Self {
-            dir,
-            pki,
-            serials: HashMap::new(),
-            cert_blocks: String::new(),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Issues (or reissues) certificate `name` for `names` and writes its files.
-    fn issue(&mut self, name: &str, names: &[&str]) -> String {
-        let leaf = self.pki.inter.leaf(names);
-        self.pki.write_leaf(self.path(), name, &leaf);
-        self.serials.insert(name.into(), leaf.serial());
-        leaf.serial()
-    }
-
-    /// Adds a `[[certificate]]` block for `name` (files written by `issue`).
-    fn certificate(&mut self, name: &str, names: &[&str]) {
-        self.issue(name, names);
-        self.cert_blocks.push_str(&format!(
-            "[[certificate]]\nname = \"{name}\"\ncert = \"{name}.crt\"\nkey = \"{name}.key\"\nchain = \"{name}.chain.pem\"\n\n"
-        ));
-    }
-
-    fn config(&self, listeners: &str) -> PathBuf {
-        let text = format!(
-            "state_dir = \"state\"\nshutdown_timeout = 10\n\n{}{listeners}",
-            self.cert_blocks
-        );
-        write(self.path(), "gatehouse.toml", text)
-    }
-
-    /// `curl` against the proxy for `host`, verifying with the test root.
-    fn curl(&self, addr: SocketAddr, host: &str, path: &str, extra: &[&str]) -> Output {
-        Command::new("curl")
-            .args(["-sS", "--max-time", "20", "--cacert"])
-            .arg(self.path().join("root.pem"))
-            .arg("--resolve")
-            .arg(format!("{host}:{}:127.0.0.1", addr.port()))
-            .args(extra)
-            .arg(format!("https://{host}:{}{path}", addr.port()))
-            .output()
-            .expect("run curl (is it installed?)")
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn http_listener(upstream: SocketAddr, extra: &str) -> String {
-    format!(
-        "[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\ncertificates = [\"portal\", \"engine\"]\nupstream = \"http://{upstream}\"\n{extra}\n"
-    )
-}
-
-/// The usual deployment: portal (default) and engine certificates, engine routed to its
-/// own upstream.
-fn portal_and_engine(extra: &str) -> (Env, Gatehouse) {
-    let mut env = Env::new();
-    env.certificate("portal", &["portal.test"]);
-    env.certificate("engine", &["engine.test"]);
-    let portal = http_upstream("portal");
-    let engine = http_upstream("engine");
-    let config = env.config(&format!(
-        "{}\n[[listener.route]]\nserver_name = \"engine.test\"\nupstream = \"http://{engine}\"\n",
-        http_listener(portal, extra)
-    ));
-    let g = Gatehouse::start(&config);
-    (env, g)
-}
 
 #[test]
 fn http1_and_http2_requests_are_forwarded_with_proxy_headers() {

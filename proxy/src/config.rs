@@ -31,6 +31,8 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Request headers larger than this get 431.
 pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
+/// The admin API listens on loopback only unless told otherwise (and then needs a token).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9900";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,10 +41,24 @@ pub struct RawConfig {
     pub pid_file: Option<PathBuf>,
     /// Seconds.
     pub shutdown_timeout: Option<u64>,
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub access_log: bool,
+    /// Export Prometheus metrics (on by default; off only to measure what they cost).
+    pub metrics: Option<bool>,
+    pub admin: Option<RawAdmin>,
     #[serde(default, rename = "certificate")]
     pub certificates: Vec<RawCertificate>,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<RawListener>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub enabled: Option<bool>,
+    pub listen: Option<String>,
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +123,21 @@ impl fmt::Display for Protocol {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    /// When set, every POST needs `Authorization: Bearer <token>`.
+    pub token_file: Option<PathBuf>,
+}
+
 /// A checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -114,6 +145,11 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+    pub access_log: bool,
+    pub metrics: bool,
+    /// `None` when `[admin] enabled = false`.
+    pub admin: Option<Admin>,
     pub certificates: Vec<CertSpec>,
     pub listeners: Vec<Listener>,
 }
@@ -449,6 +485,50 @@ impl Config {
             problems
                 .push("no [[listener]]: add one with name, bind, certificates and upstream".into());
         }
+        let log_format = match raw.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                problems.push(format!(
+                    "log_format = \"{other}\" is not supported; use \"text\" or \"json\""
+                ));
+                LogFormat::Text
+            }
+        };
+        let admin = match &raw.admin {
+            Some(RawAdmin {
+                enabled: Some(false),
+                ..
+            }) => None,
+            other => {
+                let listen = other
+                    .as_ref()
+                    .and_then(|a| a.listen.as_deref())
+                    .unwrap_or(DEFAULT_ADMIN_LISTEN);
+                let token_file = other
+                    .as_ref()
+                    .and_then(|a| a.token_file.as_deref())
+                    .map(resolve);
+                match listen.parse::<SocketAddr>() {
+                    Ok(addr) if !addr.ip().is_loopback() && token_file.is_none() => {
+                        problems.push(format!(
+                            "[admin] listen = \"{listen}\" is not a loopback address; set `token_file` so only holders of the token can reload, or listen on 127.0.0.1"
+                        ));
+                        None
+                    }
+                    Ok(addr) => Some(Admin {
+                        listen: addr,
+                        token_file,
+                    }),
+                    Err(_) => {
+                        problems.push(format!(
+                            "[admin] listen = \"{listen}\" is not an address; write IP:PORT, e.g. \"127.0.0.1:9900\""
+                        ));
+                        None
+                    }
+                }
+            }
+        };
         let shutdown_timeout = match raw.shutdown_timeout {
             Some(s) => Duration::from_secs(s),
             None => DEFAULT_SHUTDOWN_TIMEOUT,
@@ -468,6 +548,10 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             pid_file: raw.pid_file.as_deref().map(resolve),
             shutdown_timeout,
+            log_format,
+            access_log: raw.access_log,
+            metrics: raw.metrics.unwrap_or(true),
+            admin,
             certificates,
             listeners,
         })
@@ -571,6 +655,32 @@ mod tests {
         )
         .expect("deploy/gatehouse.toml must stay valid");
         assert_eq!(c.listeners.len(), 2);
+    }
+
+    #[test]
+    fn admin_defaults_to_loopback_and_refuses_other_binds_without_a_token() {
+        let c = parse(GOOD).expect("good config");
+        assert_eq!(
+            c.admin.as_ref().map(|a| a.listen.to_string()).as_deref(),
+            Some(DEFAULT_ADMIN_LISTEN)
+        );
+        let err = parse(&format!("{GOOD}\n[admin]\nlisten = \"0.0.0.0:9900\"\n"))
+            .expect_err("non-loopback admin");
+        assert!(err.to_string().contains("token_file"), "{err}");
+        let c = parse(&format!(
+            "{GOOD}\n[admin]\nlisten = \"0.0.0.0:9900\"\ntoken_file = \"t\"\n"
+        ))
+        .expect("with a token");
+        assert_eq!(
+            c.admin.unwrap().token_file,
+            Some(PathBuf::from("/etc/gatehouse/t"))
+        );
+        assert!(
+            parse(&format!("{GOOD}\n[admin]\nenabled = false\n"))
+                .unwrap()
+                .admin
+                .is_none()
+        );
     }
 
     #[test]

@@ -9,15 +9,19 @@
 //! - `idle`: closes connections idle too long.
 //! - `forward`: HTTP reverse proxying and TCP piping.
 //! - `server`: a running instance ([`server::Running`]): start, reload, drain.
+//! - `metrics`: Prometheus metrics with per-listener handles.
+//! - `admin`: the admin API (`/metrics`, `/healthz`, `/certs`, `POST /reload`).
 //! - `cli`: the `gatehouse` subcommands.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod forward;
 pub mod idle;
 pub mod listener;
+pub mod metrics;
 pub mod routes;
 pub mod server;
 pub mod tls;

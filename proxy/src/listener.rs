@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Listener, Protocol};
 use crate::forward::http::HttpListener;
 use crate::forward::tcp;
+use crate::metrics::ListenerMetrics;
 use crate::routes::Routes;
 use crate::tls::{self, ListenerTls};
 
@@ -26,6 +27,7 @@ pub struct ListenerState {
     pub tls: ListenerTls,
     pub routes: Routes,
     pub http: Option<Arc<HttpListener>>,
+    pub metrics: Arc<ListenerMetrics>,
 }
 
 /// Accepts until `shutdown`, then drops the socket so new connections are refused.
@@ -71,26 +73,31 @@ async fn connection(
     state: &ListenerState,
     shutdown: CancellationToken,
 ) {
+    let _active = state.metrics.connection();
     let _ = tcp.set_nodelay(true);
     let deadline = Instant::now() + state.config.handshake_timeout;
     let stream = match tls::handshake(tcp, &state.tls, deadline).await {
         Ok(s) => s,
         Err(e) => {
+            state.metrics.handshake(e.as_label());
             tracing::debug!(listener = %state.config.name, %peer, error = %e, "handshake failed");
             return;
         }
     };
-    let target = state
-        .routes
-        .load()
-        .pick(stream.get_ref().1.server_name())
-        .clone();
+    state.metrics.handshake("ok");
+    let sni = stream.get_ref().1.server_name();
+    let target = state.routes.load().pick(sni).clone();
     match (state.config.protocol, &state.http) {
-        (Protocol::Http, Some(http)) => http.serve(stream, peer.ip(), target, shutdown).await,
+        (Protocol::Http, Some(http)) => {
+            let sni: Option<Arc<str>> = sni.map(Arc::from);
+            http.serve(stream, peer.ip(), sni.as_deref(), target, shutdown)
+                .await
+        }
         _ => match tcp::forward(stream, &target, state.config.upstream_connect_timeout).await {
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(listener = %state.config.name, %peer, error = %e, "tcp upstream unavailable")
+                state.metrics.upstream_error(e.as_label());
+                tracing::warn!(listener = %state.config.name, %peer, error = %e, "tcp upstream unavailable");
             }
         },
     }

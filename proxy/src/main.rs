@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use proxy::cli;
+use proxy::config::{Config, LogFormat};
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +28,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Ask the running instance to reload (admin API, else SIGHUP via pid_file); print the
+    /// report; exit 1 if any certificate kept its previous version.
+    Reload {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Load everything as `run` would and report; exit 1 if `run` would not start.
     Check {
         #[arg(long, short)]
@@ -43,15 +50,17 @@ enum Command {
     },
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -64,12 +73,19 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => {
-            init_logging();
+            // The log format comes from the file; `run` loads it again and reports problems.
+            let format = Config::load(&config)
+                .map(|c| c.log_format)
+                .unwrap_or(LogFormat::Text);
+            init_logging(format);
             runtime()?.block_on(cli::run::run(&config))
+        }
+        Command::Reload { config } => {
+            std::process::exit(runtime()?.block_on(cli::reload::reload(&config)))
         }
         Command::Check { config } => std::process::exit(cli::check::check(&config)),
         Command::Demo { bind, dir } => {
-            init_logging();
+            init_logging(LogFormat::Text);
             runtime()?.block_on(cli::demo::demo(bind, dir))
         }
     }

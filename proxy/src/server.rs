@@ -1,8 +1,9 @@
-//! A running Gatehouse: binds every listener, holds the certificate store, reloads on
-//! request and drains on shutdown.
+//! A running Gatehouse: binds every listener and the admin API, holds the certificate
+//! store, reloads on request and drains on shutdown.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -12,11 +13,17 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin;
 use crate::config::{Config, ConfigError, Protocol};
 use crate::forward::http::HttpListener;
 use crate::listener::{ListenerState, accept_loop};
+use crate::metrics::Metrics;
 use crate::routes::{RouteTable, Routes};
 use crate::tls::{self, ListenerTls, TlsOptions};
+
+/// The file in `state_dir` where a running instance writes its admin address, so that
+/// `gatehouse reload` finds it even when the config says port 0.
+pub const ADMIN_ADDR_FILE: &str = "admin.addr";
 
 /// Why Gatehouse could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +48,14 @@ pub enum StartError {
         #[source]
         source: tls::TlsSetupError,
     },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("[admin] token_file {}: {detail}", path.display())]
+    Token { path: PathBuf, detail: String },
 }
 
 /// A listener as bound.
@@ -54,17 +69,25 @@ pub struct Bound {
 /// A running instance. Dropping it does not stop it; call [`Running::shutdown`].
 pub struct Running {
     pub listeners: Vec<Bound>,
+    /// Where the admin API listens, when it is on.
+    pub admin: Option<SocketAddr>,
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     config_path: PathBuf,
     store: Store,
-    /// The configuration the listeners were bound with, and the latest applied.
+    /// The configuration the listeners were bound with, with reloads applied.
     config: Mutex<Config>,
     routes: Vec<(String, Routes)>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// True from the moment shutdown starts: `/healthz` answers 503.
+    pub(crate) draining: AtomicBool,
     shutdown: CancellationToken,
+    /// Stops the admin API once draining is over.
+    admin_stop: CancellationToken,
     tracker: TaskTracker,
+    pid_file: Option<PathBuf>,
 }
 
 /// What a reload did.
@@ -76,30 +99,33 @@ pub struct Reloaded {
 }
 
 impl Running {
-    /// Loads the configuration and every certificate, binds every listener and starts
-    /// serving. Fails, serving nothing, if anything is wrong.
+    /// Loads the configuration and every certificate, binds every listener and the admin
+    /// API and starts serving. Fails, serving nothing, if anything is wrong.
     pub async fn start(config_path: &Path) -> Result<Self, StartError> {
         let config = Config::load(config_path)?;
-        let (store, report) = Store::load(&config.store_config(), Timestamp::now())?;
+        let metrics = Metrics::new(config.metrics);
+        let now = Timestamp::now();
+        let (store, report) = Store::load(&config.store_config(), now)?;
         log_report(&report);
+        metrics.observe_reload(true, now);
+        metrics.observe_certificates(&store.snapshot());
+        let token = match config.admin.as_ref().and_then(|a| a.token_file.as_ref()) {
+            Some(path) => Some(admin::read_token(path)?),
+            None => None,
+        };
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let mut bound = Vec::new();
         let mut sockets = Vec::new();
         let mut routes = Vec::new();
         for l in &config.listeners {
-            let socket = TcpListener::bind(l.bind)
-                .await
-                .map_err(|source| StartError::Bind {
-                    listener: l.name.clone(),
-                    addr: l.bind,
-                    source,
-                })?;
-            let addr = socket.local_addr().map_err(|source| StartError::Bind {
+            let bind_error = |source| StartError::Bind {
                 listener: l.name.clone(),
                 addr: l.bind,
                 source,
-            })?;
+            };
+            let socket = TcpListener::bind(l.bind).await.map_err(bind_error)?;
+            let addr = socket.local_addr().map_err(bind_error)?;
             let resolver = store
                 .resolver(&l.name)
                 .expect("the store was loaded with every listener");
@@ -121,6 +147,7 @@ impl Running {
                 })?;
             let listener_routes: Routes = Arc::new(ArcSwap::from_pointee(RouteTable::of(l)));
             routes.push((l.name.clone(), listener_routes.clone()));
+            let listener_metrics = metrics.listener(&l.name);
             let state = Arc::new(ListenerState {
                 config: l.clone(),
                 tls: ListenerTls {
@@ -129,16 +156,58 @@ impl Running {
                     strict_sni: l.strict_sni,
                 },
                 routes: listener_routes,
-                http: (l.protocol == Protocol::Http)
-                    .then(|| Arc::new(HttpListener::new(l, tracker.clone()))),
+                http: (l.protocol == Protocol::Http).then(|| {
+                    Arc::new(HttpListener::new(
+                        l,
+                        tracker.clone(),
+                        listener_metrics.clone(),
+                        config.access_log,
+                    ))
+                }),
+                metrics: listener_metrics,
             });
-            tracing::info!(listener = %l.name, %addr, protocol = %l.protocol, upstream = %l.upstream, certificates = ?l.certificates, "listening");
+            let cert_expiry: Vec<String> = l
+                .certificates
+                .iter()
+                .filter_map(|n| store.snapshot().certificate(n).cloned())
+                .map(|c| format!("{} (expires {})", c.name, c.leaf().not_after))
+                .collect();
+            tracing::info!(listener = %l.name, %addr, protocol = %l.protocol, upstream = %l.upstream, certificates = ?cert_expiry, "listening");
             bound.push(Bound {
                 name: l.name.clone(),
                 addr,
                 protocol: l.protocol,
             });
             sockets.push((socket, state));
+        }
+        let admin_socket = match &config.admin {
+            Some(a) => {
+                Some(
+                    TcpListener::bind(a.listen)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            listener: "admin".into(),
+                            addr: a.listen,
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let admin_addr = admin_socket.as_ref().and_then(|s| s.local_addr().ok());
+        let write = |path: &Path, text: String| {
+            certstore::write_atomic(path, text.as_bytes(), certstore::FileMode::Public).map_err(
+                |source| StartError::Write {
+                    path: path.to_owned(),
+                    source,
+                },
+            )
+        };
+        if let Some(addr) = admin_addr {
+            write(&config.state_dir.join(ADMIN_ADDR_FILE), format!("{addr}\n"))?;
+        }
+        if let Some(pid_file) = &config.pid_file {
+            write(pid_file, format!("{}\n", std::process::id()))?;
         }
         for (socket, state) in sockets {
             tokio::spawn(accept_loop(
@@ -148,16 +217,31 @@ impl Running {
                 shutdown.clone(),
             ));
         }
+        let inner = Arc::new(Inner {
+            config_path: config_path.to_owned(),
+            store,
+            pid_file: config.pid_file.clone(),
+            config: Mutex::new(config),
+            routes,
+            metrics,
+            draining: AtomicBool::new(false),
+            shutdown,
+            admin_stop: CancellationToken::new(),
+            tracker,
+        });
+        if let (Some(socket), Some(addr)) = (admin_socket, admin_addr) {
+            tracing::info!(%addr, "admin API listening");
+            tokio::spawn(admin::serve(
+                socket,
+                inner.clone(),
+                token,
+                inner.admin_stop.clone(),
+            ));
+        }
         Ok(Self {
             listeners: bound,
-            inner: Arc::new(Inner {
-                config_path: config_path.to_owned(),
-                store,
-                config: Mutex::new(config),
-                routes,
-                shutdown,
-                tracker,
-            }),
+            admin: admin_addr,
+            inner,
         })
     }
 
@@ -173,94 +257,20 @@ impl Running {
         &self.inner.store
     }
 
-    /// What SIGHUP does: re-read the configuration file and every certificate, and apply
-    /// what can be applied without a restart. A file that no longer parses changes nothing.
+    /// What SIGHUP does; see [`Inner::reload`].
     pub fn reload(&self) -> Result<Reloaded, ConfigError> {
-        let inner = &self.inner;
-        let new = Config::load(&inner.config_path)?;
-        let mut current = inner.config.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut needs_restart = Vec::new();
-        let mut applied = current.clone();
-        applied.certificates = new.certificates.clone();
-        for running in applied.listeners.iter_mut() {
-            match new.listeners.iter().find(|l| l.name == running.name) {
-                None => needs_restart.push(format!(
-                    "listener \"{}\" was removed from the config; it keeps serving until restart",
-                    running.name
-                )),
-                Some(l) => {
-                    if l.bind != running.bind && !(l.bind.port() == 0 && running.bind.port() == 0) {
-                        needs_restart.push(format!(
-                            "listener \"{}\": bind {} -> {} needs a restart",
-                            l.name, running.bind, l.bind
-                        ));
-                    }
-                    if l.protocol != running.protocol {
-                        needs_restart.push(format!(
-                            "listener \"{}\": protocol {} -> {} needs a restart",
-                            l.name, running.protocol, l.protocol
-                        ));
-                        continue;
-                    }
-                    for (key, changed) in [
-                        ("strict_sni", l.strict_sni != running.strict_sni),
-                        ("min_tls_version", l.tls13_only != running.tls13_only),
-                        (
-                            "session_resumption",
-                            l.session_resumption != running.session_resumption,
-                        ),
-                        (
-                            "timeouts and limits",
-                            l.handshake_timeout != running.handshake_timeout
-                                || l.header_timeout != running.header_timeout
-                                || l.idle_timeout != running.idle_timeout
-                                || l.upstream_connect_timeout != running.upstream_connect_timeout
-                                || l.upstream_timeout != running.upstream_timeout
-                                || l.max_connections != running.max_connections
-                                || l.max_header_size != running.max_header_size,
-                        ),
-                    ] {
-                        if changed {
-                            needs_restart.push(format!(
-                                "listener \"{}\": {key} changed; needs a restart",
-                                l.name
-                            ));
-                        }
-                    }
-                    running.certificates = l.certificates.clone();
-                    running.upstream = l.upstream.clone();
-                    running.routes = l.routes.clone();
-                }
-            }
-        }
-        for l in &new.listeners {
-            if !applied.listeners.iter().any(|r| r.name == l.name) {
-                needs_restart.push(format!(
-                    "listener \"{}\" is new; it starts on restart",
-                    l.name
-                ));
-            }
-        }
-        let report = inner.store.reload(&applied.store_config());
-        for l in &applied.listeners {
-            if let Some((_, routes)) = inner.routes.iter().find(|(n, _)| n == &l.name) {
-                routes.store(Arc::new(RouteTable::of(l)));
-            }
-        }
-        applied.path = new.path.clone();
-        *current = applied;
-        Ok(Reloaded {
-            report,
-            needs_restart,
-        })
+        self.inner.reload()
     }
 
     /// Stops accepting, lets in-flight requests and streams finish for up to `grace`,
-    /// then returns (whatever is still open is dropped).
+    /// then returns (whatever is still open is dropped). The admin API answers `/healthz`
+    /// with 503 meanwhile.
     pub async fn shutdown(self, grace: Duration) -> bool {
-        self.inner.shutdown.cancel();
-        self.inner.tracker.close();
-        let drained = tokio::time::timeout(grace, self.inner.tracker.wait())
+        let inner = &self.inner;
+        inner.draining.store(true, Ordering::SeqCst);
+        inner.shutdown.cancel();
+        inner.tracker.close();
+        let drained = tokio::time::timeout(grace, inner.tracker.wait())
             .await
             .is_ok();
         if !drained {
@@ -268,6 +278,10 @@ impl Running {
                 ?grace,
                 "shutdown timeout reached; closing remaining connections"
             );
+        }
+        inner.admin_stop.cancel();
+        if let Some(pid_file) = &inner.pid_file {
+            let _ = std::fs::remove_file(pid_file);
         }
         drained
     }
@@ -282,13 +296,105 @@ impl Running {
     }
 }
 
-/// Logs a certificate report, one line per certificate.
+impl Inner {
+    /// Re-reads the configuration file and every certificate, and applies what can be
+    /// applied without a restart. A file that no longer parses changes nothing.
+    pub(crate) fn reload(&self) -> Result<Reloaded, ConfigError> {
+        let new = Config::load(&self.config_path).inspect_err(|_| {
+            self.metrics.observe_reload(false, Timestamp::now());
+        })?;
+        let mut current = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut needs_restart = Vec::new();
+        let mut applied = current.clone();
+        applied.certificates = new.certificates.clone();
+        for running in applied.listeners.iter_mut() {
+            let Some(l) = new.listeners.iter().find(|l| l.name == running.name) else {
+                needs_restart.push(format!(
+                    "listener \"{}\" was removed from the config; it keeps serving until restart",
+                    running.name
+                ));
+                continue;
+            };
+            if l.bind != running.bind {
+                needs_restart.push(format!(
+                    "listener \"{}\": bind {} -> {} needs a restart",
+                    l.name, running.bind, l.bind
+                ));
+            }
+            if l.protocol != running.protocol {
+                needs_restart.push(format!(
+                    "listener \"{}\": protocol {} -> {} needs a restart",
+                    l.name, running.protocol, l.protocol
+                ));
+                continue;
+            }
+            let limits_changed = l.handshake_timeout != running.handshake_timeout
+                || l.header_timeout != running.header_timeout
+                || l.idle_timeout != running.idle_timeout
+                || l.upstream_connect_timeout != running.upstream_connect_timeout
+                || l.upstream_timeout != running.upstream_timeout
+                || l.max_connections != running.max_connections
+                || l.max_header_size != running.max_header_size;
+            for (key, changed) in [
+                ("strict_sni", l.strict_sni != running.strict_sni),
+                ("min_tls_version", l.tls13_only != running.tls13_only),
+                (
+                    "session_resumption",
+                    l.session_resumption != running.session_resumption,
+                ),
+                ("timeouts and limits", limits_changed),
+            ] {
+                if changed {
+                    needs_restart.push(format!(
+                        "listener \"{}\": {key} changed; needs a restart",
+                        l.name
+                    ));
+                }
+            }
+            running.certificates = l.certificates.clone();
+            running.upstream = l.upstream.clone();
+            running.routes = l.routes.clone();
+        }
+        for l in &new.listeners {
+            if !applied.listeners.iter().any(|r| r.name == l.name) {
+                needs_restart.push(format!(
+                    "listener \"{}\" is new; it starts on restart",
+                    l.name
+                ));
+            }
+        }
+        let now = Timestamp::now();
+        let report = self.store.reload_at(&applied.store_config(), now);
+        for l in &applied.listeners {
+            if let Some((_, routes)) = self.routes.iter().find(|(n, _)| n == &l.name) {
+                routes.store(Arc::new(RouteTable::of(l)));
+            }
+        }
+        self.metrics.observe_reload(report.is_clean(), now);
+        self.metrics.observe_certificates(&self.store.snapshot());
+        *current = applied;
+        Ok(Reloaded {
+            report,
+            needs_restart,
+        })
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// Logs a certificate report, one line per certificate: errors for failures, warnings for
+/// certificates with warnings (expiring within 30 days, incomplete chain, …).
 pub fn log_report(report: &ReloadReport) {
     for entry in &report.entries {
+        let outcome = entry.outcome.as_str();
         if entry.outcome.is_failure() {
-            tracing::error!(certificate = %entry.name, outcome = entry.outcome.as_str(), "{entry}");
+            tracing::error!(certificate = %entry.name, outcome, "{entry}");
+        } else if !entry.warnings.is_empty() {
+            tracing::warn!(certificate = %entry.name, outcome, "{entry}");
         } else {
-            tracing::info!(certificate = %entry.name, outcome = entry.outcome.as_str(), "{entry}");
+            tracing::info!(certificate = %entry.name, outcome, "{entry}");
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct Gatehouse {
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
     pub addrs: HashMap<String, SocketAddr>,
+    /// The admin API's address, when it is on.
+    pub admin: Option<SocketAddr>,
 }
 
 /// How long the binary may take to start listening.
@@ -67,6 +69,7 @@ impl Gatehouse {
             child,
             log,
             addrs: HashMap::new(),
+            admin: None,
         };
         let ready = g.wait_for_log(
             |l| l.contains("ready") || l.contains("Press Ctrl-C"),
@@ -78,18 +81,38 @@ impl Gatehouse {
             g.log_text()
         );
         for line in g.log_lines() {
-            if line.contains(" listening ") {
-                let field = |key: &str| {
-                    line.split_whitespace()
-                        .find_map(|w| w.strip_prefix(key))
-                        .map(|v| v.trim_matches('"').to_owned())
-                };
-                if let (Some(name), Some(addr)) = (field("listener="), field("addr=")) {
-                    g.addrs.insert(name, addr.parse().expect("listener addr"));
-                }
+            let json: Option<serde_json::Value> = serde_json::from_str(&line).ok();
+            let field = |key: &str| match &json {
+                // log_format = "json": {"fields": {"message": ..., "addr": ...}}
+                Some(j) => j["fields"][key.trim_end_matches('=')]
+                    .as_str()
+                    .map(str::to_owned),
+                None => line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix(key))
+                    .map(|v| v.trim_matches('"').to_owned()),
+            };
+            let message = match &json {
+                Some(j) => j["fields"]["message"].as_str().unwrap_or("").to_owned(),
+                None => line.clone(),
+            };
+            if message.contains("admin API listening") {
+                g.admin = field("addr=").and_then(|a| a.parse().ok());
+            } else if (message.contains(" listening ") || message == "listening")
+                && let (Some(name), Some(addr)) = (field("listener="), field("addr="))
+            {
+                g.addrs.insert(name, addr.parse().expect("listener addr"));
             }
         }
         g
+    }
+
+    /// `http://ADMIN` + `path`.
+    pub fn admin_url(&self, path: &str) -> String {
+        let admin = self
+            .admin
+            .unwrap_or_else(|| panic!("admin API not in log:\n{}", self.log_text()));
+        format!("http://{admin}{path}")
     }
 
     pub fn addr(&self, listener: &str) -> SocketAddr {

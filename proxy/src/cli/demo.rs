@@ -44,6 +44,9 @@ pub async fn demo(bind: SocketAddr, dir: Option<PathBuf>) -> anyhow::Result<()> 
             ip = addr.ip(),
         );
     }
+    if let Some(admin) = running.admin {
+        println!("Metrics: curl http://{admin}/metrics   Certificates: curl http://{admin}/certs");
+    }
     println!("Press Ctrl-C to stop.");
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -60,7 +63,10 @@ pub async fn demo(bind: SocketAddr, dir: Option<PathBuf>) -> anyhow::Result<()> 
 async fn prepare(dir: &Path, bind: SocketAddr) -> anyhow::Result<PathBuf> {
     let now = Timestamp::now();
     let ca = InternalCa::load_or_create(&dir.join("ca"), "Gatehouse Demo CA", now)?;
-    let mut config = format!("state_dir = \"{}\"\n", toml_escape(&dir.join("state")));
+    let mut config = format!(
+        "state_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        toml_escape(&dir.join("state"))
+    );
     let anchors = toml_escape(&ca.cert_path());
     let mut upstreams = Vec::new();
     for name in COMPONENTS {

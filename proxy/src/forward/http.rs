@@ -4,13 +4,15 @@
 
 use std::convert::Infallible;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
-use http::{Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -23,10 +25,97 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Listener;
 use crate::idle::{IdleTimeout, InFlight};
+use crate::metrics::ListenerMetrics;
 use crate::routes::Target;
 
 /// The body Gatehouse answers with: the upstream's, streamed, or a short one of its own.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+/// When metrics or the access log are on, it counts the bytes it passes and records the
+/// request when the body ends (or the client goes away).
+pub struct ProxyBody {
+    inner: Either<Incoming, Full<Bytes>>,
+    completion: Option<Completion>,
+}
+
+/// What is recorded when a response body is done.
+struct Completion {
+    start: Instant,
+    status: StatusCode,
+    bytes: u64,
+    metrics: Arc<ListenerMetrics>,
+    access: Option<Box<AccessEntry>>,
+}
+
+/// The fields of an access log line known when the response starts.
+struct AccessEntry {
+    listener: Arc<str>,
+    sni: Option<Arc<str>>,
+    method: Method,
+    path: String,
+    upstream: Arc<Target>,
+}
+
+impl Completion {
+    fn finish(self) {
+        let elapsed = self.start.elapsed();
+        self.metrics.request(self.status, elapsed.as_secs_f64());
+        if let Some(a) = self.access {
+            tracing::info!(
+                target: "access",
+                listener = %a.listener,
+                sni = a.sni.as_deref().unwrap_or("-"),
+                method = %a.method,
+                path = %a.path,
+                status = self.status.as_u16(),
+                upstream = %a.upstream.upstream,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                bytes = self.bytes,
+                "request"
+            );
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        if let Some(c) = self.completion.take() {
+            c.finish();
+        }
+    }
+}
+
+impl hyper::body::Body for ProxyBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(c), Some(data)) = (self.completion.as_mut(), frame.data_ref()) {
+                    c.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                if let Some(c) = self.completion.take() {
+                    c.finish();
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// How long an idle upstream connection stays in the pool; below common upstream
 /// keep-alive timeouts (nginx 75 s) so the upstream never closes one under a request.
@@ -34,7 +123,9 @@ const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(50);
 
 /// What every connection of one HTTP listener shares. Built once at startup.
 pub struct HttpListener {
-    pub name: String,
+    pub name: Arc<str>,
+    metrics: Arc<ListenerMetrics>,
+    access_log: bool,
     server: auto::Builder<TokioExecutor>,
     client: Client<HttpConnector, Incoming>,
     upstream_timeout: Duration,
@@ -43,7 +134,12 @@ pub struct HttpListener {
 }
 
 impl HttpListener {
-    pub fn new(listener: &Listener, tracker: TaskTracker) -> Self {
+    pub fn new(
+        listener: &Listener,
+        tracker: TaskTracker,
+        metrics: Arc<ListenerMetrics>,
+        access_log: bool,
+    ) -> Self {
         let mut server = auto::Builder::new(TokioExecutor::new());
         server
             .http1()
@@ -65,7 +161,9 @@ impl HttpListener {
             .pool_idle_timeout(UPSTREAM_POOL_IDLE)
             .build(connector);
         Self {
-            name: listener.name.clone(),
+            name: listener.name.as_str().into(),
+            metrics,
+            access_log,
             server,
             client,
             upstream_timeout: listener.upstream_timeout,
@@ -79,6 +177,7 @@ impl HttpListener {
         self: &Arc<Self>,
         stream: S,
         peer: IpAddr,
+        sni: Option<&str>,
         target: Arc<Target>,
         shutdown: CancellationToken,
     ) where
@@ -88,6 +187,11 @@ impl HttpListener {
         let stream = IdleTimeout::new(stream, self.idle_timeout, in_flight.clone());
         let conn_ctx = Arc::new(ConnCtx {
             in_flight,
+            sni: if self.access_log {
+                sni.map(Arc::from)
+            } else {
+                None
+            },
             listener: self.clone(),
             peer: HeaderValue::from_str(&peer.to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
@@ -122,6 +226,8 @@ struct ConnCtx {
     listener: Arc<HttpListener>,
     /// Requests being answered; the idle timer does not run while there are any.
     in_flight: Arc<InFlight>,
+    /// The TLS server name, kept only for the access log.
+    sni: Option<Arc<str>>,
     /// The client's address, rendered once per connection.
     peer: HeaderValue,
     target: Arc<Target>,
@@ -183,7 +289,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     upgrade
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+fn plain(status: StatusCode, text: &'static str) -> Response<Either<Incoming, Full<Bytes>>> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
         text.as_bytes(),
     ))));
@@ -196,7 +302,40 @@ fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
 }
 
 impl ConnCtx {
-    async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    /// Forwards one request and wraps the answer so it is counted and logged when done.
+    async fn forward(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let listener = &self.listener;
+        let recording = listener.metrics.enabled() || listener.access_log;
+        let start = recording.then(Instant::now);
+        let access = listener.access_log.then(|| {
+            Box::new(AccessEntry {
+                listener: listener.name.clone(),
+                sni: self.sni.clone(),
+                method: req.method().clone(),
+                path: req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/")
+                    .to_owned(),
+                upstream: self.target.clone(),
+            })
+        });
+        let resp = self.exchange(req).await;
+        let completion = start.map(|start| Completion {
+            start,
+            status: resp.status(),
+            bytes: 0,
+            metrics: listener.metrics.clone(),
+            access,
+        });
+        resp.map(|inner| ProxyBody { inner, completion })
+    }
+
+    async fn exchange(
+        &self,
+        mut req: Request<Incoming>,
+    ) -> Response<Either<Incoming, Full<Bytes>>> {
         let upstream = &self.target.upstream;
         let host = req.headers().get(header::HOST).cloned().or_else(|| {
             req.uri()
@@ -247,6 +386,7 @@ impl ConnCtx {
             tokio::time::timeout(listener.upstream_timeout, listener.client.request(req)).await;
         let mut resp = match result {
             Err(_) => {
+                listener.metrics.upstream_error("timeout");
                 tracing::warn!(listener = %listener.name, upstream = %upstream, timeout = ?listener.upstream_timeout, "upstream timed out: 504");
                 return plain(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -254,6 +394,11 @@ impl ConnCtx {
                 );
             }
             Ok(Err(e)) => {
+                listener.metrics.upstream_error(if e.is_connect() {
+                    "connect"
+                } else {
+                    "protocol"
+                });
                 let cause = std::error::Error::source(&e)
                     .map(|s| s.to_string())
                     .unwrap_or_default();
@@ -285,6 +430,7 @@ impl ConnCtx {
                     });
                 }
                 _ => {
+                    listener.metrics.upstream_error("protocol");
                     tracing::warn!(listener = %listener.name, upstream = %upstream, "upstream switched protocols unasked: 502");
                     return plain(
                         StatusCode::BAD_GATEWAY,

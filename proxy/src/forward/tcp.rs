@@ -22,6 +22,16 @@ pub enum TcpForwardError {
     },
 }
 
+impl TcpForwardError {
+    /// The `kind` label of `gatehouse_upstream_errors_total`.
+    pub fn as_label(&self) -> &'static str {
+        match self {
+            Self::ConnectTimeout { .. } => "timeout",
+            Self::Connect { .. } => "connect",
+        }
+    }
+}
+
 /// Copies bytes between the client and the upstream until both sides are done. When one
 /// side finishes sending, the other is told (half-close) and may keep sending.
 pub async fn forward<S>(

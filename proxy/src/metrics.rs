@@ -1,0 +1,321 @@
+//! Prometheus metrics. Label values are resolved once per listener at startup (and once
+//! per status code on first use), so recording on the hot path is an atomic add — never a
+//! label lookup or a string format.
+
+use std::sync::{Arc, OnceLock};
+
+use certstore::Snapshot;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Request duration buckets (seconds): 1 ms to 60 s, the range an appliance's UI and API see.
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Handshake outcomes, as the `result` label.
+pub const HANDSHAKE_RESULTS: [&str; 5] = [
+    "ok",
+    "no_certificate",
+    "protocol_error",
+    "timeout",
+    "unrecognized_name",
+];
+
+/// Upstream error kinds, as the `kind` label.
+pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "protocol", "tls_verify"];
+
+/// HTTP status codes span 100..=599.
+const STATUS_CODES: usize = 500;
+
+/// Every metric Gatehouse exports.
+pub struct Metrics {
+    registry: Registry,
+    cert_expiry: IntGaugeVec,
+    cert_info: IntGaugeVec,
+    reloads: IntCounterVec,
+    reload_timestamp: IntGauge,
+    handshakes: IntCounterVec,
+    connections_active: IntGaugeVec,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_errors: IntCounterVec,
+    /// When false, listeners get no-op handles (for measuring what metrics cost).
+    enabled: bool,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Names and labels are constants checked by the unit test below; a failure here is a
+    // programming error caught before release.
+    r.unwrap_or_else(|e| panic!("metric definition: {e}"))
+}
+
+impl Metrics {
+    pub fn new(enabled: bool) -> Arc<Self> {
+        let registry = Registry::new();
+        let cert_expiry = must(IntGaugeVec::new(
+            Opts::new(
+                "gatehouse_certificate_expiry_timestamp_seconds",
+                "notAfter of the served leaf certificate, Unix seconds",
+            ),
+            &["certificate"],
+        ));
+        let cert_info = must(IntGaugeVec::new(
+            Opts::new(
+                "gatehouse_certificate_info",
+                "The served certificate (value is always 1)",
+            ),
+            &["certificate", "serial", "issuer"],
+        ));
+        let reloads = must(IntCounterVec::new(
+            Opts::new(
+                "gatehouse_certificate_reloads_total",
+                "Certificate loads and reloads, by result (failure: some certificate kept its previous version)",
+            ),
+            &["result"],
+        ));
+        let reload_timestamp = must(IntGauge::new(
+            "gatehouse_certificate_reload_timestamp_seconds",
+            "When certificates last loaded without failure, Unix seconds",
+        ));
+        let handshakes = must(IntCounterVec::new(
+            Opts::new(
+                "gatehouse_tls_handshakes_total",
+                "TLS handshakes by listener and result",
+            ),
+            &["listener", "result"],
+        ));
+        let connections_active = must(IntGaugeVec::new(
+            Opts::new("gatehouse_connections_active", "Open client connections"),
+            &["listener"],
+        ));
+        let requests = must(IntCounterVec::new(
+            Opts::new(
+                "gatehouse_http_requests_total",
+                "HTTP requests answered, by status code",
+            ),
+            &["listener", "code"],
+        ));
+        let request_duration = must(HistogramVec::new(
+            HistogramOpts::new(
+                "gatehouse_http_request_duration_seconds",
+                "From request headers received to response body sent",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["listener"],
+        ));
+        let upstream_errors = must(IntCounterVec::new(
+            Opts::new(
+                "gatehouse_upstream_errors_total",
+                "Failures reaching upstreams, by kind",
+            ),
+            &["listener", "kind"],
+        ));
+        for c in [
+            Box::new(cert_expiry.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cert_info.clone()),
+            Box::new(reloads.clone()),
+            Box::new(reload_timestamp.clone()),
+            Box::new(handshakes.clone()),
+            Box::new(connections_active.clone()),
+            Box::new(requests.clone()),
+            Box::new(request_duration.clone()),
+            Box::new(upstream_errors.clone()),
+        ] {
+            must(registry.register(c));
+        }
+        Arc::new(Self {
+            registry,
+            cert_expiry,
+            cert_info,
+            reloads,
+            reload_timestamp,
+            handshakes,
+            connections_active,
+            requests,
+            request_duration,
+            upstream_errors,
+            enabled,
+        })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+
+    /// Publishes what a snapshot serves (after every load and reload).
+    pub fn observe_certificates(&self, snapshot: &Snapshot) {
+        self.cert_expiry.reset();
+        self.cert_info.reset();
+        for cert in snapshot.certificates() {
+            let leaf = cert.leaf();
+            self.cert_expiry
+                .with_label_values(&[cert.name.as_str()])
+                .set(leaf.not_after.unix_seconds());
+            self.cert_info
+                .with_label_values(&[
+                    cert.name.as_str(),
+                    leaf.serial.as_str(),
+                    leaf.issuer.as_str(),
+                ])
+                .set(1);
+        }
+    }
+
+    /// Counts a load or reload.
+    pub fn observe_reload(&self, clean: bool, now: certstore::Timestamp) {
+        self.reloads
+            .with_label_values(&[if clean { "success" } else { "failure" }])
+            .inc();
+        if clean {
+            self.reload_timestamp.set(now.unix_seconds());
+        }
+    }
+
+    /// Handles for one listener, resolved now so recording never looks labels up.
+    pub fn listener(&self, name: &str) -> Arc<ListenerMetrics> {
+        if !self.enabled {
+            return Arc::new(ListenerMetrics::disabled());
+        }
+        let handshakes = HANDSHAKE_RESULTS.map(|r| self.handshakes.with_label_values(&[name, r]));
+        let upstream_errors =
+            UPSTREAM_ERROR_KINDS.map(|k| self.upstream_errors.with_label_values(&[name, k]));
+        Arc::new(ListenerMetrics {
+            inner: Some(Handles {
+                name: name.to_owned(),
+                handshakes,
+                connections_active: self.connections_active.with_label_values(&[name]),
+                request_duration: self.request_duration.with_label_values(&[name]),
+                upstream_errors,
+                requests_vec: self.requests.clone(),
+                requests_by_code: (0..STATUS_CODES).map(|_| OnceLock::new()).collect(),
+            }),
+        })
+    }
+}
+
+struct Handles {
+    name: String,
+    handshakes: [IntCounter; HANDSHAKE_RESULTS.len()],
+    connections_active: IntGauge,
+    request_duration: Histogram,
+    upstream_errors: [IntCounter; UPSTREAM_ERROR_KINDS.len()],
+    requests_vec: IntCounterVec,
+    requests_by_code: Box<[OnceLock<IntCounter>]>,
+}
+
+/// One listener's metric handles. All methods are cheap no-ops when metrics are off.
+pub struct ListenerMetrics {
+    inner: Option<Handles>,
+}
+
+/// Decrements the active connection gauge when the connection ends.
+pub struct ConnectionGuard<'a>(Option<&'a IntGauge>);
+
+impl Drop for ConnectionGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(g) = self.0 {
+            g.dec();
+        }
+    }
+}
+
+impl ListenerMetrics {
+    pub fn disabled() -> Self {
+        Self { inner: None }
+    }
+
+    pub fn connection(&self) -> ConnectionGuard<'_> {
+        let gauge = self.inner.as_ref().map(|h| &h.connections_active);
+        if let Some(g) = gauge {
+            g.inc();
+        }
+        ConnectionGuard(gauge)
+    }
+
+    /// `result` is one of [`HANDSHAKE_RESULTS`].
+    pub fn handshake(&self, result: &str) {
+        if let Some(h) = &self.inner
+            && let Some(i) = HANDSHAKE_RESULTS.iter().position(|r| *r == result)
+        {
+            h.handshakes[i].inc();
+        }
+    }
+
+    /// `kind` is one of [`UPSTREAM_ERROR_KINDS`].
+    pub fn upstream_error(&self, kind: &str) {
+        if let Some(h) = &self.inner
+            && let Some(i) = UPSTREAM_ERROR_KINDS.iter().position(|k| *k == kind)
+        {
+            h.upstream_errors[i].inc();
+        }
+    }
+
+    /// Records an answered request: its status and how long it took.
+    pub fn request(&self, status: http::StatusCode, seconds: f64) {
+        if let Some(h) = &self.inner {
+            let code = status.as_u16() as usize;
+            if let Some(slot) = code
+                .checked_sub(100)
+                .and_then(|i| h.requests_by_code.get(i))
+            {
+                slot.get_or_init(|| {
+                    h.requests_vec
+                        .with_label_values(&[h.name.as_str(), status.as_str()])
+                })
+                .inc();
+            }
+            h.request_duration.observe(seconds);
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_register_and_render() {
+        let m = Metrics::new(true);
+        let l = m.listener("web");
+        l.handshake("ok");
+        l.request(http::StatusCode::OK, 0.01);
+        l.request(http::StatusCode::OK, 0.02);
+        l.upstream_error("connect");
+        let text = m.render();
+        assert!(
+            text.contains(r#"gatehouse_tls_handshakes_total{listener="web",result="ok"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"gatehouse_http_requests_total{code="200",listener="web"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"gatehouse_upstream_errors_total{kind="connect",listener="web"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("gatehouse_http_request_duration_seconds_count{listener=\"web\"} 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn disabled_metrics_record_nothing() {
+        let m = Metrics::new(false);
+        let l = m.listener("web");
+        l.handshake("ok");
+        let _c = l.connection();
+        assert!(!m.render().contains("listener=\"web\""));
+    }
+}
