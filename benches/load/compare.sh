@@ -660,15 +660,27 @@ measure_idle() { # PROXY RUN
 over_budget() { [ $(( $(date +%s) - T0 )) -ge "$BUDGET" ]; }
 
 # Runs a measure RUNS (or COUNT) times over the given proxies, rotating the order each run.
+# A run during which other processes used the CPU (FOREIGN_MAX seconds or more) is done
+# again, up to twice, after a pause; the last attempt is kept either way.
+FOREIGN_MAX=0.5
 rounds() { # MEASURE "PROXIES..." FUNCTION [COUNT]
-    local m=$1 proxies=($2) fn=$3 count=${4:-$RUNS} r i n
+    local m=$1 proxies=($2) fn=$3 count=${4:-$RUNS} r i n attempt foreign
     n=${#proxies[@]}
     for r in $(seq "$count"); do
         for i in $(seq 0 $(( n - 1 ))); do
             local p=${proxies[$(( (i + r - 1) % n ))]}
-            if over_budget; then log "budget of ${BUDGET}s spent: $m $p run $r skipped"; continue; fi
-            "$fn" "$m" "$p" "$r"
-            sleep 0.5
+            for attempt in 1 2 3; do
+                if over_budget; then log "budget of ${BUDGET}s spent: $m $p run $r skipped"; break; fi
+                "$fn" "$m" "$p" "$r"
+                sleep 0.5
+                foreign=$(tail -n 1 "$RESULTS" | cut -f8)
+                if [ "$attempt" = 3 ] || awk -v f="$foreign" -v max="$FOREIGN_MAX" 'BEGIN { exit !(f < max) }'; then
+                    break
+                fi
+                log "$m $p run $r shared the machine (${foreign}s CPU outside this script): again in 10 s"
+                sed -i '$d' "$RESULTS"
+                sleep 10
+            done
         done
     done
 }
@@ -756,7 +768,7 @@ log "measuring done in $(( $(date +%s) - T0 ))s"
 
 # --- summary ----------------------------------------------------------------------------
 summary() {
-    python3 - "$RESULTS" "$RUNS" "$DUR" "$IDLE_CONNS" "$(( LAT_CLIENTS * LAT_RPS ))" <<'EOF'
+    python3 - "$RESULTS" "$RUNS" "$DUR" "$IDLE_CONNS" "$(( LAT_CLIENTS * LAT_RPS ))" "$FOREIGN_MAX" <<'EOF'
 import statistics, sys
 from collections import defaultdict
 
@@ -865,11 +877,11 @@ for m, (label, unit, higher, per) in MEASURES.items():
     if any(c != "–" for c in cells):
         print(f"| {label} | " + " | ".join(cells) + " |")
 
-busy = [f for f in foreign if f[0] >= 0.5]
+busy = [f for f in foreign if f[0] >= float(sys.argv[6])]
 print()
 if busy:
     worst = max(busy)
-    print(f"⚠ {len(busy)} of {len(foreign)} runs shared the machine with other processes (≥ 0.5 s CPU outside this script; worst {worst[0]:.1f} s in {worst[1]} {worst[2]} run {worst[3]}): rerun on a quiet machine.")
+    print(f"⚠ {len(busy)} of {len(foreign)} runs shared the machine with other processes (≥ {sys.argv[6]} s CPU outside this script, even after two retries; worst {worst[0]:.1f} s in {worst[1]} {worst[2]} run {worst[3]}): rerun on a quiet machine.")
 else:
     print(f"No run shared the machine: other processes used at most {max(f[0] for f in foreign):.2f} s CPU per run.")
 
