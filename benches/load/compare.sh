@@ -5,7 +5,8 @@
 #
 # Usage: benches/load/compare.sh [--quick] [--out FILE] [--keep]
 #   --quick   one run each of a subset (keep-alive HTTP/1.1 and HTTP/2, full ECDSA and
-#             resumed handshakes, 2,000 idle connections): about two minutes
+#             resumed handshakes, 2,000 idle connections, 2 metrics on/off pairs): about
+#             a minute and a half
 #   --out     also write the summary (markdown) to FILE
 #   --keep    keep the work dir (configs, raw results, logs; test keys are in it)
 # Environment: GATEHOUSE_BIN (skip `cargo build --release`), RUNS, DUR (seconds per run).
@@ -174,16 +175,16 @@ EOF
             done
             timeout 30 openssl req -x509 -new -key "$kind-root.key" -sha256 -days 3650 \
                 -subj "/CN=Gatehouse bench $kind root" -config openssl.cnf -extensions root \
-                -set_serial 0x$(openssl rand -hex 8) -out "$kind-root.crt"
+                -set_serial "0x$(openssl rand -hex 8)" -out "$kind-root.crt"
             timeout 30 openssl req -new -key "$kind-inter.key" -subj "/CN=Gatehouse bench $kind intermediate" \
                 -config openssl.cnf -out "$kind-inter.csr"
             timeout 30 openssl x509 -req -in "$kind-inter.csr" -CA "$kind-root.crt" -CAkey "$kind-root.key" \
-                -set_serial 0x$(openssl rand -hex 8) -days 1825 -sha256 \
+                -set_serial "0x$(openssl rand -hex 8)" -days 1825 -sha256 \
                 -extfile openssl.cnf -extensions inter -out "$kind-inter.crt" 2>/dev/null
             timeout 30 openssl req -new -key "$kind-leaf.key" -subj "/CN=$kind.bench.test" \
                 -config openssl.cnf -out "$kind-leaf.csr"
             timeout 30 openssl x509 -req -in "$kind-leaf.csr" -CA "$kind-inter.crt" -CAkey "$kind-inter.key" \
-                -set_serial 0x$(openssl rand -hex 8) -days 90 -sha256 \
+                -set_serial "0x$(openssl rand -hex 8)" -days 90 -sha256 \
                 -extfile openssl.cnf -extensions leaf -out "$kind-leaf.crt" 2>/dev/null
             # nginx: leaf + intermediate; HAProxy: leaf + intermediate + key in one file.
             cat "$kind-leaf.crt" "$kind-inter.crt" >"$kind-fullchain.crt"
@@ -249,7 +250,7 @@ wait_port() {
 # Sets SERVER_PID (the process whose CPU and memory are measured, with its children).
 declare -A PORT
 start_gatehouse() { # NAME PORT MODE METRICS
-    local name=$1 port=$2 mode=$3 metrics=$4 d=$WORK/$1
+    local port=$2 mode=$3 metrics=$4 d=$WORK/$1
     mkdir -p "$d/state"
     local resumption=true
     [ "$mode" = off ] && resumption=false
@@ -288,7 +289,7 @@ EOF
 }
 
 start_nginx() { # NAME PORT MODE
-    local name=$1 port=$2 mode=$3 d=$WORK/$1
+    local port=$2 mode=$3 d=$WORK/$1
     mkdir -p "$d"
     local resumption="ssl_session_cache shared:SSL:10m; ssl_session_tickets on;"
     [ "$mode" = off ] && resumption="ssl_session_cache off; ssl_session_tickets off;"
@@ -349,7 +350,7 @@ EOF
 }
 
 start_haproxy() { # NAME PORT MODE
-    local name=$1 port=$2 mode=$3 d=$WORK/$1
+    local port=$2 mode=$3 d=$WORK/$1
     mkdir -p "$d"
     local global_resumption="" bind_resumption=""
     if [ "$mode" = off ]; then
@@ -404,6 +405,7 @@ stop_server() {
 }
 
 # The process and its children (nginx: master and workers).
+# shellcheck disable=SC2046 # one pid per word
 tree_pids() { echo "$1" $(pgrep -P "$1" || true); }
 
 # "utime stime" in clock ticks, summed over the tree (fields 14 and 15 of /proc/PID/stat).
@@ -664,7 +666,8 @@ over_budget() { [ $(( $(date +%s) - T0 )) -ge "$BUDGET" ]; }
 # again, up to twice, after a pause; the last attempt is kept either way.
 FOREIGN_MAX=0.5
 rounds() { # MEASURE "PROXIES..." FUNCTION [COUNT]
-    local m=$1 proxies=($2) fn=$3 count=${4:-$RUNS} r i n attempt foreign
+    local m=$1 fn=$3 count=${4:-$RUNS} proxies r i n attempt foreign
+    read -r -a proxies <<<"$2"
     n=${#proxies[@]}
     for r in $(seq "$count"); do
         for i in $(seq 0 $(( n - 1 ))); do
