@@ -21,6 +21,14 @@ pub fn provider() -> &'static Arc<CryptoProvider> {
     PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
 }
 
+/// Which of the bundle's keys belongs to one of its certificates (for writing the key back
+/// out when installing).
+pub fn matching_key(bundle: &Bundle) -> Result<usize, LoadError> {
+    let mut warnings = Vec::new();
+    let certs = chain::dedup(&bundle.certs, &mut warnings)?;
+    chain::match_key(bundle, &certs, provider()).map(|pair| pair.key)
+}
+
 /// A certificate ready to serve. Immutable: a reload builds a new one.
 #[derive(Debug)]
 pub struct LoadedCert {

@@ -71,6 +71,10 @@ pub struct RawCertificate {
     pub pkcs12: Option<PathBuf>,
     pub password_file: Option<PathBuf>,
     pub trust_anchors: Option<PathBuf>,
+    /// `"internal"`: issued by Gatehouse's internal CA, no files to supply.
+    pub issuer: Option<String>,
+    /// Names for an internal certificate (default: the host's name and FQDN).
+    pub names: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,7 +155,24 @@ pub struct Config {
     /// `None` when `[admin] enabled = false`.
     pub admin: Option<Admin>,
     pub certificates: Vec<CertSpec>,
+    /// Certificates the internal CA issues (their `CertSpec`s point at `state_dir/certs/`).
+    pub internal: Vec<InternalCert>,
     pub listeners: Vec<Listener>,
+}
+
+/// A certificate with `issuer = "internal"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalCert {
+    pub name: String,
+    /// Lowercase DNS names or IP addresses.
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Where the internal CA lives under `state_dir`.
+pub fn ca_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("ca")
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -235,7 +256,13 @@ impl Config {
             }
         };
 
+        let state_dir = raw
+            .state_dir
+            .as_deref()
+            .map(resolve)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
         let mut certificates = Vec::new();
+        let mut internal = Vec::new();
         let mut cert_names = HashSet::new();
         for c in &raw.certificates {
             let what = format!("certificate \"{}\"", c.name);
@@ -247,6 +274,61 @@ impl Config {
                 problems.push(format!(
                     "{what}: defined twice; rename one of the [[certificate]] blocks"
                 ));
+            }
+            match c.issuer.as_deref() {
+                Some("internal") => {
+                    if c.cert.is_some()
+                        || c.key.is_some()
+                        || c.chain.is_some()
+                        || c.pkcs12.is_some()
+                        || c.password_file.is_some()
+                    {
+                        problems.push(format!(
+                            "{what}: issuer = \"internal\" has no files to supply; remove cert/key/chain/pkcs12/password_file, or remove issuer"
+                        ));
+                        continue;
+                    }
+                    let names: Vec<String> = match &c.names {
+                        Some(n) => n.iter().map(|n| n.to_ascii_lowercase()).collect(),
+                        None => crate::host::names(),
+                    };
+                    if names.is_empty() {
+                        problems.push(format!("{what}: `names` is empty; list the host names the certificate must cover"));
+                        continue;
+                    }
+                    let dir = state_dir.join("certs");
+                    let ic = InternalCert {
+                        name: c.name.clone(),
+                        names,
+                        cert: dir.join(format!("{}.crt", c.name)),
+                        key: dir.join(format!("{}.key", c.name)),
+                    };
+                    certificates.push(CertSpec {
+                        name: c.name.clone(),
+                        source: Source::Files {
+                            cert: ic.cert.clone(),
+                            key: ic.key.clone(),
+                            chain: None,
+                        },
+                        trust_anchors: Some(
+                            ca_dir(&state_dir).join(certstore::InternalCa::CERT_FILE),
+                        ),
+                    });
+                    internal.push(ic);
+                    continue;
+                }
+                Some(other) => {
+                    problems.push(format!(
+                        "{what}: issuer = \"{other}\" is not supported; use \"internal\" (Gatehouse's own CA) or remove it and name the files"
+                    ));
+                    continue;
+                }
+                None if c.names.is_some() => {
+                    problems.push(format!(
+                        "{what}: `names` goes with issuer = \"internal\"; a certificate from files takes its names from the certificate"
+                    ));
+                }
+                None => {}
             }
             let source = match (&c.cert, &c.key, &c.pkcs12, &c.password_file) {
                 (Some(cert), Some(key), None, None) => Some(Source::Files {
@@ -284,7 +366,7 @@ impl Config {
                 }
                 (None, None, None, _) => {
                     problems.push(format!(
-                        "{what}: no files; set `cert` and `key` (PEM/DER) or `pkcs12` and `password_file`"
+                        "{what}: no files; set `cert` and `key` (PEM/DER), `pkcs12` and `password_file`, or issuer = \"internal\""
                     ));
                     None
                 }
@@ -541,11 +623,8 @@ impl Config {
         }
         Ok(Self {
             path: path.to_owned(),
-            state_dir: raw
-                .state_dir
-                .as_deref()
-                .map(resolve)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            state_dir,
+            internal,
             pid_file: raw.pid_file.as_deref().map(resolve),
             shutdown_timeout,
             log_format,

@@ -34,6 +34,11 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Certificate chores: inspect, list, csr, install, backups, restore, export-ca.
+    Certs {
+        #[command(subcommand)]
+        command: cli::certs::CertsCommand,
+    },
     /// Load everything as `run` would and report; exit 1 if `run` would not start.
     Check {
         #[arg(long, short)]
@@ -84,6 +89,7 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(runtime()?.block_on(cli::reload::reload(&config)))
         }
         Command::Check { config } => std::process::exit(cli::check::check(&config)),
+        Command::Certs { command } => std::process::exit(cli::certs::run(command)),
         Command::Demo { bind, dir } => {
             init_logging(LogFormat::Text);
             runtime()?.block_on(cli::demo::demo(bind, dir))

@@ -56,6 +56,8 @@ pub enum StartError {
     },
     #[error("[admin] token_file {}: {detail}", path.display())]
     Token { path: PathBuf, detail: String },
+    #[error("internal CA: {0}")]
+    Internal(#[from] certstore::IssueError),
 }
 
 /// A listener as bound.
@@ -105,6 +107,7 @@ impl Running {
         let config = Config::load(config_path)?;
         let metrics = Metrics::new(config.metrics);
         let now = Timestamp::now();
+        crate::internal::ensure(&config, now)?;
         let (store, report) = Store::load(&config.store_config(), now)?;
         log_report(&report);
         metrics.observe_reload(true, now);
@@ -307,6 +310,7 @@ impl Inner {
         let mut needs_restart = Vec::new();
         let mut applied = current.clone();
         applied.certificates = new.certificates.clone();
+        applied.internal = new.internal.clone();
         for running in applied.listeners.iter_mut() {
             let Some(l) = new.listeners.iter().find(|l| l.name == running.name) else {
                 needs_restart.push(format!(
@@ -364,6 +368,9 @@ impl Inner {
             }
         }
         let now = Timestamp::now();
+        if let Err(e) = crate::internal::ensure(&applied, now) {
+            tracing::error!("internal CA: {e}; internal certificates keep their previous version");
+        }
         let report = self.store.reload_at(&applied.store_config(), now);
         for l in &applied.listeners {
             if let Some((_, routes)) = self.routes.iter().find(|(n, _)| n == &l.name) {

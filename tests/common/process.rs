@@ -26,6 +26,15 @@ pub fn gatehouse_bin() -> PathBuf {
     bin
 }
 
+/// Runs `gatehouse ARGS…` to completion (bounded by the command's own work).
+pub fn gatehouse(args: &[&str]) -> std::process::Output {
+    Command::new(gatehouse_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run gatehouse")
+}
+
 /// A running `gatehouse` process.
 pub struct Gatehouse {
     child: Child,
@@ -45,8 +54,14 @@ impl Gatehouse {
     }
 
     pub fn start_args(args: &[&str]) -> Self {
+        Self::start_env(args, &[])
+    }
+
+    /// Starts with extra environment variables.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(gatehouse_bin())
             .args(args)
+            .envs(env.iter().copied())
             .env("GATEHOUSE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
