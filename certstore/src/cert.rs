@@ -13,7 +13,7 @@ use crate::info::CertInfo;
 use crate::parse::{self, Bundle};
 use crate::source::CertSpec;
 use crate::time::Timestamp;
-use crate::validate;
+use crate::validate::{self, Purpose};
 
 /// The crypto provider every key is loaded with (aws-lc-rs, rustls' default).
 pub fn provider() -> &'static Arc<CryptoProvider> {
@@ -47,13 +47,19 @@ pub struct LoadedCert {
 impl LoadedCert {
     /// Reads, assembles and validates one configured certificate.
     pub fn load(spec: &CertSpec, now: Timestamp) -> Result<Self, LoadError> {
+        Self::load_for(spec, now, Purpose::Server)
+    }
+
+    /// Loads a certificate for `purpose` (a client certificate needs no SAN).
+    pub fn load_for(spec: &CertSpec, now: Timestamp, purpose: Purpose) -> Result<Self, LoadError> {
         let bundle = parse::load_source(&spec.source)?;
-        Self::from_bundle(
+        Self::from_bundle_for(
             &spec.name,
             &bundle,
             spec.trust_anchors.as_deref(),
             spec.source.paths(),
             now,
+            purpose,
         )
     }
 
@@ -64,6 +70,18 @@ impl LoadedCert {
         trust_anchors: Option<&Path>,
         sources: Vec<PathBuf>,
         now: Timestamp,
+    ) -> Result<Self, LoadError> {
+        Self::from_bundle_for(name, bundle, trust_anchors, sources, now, Purpose::Server)
+    }
+
+    /// [`LoadedCert::from_bundle`] for a given purpose.
+    pub fn from_bundle_for(
+        name: &str,
+        bundle: &Bundle,
+        trust_anchors: Option<&Path>,
+        sources: Vec<PathBuf>,
+        now: Timestamp,
+        purpose: Purpose,
     ) -> Result<Self, LoadError> {
         let provider = provider();
         let mut warnings = Vec::new();
@@ -80,7 +98,7 @@ impl LoadedCert {
         })?;
         let ordered = chain::order(&certs, pair.leaf);
         let served: Vec<&Parsed<'_>> = ordered.path.iter().map(|&i| &certs[i]).collect();
-        let leaf_warnings = validate::check_served(&served, now)?;
+        let leaf_warnings = validate::check_served_for(&served, now, purpose)?;
         let chain_der: Vec<CertificateDer<'static>> =
             served.iter().map(|p| p.der.clone()).collect();
         let mut chain_warnings = ordered.warnings;

@@ -49,4 +49,4 @@ pub use resolve::{ListenerIndex, Selection, SniResolver, covers};
 pub use source::{CertSpec, ListenerSpec, Source, StoreConfig};
 pub use store::{InitialLoadError, Outcome, ReloadReport, ReportEntry, Snapshot, Store, Version};
 pub use time::Timestamp;
-pub use validate::{EXPIRY_WARNING_DAYS, MAX_LIFETIME_DAYS, MIN_RSA_BITS};
+pub use validate::{EXPIRY_WARNING_DAYS, MAX_LIFETIME_DAYS, MIN_RSA_BITS, Purpose};

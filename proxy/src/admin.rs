@@ -136,7 +136,7 @@ fn handle(req: Request<Incoming>, inner: &Inner, token: Option<&[u8]>) -> Respon
             match inner.reload() {
                 Ok(reloaded) => {
                     crate::server::log_reloaded(&reloaded);
-                    let status = if reloaded.report.is_clean() {
+                    let status = if reloaded.is_clean() {
                         StatusCode::OK
                     } else {
                         StatusCode::CONFLICT
@@ -230,6 +230,8 @@ pub fn report_json(report: &ReloadReport) -> Value {
 
 fn reloaded_json(reloaded: &Reloaded) -> Value {
     let mut v = report_json(&reloaded.report);
+    v["clean"] = json!(reloaded.is_clean());
     v["needs_restart"] = json!(reloaded.needs_restart);
+    v["upstream_errors"] = json!(reloaded.upstream_errors);
     v
 }

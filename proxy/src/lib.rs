@@ -4,6 +4,7 @@
 //! # Layout
 //! - `config`: the TOML file → a checked [`config::Config`].
 //! - `host`, `internal`: certificates issued by the internal CA.
+//! - `upstream_tls`: Gatehouse as a verifying TLS client of its upstreams.
 //! - `upstream`, `routes`: where each connection is forwarded (by SNI).
 //! - `tls`: the per-listener rustls configuration and the bounded handshake.
 //! - `listener`: accept loop with connection limits.
@@ -31,3 +32,4 @@ pub mod routes;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+pub mod upstream_tls;

@@ -42,6 +42,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     request_duration: HistogramVec,
     upstream_errors: IntCounterVec,
+    upstream_insecure: IntGaugeVec,
     /// When false, listeners get no-op handles (for measuring what metrics cost).
     enabled: bool,
 }
@@ -113,6 +114,13 @@ impl Metrics {
             ),
             &["listener", "kind"],
         ));
+        let upstream_insecure = must(IntGaugeVec::new(
+            Opts::new(
+                "gatehouse_upstream_insecure",
+                "1 for each upstream whose certificate is not verified (upstream_insecure_skip_verify)",
+            ),
+            &["listener", "upstream"],
+        ));
         for c in [
             Box::new(cert_expiry.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(cert_info.clone()),
@@ -123,6 +131,7 @@ impl Metrics {
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(upstream_errors.clone()),
+            Box::new(upstream_insecure.clone()),
         ] {
             must(registry.register(c));
         }
@@ -137,6 +146,7 @@ impl Metrics {
             requests,
             request_duration,
             upstream_errors,
+            upstream_insecure,
             enabled,
         })
     }
@@ -174,6 +184,16 @@ impl Metrics {
             .inc();
         if clean {
             self.reload_timestamp.set(now.unix_seconds());
+        }
+    }
+
+    /// Publishes which upstreams skip verification, as (listener, upstream) pairs.
+    pub fn observe_insecure(&self, insecure: &[(String, String)]) {
+        self.upstream_insecure.reset();
+        for (listener, upstream) in insecure {
+            self.upstream_insecure
+                .with_label_values(&[listener.as_str(), upstream.as_str()])
+                .set(1);
         }
     }
 

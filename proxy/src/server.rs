@@ -58,6 +58,12 @@ pub enum StartError {
     Token { path: PathBuf, detail: String },
     #[error("internal CA: {0}")]
     Internal(#[from] certstore::IssueError),
+    #[error("listener \"{listener}\": {source}")]
+    UpstreamTls {
+        listener: String,
+        #[source]
+        source: Box<crate::upstream_tls::UpstreamTlsError>,
+    },
 }
 
 /// A listener as bound.
@@ -98,6 +104,31 @@ pub struct Reloaded {
     pub report: ReloadReport,
     /// Changes that were not applied because they need a restart.
     pub needs_restart: Vec<String>,
+    /// Upstream TLS settings that failed to load; those listeners keep their previous
+    /// upstream clients.
+    pub upstream_errors: Vec<String>,
+}
+
+impl Reloaded {
+    /// Nothing kept a previous version.
+    pub fn is_clean(&self) -> bool {
+        self.report.is_clean() && self.upstream_errors.is_empty()
+    }
+}
+
+/// Exports `gatehouse_upstream_insecure` and warns for every upstream that skips
+/// verification (at startup and on every reload).
+fn observe_upstreams(metrics: &Metrics, routes: &[(String, Routes)]) {
+    let mut insecure = Vec::new();
+    for (listener, table) in routes {
+        for u in table.load().upstreams() {
+            if u.options.insecure_skip_verify {
+                tracing::warn!(listener = %listener, upstream = %u, "upstream_insecure_skip_verify: the upstream's certificate is NOT verified; anyone on the path can impersonate it");
+                insecure.push((listener.clone(), u.original.clone()));
+            }
+        }
+    }
+    metrics.observe_insecure(&insecure);
 }
 
 impl Running {
@@ -148,7 +179,13 @@ impl Running {
                         source,
                     }
                 })?;
-            let listener_routes: Routes = Arc::new(ArcSwap::from_pointee(RouteTable::of(l)));
+            let table = RouteTable::build(l, &config.upstream_tls, now).map_err(|source| {
+                StartError::UpstreamTls {
+                    listener: l.name.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+            let listener_routes: Routes = Arc::new(ArcSwap::from_pointee(table));
             routes.push((l.name.clone(), listener_routes.clone()));
             let listener_metrics = metrics.listener(&l.name);
             let state = Arc::new(ListenerState {
@@ -212,6 +249,7 @@ impl Running {
         if let Some(pid_file) = &config.pid_file {
             write(pid_file, format!("{}\n", std::process::id()))?;
         }
+        observe_upstreams(&metrics, &routes);
         for (socket, state) in sockets {
             tokio::spawn(accept_loop(
                 socket,
@@ -371,18 +409,29 @@ impl Inner {
         if let Err(e) = crate::internal::ensure(&applied, now) {
             tracing::error!("internal CA: {e}; internal certificates keep their previous version");
         }
+        applied.upstream_tls = new.upstream_tls.clone();
         let report = self.store.reload_at(&applied.store_config(), now);
+        let mut upstream_errors = Vec::new();
         for l in &applied.listeners {
             if let Some((_, routes)) = self.routes.iter().find(|(n, _)| n == &l.name) {
-                routes.store(Arc::new(RouteTable::of(l)));
+                match RouteTable::build(l, &applied.upstream_tls, now) {
+                    Ok(table) => routes.store(Arc::new(table)),
+                    Err(e) => {
+                        tracing::error!(listener = %l.name, "{e}; the listener keeps its previous upstreams");
+                        upstream_errors.push(format!("listener \"{}\": {e}", l.name));
+                    }
+                }
             }
         }
-        self.metrics.observe_reload(report.is_clean(), now);
+        observe_upstreams(&self.metrics, &self.routes);
+        self.metrics
+            .observe_reload(report.is_clean() && upstream_errors.is_empty(), now);
         self.metrics.observe_certificates(&self.store.snapshot());
         *current = applied;
         Ok(Reloaded {
             report,
             needs_restart,
+            upstream_errors,
         })
     }
 
@@ -409,6 +458,9 @@ pub fn log_report(report: &ReloadReport) {
 /// Logs a reload, including what needs a restart.
 pub fn log_reloaded(reloaded: &Reloaded) {
     log_report(&reloaded.report);
+    for e in &reloaded.upstream_errors {
+        tracing::error!("upstream TLS: {e}");
+    }
     for what in &reloaded.needs_restart {
         tracing::warn!("not applied: {what}");
     }

@@ -15,8 +15,6 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -117,17 +115,12 @@ impl hyper::body::Body for ProxyBody {
     }
 }
 
-/// How long an idle upstream connection stays in the pool; below common upstream
-/// keep-alive timeouts (nginx 75 s) so the upstream never closes one under a request.
-const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(50);
-
 /// What every connection of one HTTP listener shares. Built once at startup.
 pub struct HttpListener {
     pub name: Arc<str>,
     metrics: Arc<ListenerMetrics>,
     access_log: bool,
     server: auto::Builder<TokioExecutor>,
-    client: Client<HttpConnector, Incoming>,
     upstream_timeout: Duration,
     idle_timeout: Duration,
     tracker: TaskTracker,
@@ -153,19 +146,11 @@ impl HttpListener {
             // No keep-alive pings: they would count as activity; `IdleTimeout` closes
             // quiet (and dead) connections instead.
             .max_header_list_size(u32::try_from(listener.max_header_size).unwrap_or(u32::MAX));
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(listener.upstream_connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(UPSTREAM_POOL_IDLE)
-            .build(connector);
         Self {
             name: listener.name.as_str().into(),
             metrics,
             access_log,
             server,
-            client,
             upstream_timeout: listener.upstream_timeout,
             idle_timeout: listener.idle_timeout,
             tracker,
@@ -382,8 +367,13 @@ impl ConnCtx {
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
         let listener = &self.listener;
-        let result =
-            tokio::time::timeout(listener.upstream_timeout, listener.client.request(req)).await;
+        let Some(client) = &self.target.http else {
+            return plain(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: no HTTP upstream\n",
+            );
+        };
+        let result = tokio::time::timeout(listener.upstream_timeout, client.request(req)).await;
         let mut resp = match result {
             Err(_) => {
                 listener.metrics.upstream_error("timeout");
@@ -394,6 +384,16 @@ impl ConnCtx {
                 );
             }
             Ok(Err(e)) => {
+                if let Some(tls) = crate::upstream_tls::rustls_error(&e)
+                    && crate::upstream_tls::is_verify_failure(tls)
+                {
+                    listener.metrics.upstream_error("tls_verify");
+                    tracing::warn!(listener = %listener.name, upstream = %upstream, error = %tls, "upstream certificate not trusted: 502");
+                    return plain(
+                        StatusCode::BAD_GATEWAY,
+                        "502 Bad Gateway: the upstream's certificate is not trusted\n",
+                    );
+                }
                 listener.metrics.upstream_error(if e.is_connect() {
                     "connect"
                 } else {
