@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use gatehouse_tests::deploy::{Env, WAIT, http_listener, portal_and_engine, text};
+use gatehouse_tests::deploy::{Env, WAIT, curl_with_root, http_listener, portal_and_engine, text};
 use gatehouse_tests::process::{Gatehouse, gatehouse_bin};
 use gatehouse_tests::upstream::{http_upstream, refused_addr, rt, tcp_echo_after_eof};
 use gatehouse_tests::{
@@ -365,16 +365,8 @@ fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
     let (env, mut g) = portal_and_engine("");
     let addr = g.addr("web");
     let root = env.path().join("root.pem");
-    let slow = std::thread::spawn(move || {
-        Command::new("curl")
-            .args(["-sS", "--max-time", "20", "--cacert"])
-            .arg(root)
-            .arg("--resolve")
-            .arg(format!("portal.test:{}:127.0.0.1", addr.port()))
-            .arg(format!("https://portal.test:{}/slow/1500", addr.port()))
-            .output()
-            .expect("curl")
-    });
+    let slow =
+        std::thread::spawn(move || curl_with_root(&root, addr, "portal.test", "/slow/1500", &[]));
     assert!(
         g.wait_for_log(|_| false, Duration::from_millis(400))
             .is_none(),

@@ -32,6 +32,26 @@ pub fn rt() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Runs `serve` for every connection accepted on a new `127.0.0.1:0` listener.
+fn spawn_server<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    rt().block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(serve(tcp));
+            }
+        });
+        addr
+    })
+}
+
 /// Longest an upstream ever sleeps, so no test can hang on it.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
@@ -51,23 +71,12 @@ fn full(text: String) -> Body {
 /// - `Upgrade: websocket`: a WebSocket echo;
 /// - anything else: `upstream=NAME`, the method, path, version and every header.
 pub fn http_upstream(name: &'static str) -> SocketAddr {
-    rt().block_on(async move {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| handle(name, req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .with_upgrades()
-                        .await;
-                });
-            }
-        });
-        addr
+    spawn_server(move |tcp| async move {
+        let service = hyper::service::service_fn(move |req| handle(name, req));
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tcp), service)
+            .with_upgrades()
+            .await;
     })
 }
 
@@ -195,69 +204,48 @@ fn tls_acceptor(spec: &TlsUpstreamSpec) -> tokio_rustls::TlsAcceptor {
 /// `x-test-tls-client` line naming the client certificate's subject (or `none`).
 pub fn https_upstream(name: &'static str, spec: &TlsUpstreamSpec) -> SocketAddr {
     let acceptor = tls_acceptor(spec);
-    rt().block_on(async move {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(Ok(tls)) = tokio::time::timeout(MAX_SLEEP, acceptor.accept(tcp)).await
-                    else {
-                        return;
-                    };
-                    let client = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first().cloned())
-                        .and_then(|c| {
-                            x509_parser::parse_x509_certificate(&c)
-                                .ok()
-                                .map(|(_, x)| x.subject().to_string())
-                        })
-                        .unwrap_or_else(|| "none".into());
-                    let client = http::HeaderValue::from_str(&client)
-                        .unwrap_or(http::HeaderValue::from_static("?"));
-                    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                        req.headers_mut()
-                            .insert("x-test-tls-client", client.clone());
-                        handle(name, req)
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(
-                        hyper_util::rt::TokioExecutor::new(),
-                    )
+    spawn_server(move |tcp| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(Ok(tls)) = tokio::time::timeout(MAX_SLEEP, acceptor.accept(tcp)).await else {
+                return;
+            };
+            let client = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first().cloned())
+                .and_then(|c| {
+                    x509_parser::parse_x509_certificate(&c)
+                        .ok()
+                        .map(|(_, x)| x.subject().to_string())
+                })
+                .unwrap_or_else(|| "none".into());
+            let client =
+                http::HeaderValue::from_str(&client).unwrap_or(http::HeaderValue::from_static("?"));
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.headers_mut()
+                    .insert("x-test-tls-client", client.clone());
+                handle(name, req)
+            });
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), service)
                     .await;
-                });
-            }
-        });
-        addr
+        }
     })
 }
 
 /// A TLS upstream that behaves as [`tcp_echo_after_eof`].
 pub fn tls_echo_after_eof(spec: &TlsUpstreamSpec) -> SocketAddr {
     let acceptor = tls_acceptor(spec);
-    rt().block_on(async move {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind tls upstream");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    if let Ok(Ok(tls)) = tokio::time::timeout(MAX_SLEEP, acceptor.accept(tcp)).await
-                    {
-                        echo_after_eof(tls).await;
-                    }
-                });
+    spawn_server(move |tcp| {
+        let acceptor = acceptor.clone();
+        async move {
+            if let Ok(Ok(tls)) = tokio::time::timeout(MAX_SLEEP, acceptor.accept(tcp)).await {
+                echo_after_eof(tls).await;
             }
-        });
-        addr
+        }
     })
 }
 
@@ -275,18 +263,7 @@ async fn echo_after_eof<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>
 /// A TCP upstream that reads until the client half-closes, then answers
 /// `got N bytes: <data>` and closes.
 pub fn tcp_echo_after_eof() -> SocketAddr {
-    rt().block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind tcp upstream");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(echo_after_eof(tcp));
-            }
-        });
-        addr
-    })
+    spawn_server(echo_after_eof)
 }
 
 /// An address nothing listens on: bound, then closed.

@@ -287,17 +287,12 @@ fn list(config_path: &Path) -> CommandResult {
             }
             match LoadedCert::load(spec, now) {
                 Ok(c) => {
-                    let leaf = c.leaf();
                     let incomplete = c
                         .warnings
                         .iter()
                         .any(|w| matches!(w, certstore::Warning::IncompleteChain { .. }));
-                    vec![
-                        c.name.clone(),
-                        leaf.names().join(","),
-                        leaf.issuer.clone(),
-                        leaf.not_after.to_string(),
-                        leaf.days_left(now).to_string(),
+                    let mut row = super::check::identity_columns(&c, now);
+                    row.extend([
                         format!(
                             "{} served{}",
                             c.chain.len(),
@@ -308,7 +303,8 @@ fn list(config_path: &Path) -> CommandResult {
                             }
                         ),
                         source_text(spec),
-                    ]
+                    ]);
+                    row
                 }
                 Err(e) => {
                     failed = true;

@@ -45,28 +45,35 @@ pub fn check(config_path: &Path) -> i32 {
     }
 }
 
-/// The certificate table `check` and `certs list` print.
+/// The columns `check` and `certs list` both start with: name, names, issuer, not after,
+/// days left.
+pub fn identity_columns(c: &LoadedCert, now: Timestamp) -> Vec<String> {
+    let leaf = c.leaf();
+    vec![
+        c.name.clone(),
+        leaf.names().join(","),
+        leaf.issuer.clone(),
+        leaf.not_after.to_string(),
+        leaf.days_left(now).to_string(),
+    ]
+}
+
+/// The certificate table `check` prints.
 pub fn certificate_table<'a>(
     certs: impl Iterator<Item = &'a LoadedCert>,
     now: Timestamp,
 ) -> String {
     let rows: Vec<Vec<String>> = certs
         .map(|c| {
-            let leaf = c.leaf();
             let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
-            vec![
-                c.name.clone(),
-                leaf.names().join(","),
-                leaf.issuer.clone(),
-                leaf.not_after.to_string(),
-                leaf.days_left(now).to_string(),
-                c.chain.len().to_string(),
-                if warnings.is_empty() {
-                    "-".into()
-                } else {
-                    warnings.join("; ")
-                },
-            ]
+            let mut row = identity_columns(c, now);
+            row.push(c.chain.len().to_string());
+            row.push(if warnings.is_empty() {
+                "-".into()
+            } else {
+                warnings.join("; ")
+            });
+            row
         })
         .collect();
     table::render(
