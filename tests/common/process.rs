@@ -166,14 +166,17 @@ impl Gatehouse {
         self.log_lines().into_iter().skip(skip).collect()
     }
 
-    /// Sends a signal by name (`HUP`, `TERM`, `INT`) with the `kill` command.
+    /// Sends a signal by name (`HUP`, `TERM`, `INT`).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+        use nix::sys::signal::{Signal, kill};
+        let signal = match name {
+            "HUP" => Signal::SIGHUP,
+            "TERM" => Signal::SIGTERM,
+            "INT" => Signal::SIGINT,
+            other => panic!("no such signal in these tests: {other}"),
+        };
+        let pid = i32::try_from(self.pid()).expect("pid fits i32");
+        kill(nix::unistd::Pid::from_raw(pid), signal).expect("send signal");
     }
 
     /// Waits (bounded) for the process to exit.
