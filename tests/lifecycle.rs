@@ -434,6 +434,11 @@ fn restore_brings_the_previous_certificate_back_and_can_itself_be_undone() {
         .and_then(|rest| rest.split(')').next())
         .unwrap_or_else(|| panic!("restore names its undo backup: {out}"))
         .to_owned();
+    use std::os::unix::fs::PermissionsExt;
+    for entry in walk(&env.path().join("state/backups")) {
+        let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "backups are private: {}", entry.display());
+    }
     let list = ok(&["certs", "backups", "--config", &c, "--name", "portal"]);
     assert!(
         list.contains(&undo_id) && list.contains(&old_serial) && list.contains(&new.serial()),
@@ -633,7 +638,7 @@ fn list_shows_the_configured_certificates() {
     assert!(
         out.contains("portal")
             && out.contains("portal.test,engine.test")
-            && out.contains(&env.serials["portal"][..0]),
+            && out.contains("portal.crt"),
         "{out}"
     );
     assert!(
@@ -643,4 +648,48 @@ fn list_shows_the_configured_certificates() {
     write(env.path(), "portal.crt", "garbage");
     let out = refused(&["certs", "list", "--config", &s(&config)]);
     assert!(out.contains("ERROR"), "{out}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+    {
+        let p = e.path();
+        if p.is_dir() {
+            files.extend(walk(&p));
+        } else {
+            files.push(p);
+        }
+    }
+    files
+}
+
+#[test]
+fn check_passes_before_internal_certificates_are_issued_and_fails_on_a_bad_upstream_ca_file() {
+    let mut env = Env::new();
+    env.cert_blocks = "[[certificate]]\nname = \"default\"\nissuer = \"internal\"\nnames = [\"first-boot.test\"]\n\n".into();
+    let config = env.config(
+        &http_listener(http_upstream("portal"), "")
+            .replace("[\"portal\", \"engine\"]", "[\"default\"]"),
+    );
+    let out = ok(&["check", "--config", &s(&config)]);
+    assert!(
+        out.contains("will be issued by the internal CA at start"),
+        "{out}"
+    );
+    assert!(!env.path().join("state").exists(), "check writes nothing");
+
+    let bad = env.config(
+        &http_listener(http_upstream("portal"), "")
+            .replace("[\"portal\", \"engine\"]", "[\"default\"]")
+            .replace(
+                "upstream = \"http://",
+                "upstream_ca_file = \"missing-ca.pem\"\nupstream = \"https://",
+            ),
+    );
+    let out = refused(&["check", "--config", &s(&bad)]);
+    assert!(out.contains("missing-ca.pem"), "{out}");
 }

@@ -68,8 +68,9 @@ fn new_id(base: &Path, now: Timestamp) -> String {
     id
 }
 
-/// Copies `files` (those that exist) into a new backup of certificate `name`. `secret`
-/// files (keys, passwords, PKCS#12) are stored 0600.
+/// Copies `files` (those that exist) into a new backup of certificate `name`. Every
+/// stored copy is 0600 (a backup directory is no place to widen access); `secret` records
+/// how the file is written back.
 pub fn create(
     state_dir: &Path,
     name: &str,
@@ -94,12 +95,7 @@ pub fn create(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".into());
         let target = dir.join(format!("{i}-{file_name}"));
-        let mode = if *secret {
-            FileMode::Secret
-        } else {
-            FileMode::Public
-        };
-        write_atomic(&target, &bytes, mode).map_err(|source| BackupError::Write {
+        write_atomic(&target, &bytes, FileMode::Secret).map_err(|source| BackupError::Write {
             path: target.clone(),
             source,
         })?;
@@ -124,7 +120,7 @@ pub fn create(
         serde_json::to_string_pretty(&manifest)
             .unwrap_or_default()
             .as_bytes(),
-        FileMode::Public,
+        FileMode::Secret,
     )
     .map_err(|source| BackupError::Write {
         path: manifest_path,

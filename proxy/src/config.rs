@@ -674,8 +674,8 @@ impl Config {
                 None => DEFAULT_MAX_CONNECTIONS,
             };
             let max_header_size = match l.max_header_size {
-                Some(n) if n < 1024 => {
-                    problems.push(format!("{what}: max_header_size = {n} is too small for real clients; use at least 1024"));
+                Some(n) if n < 8192 => {
+                    problems.push(format!("{what}: max_header_size = {n} is below hyper's smallest buffer; use at least 8192"));
                     DEFAULT_MAX_HEADER_SIZE
                 }
                 Some(n) => n,

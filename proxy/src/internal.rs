@@ -13,8 +13,14 @@ use crate::config::{Config, InternalCert, ca_dir};
 pub enum Reason {
     Missing,
     Unreadable,
-    NamesChanged { was: Vec<String> },
-    ExpiresSoon { days_left: i64 },
+    /// It would not load: not issued by the current CA (the CA was remade), a damaged key.
+    Invalid(String),
+    NamesChanged {
+        was: Vec<String>,
+    },
+    ExpiresSoon {
+        days_left: i64,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -22,14 +28,19 @@ impl fmt::Display for Reason {
         match self {
             Self::Missing => write!(f, "not issued yet"),
             Self::Unreadable => write!(f, "its files are unreadable"),
+            Self::Invalid(why) => write!(f, "it does not load ({why})"),
             Self::NamesChanged { was } => write!(f, "names changed (was {})", was.join(",")),
             Self::ExpiresSoon { days_left } => write!(f, "expires in {days_left} days"),
         }
     }
 }
 
-/// Whether `cert` needs issuing now, and why.
-pub fn needs_issue(cert: &InternalCert, now: Timestamp) -> Option<Reason> {
+/// Whether `cert` (whose CA certificate is `ca_cert`) needs issuing now, and why.
+pub fn needs_issue(
+    cert: &InternalCert,
+    ca_cert: &std::path::Path,
+    now: Timestamp,
+) -> Option<Reason> {
     if !cert.cert.exists() || !cert.key.exists() {
         return Some(Reason::Missing);
     }
@@ -52,7 +63,21 @@ pub fn needs_issue(cert: &InternalCert, now: Timestamp) -> Option<Reason> {
         return Some(Reason::NamesChanged { was: have });
     }
     let days_left = leaf.days_left(now);
-    (days_left < EXPIRY_WARNING_DAYS).then_some(Reason::ExpiresSoon { days_left })
+    if days_left < EXPIRY_WARNING_DAYS {
+        return Some(Reason::ExpiresSoon { days_left });
+    }
+    let spec = certstore::CertSpec {
+        name: cert.name.clone(),
+        source: certstore::Source::Files {
+            cert: cert.cert.clone(),
+            key: cert.key.clone(),
+            chain: None,
+        },
+        trust_anchors: Some(ca_cert.to_owned()),
+    };
+    certstore::LoadedCert::load(&spec, now)
+        .err()
+        .map(|e| Reason::Invalid(e.to_string()))
 }
 
 /// What `plan` found for one certificate.
@@ -64,11 +89,12 @@ pub struct Planned {
 
 /// The internal certificates that need issuing now.
 pub fn plan(config: &Config, now: Timestamp) -> Vec<Planned> {
+    let ca_cert = ca_dir(&config.state_dir).join(InternalCa::CERT_FILE);
     config
         .internal
         .iter()
         .filter_map(|c| {
-            needs_issue(c, now).map(|reason| Planned {
+            needs_issue(c, &ca_cert, now).map(|reason| Planned {
                 name: c.name.clone(),
                 reason,
             })

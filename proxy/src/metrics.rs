@@ -2,7 +2,7 @@
 //! per status code on first use), so recording on the hot path is an atomic add — never a
 //! label lookup or a string format.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use certstore::Snapshot;
 use prometheus::{
@@ -43,6 +43,8 @@ pub struct Metrics {
     request_duration: HistogramVec,
     upstream_errors: IntCounterVec,
     upstream_insecure: IntGaugeVec,
+    /// Touched on load and reload only.
+    published: Mutex<Published>,
     /// When false, listeners get no-op handles (for measuring what metrics cost).
     enabled: bool,
 }
@@ -147,6 +149,7 @@ impl Metrics {
             request_duration,
             upstream_errors,
             upstream_insecure,
+            published: Mutex::new(Published::default()),
             enabled,
         })
     }
@@ -158,23 +161,26 @@ impl Metrics {
             .unwrap_or_default()
     }
 
-    /// Publishes what a snapshot serves (after every load and reload).
+    /// Publishes what a snapshot serves (after every load and reload). New series are set
+    /// before stale ones are removed, so a scrape never sees a certificate vanish.
     pub fn observe_certificates(&self, snapshot: &Snapshot) {
-        self.cert_expiry.reset();
-        self.cert_info.reset();
+        let mut expiry = Vec::new();
+        let mut info = Vec::new();
         for cert in snapshot.certificates() {
             let leaf = cert.leaf();
-            self.cert_expiry
-                .with_label_values(&[cert.name.as_str()])
-                .set(leaf.not_after.unix_seconds());
-            self.cert_info
-                .with_label_values(&[
-                    cert.name.as_str(),
-                    leaf.serial.as_str(),
-                    leaf.issuer.as_str(),
-                ])
-                .set(1);
+            let e = vec![cert.name.clone()];
+            let i = vec![cert.name.clone(), leaf.serial.clone(), leaf.issuer.clone()];
+            set_gauge(&self.cert_expiry, &e, leaf.not_after.unix_seconds());
+            set_gauge(&self.cert_info, &i, 1);
+            expiry.push(e);
+            info.push(i);
         }
+        let mut published = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        replace_series(&self.cert_expiry, &mut published.expiry, expiry);
+        replace_series(&self.cert_info, &mut published.info, info);
     }
 
     /// Counts a load or reload.
@@ -189,12 +195,18 @@ impl Metrics {
 
     /// Publishes which upstreams skip verification, as (listener, upstream) pairs.
     pub fn observe_insecure(&self, insecure: &[(String, String)]) {
-        self.upstream_insecure.reset();
-        for (listener, upstream) in insecure {
-            self.upstream_insecure
-                .with_label_values(&[listener.as_str(), upstream.as_str()])
-                .set(1);
+        let series: Vec<Vec<String>> = insecure
+            .iter()
+            .map(|(l, u)| vec![l.clone(), u.clone()])
+            .collect();
+        for labels in &series {
+            set_gauge(&self.upstream_insecure, labels, 1);
         }
+        let mut published = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        replace_series(&self.upstream_insecure, &mut published.insecure, series);
     }
 
     /// Handles for one listener, resolved now so recording never looks labels up.
@@ -219,6 +231,28 @@ impl Metrics {
     }
 }
 
+fn set_gauge(vec: &IntGaugeVec, labels: &[String], value: i64) {
+    let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    vec.with_label_values(&refs).set(value);
+}
+
+/// Removes the series in `old` that are not in `new`, then remembers `new`.
+fn replace_series(vec: &IntGaugeVec, old: &mut Vec<Vec<String>>, new: Vec<Vec<String>>) {
+    for stale in old.iter().filter(|o| !new.contains(o)) {
+        let refs: Vec<&str> = stale.iter().map(String::as_str).collect();
+        let _ = vec.remove_label_values(&refs);
+    }
+    *old = new;
+}
+
+/// Label sets currently exported by the gauges that follow reloads.
+#[derive(Default)]
+struct Published {
+    expiry: Vec<Vec<String>>,
+    info: Vec<Vec<String>>,
+    insecure: Vec<Vec<String>>,
+}
+
 struct Handles {
     name: String,
     handshakes: [IntCounter; HANDSHAKE_RESULTS.len()],
@@ -234,12 +268,13 @@ pub struct ListenerMetrics {
     inner: Option<Handles>,
 }
 
-/// Decrements the active connection gauge when the connection ends.
-pub struct ConnectionGuard<'a>(Option<&'a IntGauge>);
+/// Decrements the active connection gauge when the connection (or what it was upgraded
+/// to) ends.
+pub struct ConnectionGuard(Option<IntGauge>);
 
-impl Drop for ConnectionGuard<'_> {
+impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        if let Some(g) = self.0 {
+        if let Some(g) = &self.0 {
             g.dec();
         }
     }
@@ -250,9 +285,9 @@ impl ListenerMetrics {
         Self { inner: None }
     }
 
-    pub fn connection(&self) -> ConnectionGuard<'_> {
-        let gauge = self.inner.as_ref().map(|h| &h.connections_active);
-        if let Some(g) = gauge {
+    pub fn connection(&self) -> ConnectionGuard {
+        let gauge = self.inner.as_ref().map(|h| h.connections_active.clone());
+        if let Some(g) = &gauge {
             g.inc();
         }
         ConnectionGuard(gauge)

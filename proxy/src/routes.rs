@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::forward::http::UpstreamBody;
 use arc_swap::ArcSwap;
 use certstore::Timestamp;
-use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,7 +24,7 @@ use crate::upstream_tls::{self, UpstreamTlsError};
 const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(50);
 
 /// The pooled HTTP client of one upstream (plain or TLS).
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
 
 /// What a `tls://` upstream needs to connect.
 pub struct TlsUpstream {
@@ -152,6 +152,11 @@ impl RouteTable {
         server_name
             .and_then(|n| self.by_name.get(n))
             .unwrap_or(&self.default)
+    }
+
+    /// Whether any server name has its own upstream.
+    pub fn has_routes(&self) -> bool {
+        !self.by_name.is_empty()
     }
 
     /// Every upstream of the table.

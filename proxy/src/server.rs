@@ -303,6 +303,12 @@ impl Running {
         self.inner.reload()
     }
 
+    /// [`Running::reload`] on a blocking thread: it reads files and may issue keys, which
+    /// must not stall the runtime's workers.
+    pub async fn reload_async(&self) -> Result<Reloaded, ConfigError> {
+        reload_blocking(self.inner.clone()).await
+    }
+
     /// Stops accepting, lets in-flight requests and streams finish for up to `grace`,
     /// then returns (whatever is still open is dropped). The admin API answers `/healthz`
     /// with 503 meanwhile.
@@ -349,6 +355,34 @@ impl Inner {
         let mut applied = current.clone();
         applied.certificates = new.certificates.clone();
         applied.internal = new.internal.clone();
+        // Top-level settings are read once, at start.
+        for (key, changed) in [
+            ("state_dir", new.state_dir != current.state_dir),
+            ("pid_file", new.pid_file != current.pid_file),
+            ("[admin]", new.admin != current.admin),
+            ("log_format", new.log_format != current.log_format),
+            ("access_log", new.access_log != current.access_log),
+            ("metrics", new.metrics != current.metrics),
+            (
+                "shutdown_timeout",
+                new.shutdown_timeout != current.shutdown_timeout,
+            ),
+        ] {
+            if changed {
+                needs_restart.push(format!("{key} changed; needs a restart"));
+            }
+        }
+        if new.state_dir != current.state_dir {
+            // Internal certificates stay where the running instance keeps them.
+            for c in applied.certificates.iter_mut() {
+                if let Some(old) = current.certificates.iter().find(|o| o.name == c.name)
+                    && current.internal.iter().any(|i| i.name == c.name)
+                {
+                    *c = old.clone();
+                }
+            }
+            applied.internal = current.internal.clone();
+        }
         for running in applied.listeners.iter_mut() {
             let Some(l) = new.listeners.iter().find(|l| l.name == running.name) else {
                 needs_restart.push(format!(
@@ -397,6 +431,25 @@ impl Inner {
             running.upstream = l.upstream.clone();
             running.routes = l.routes.clone();
         }
+        // A listener that keeps serving unchanged keeps its certificates, even when the new
+        // file drops them: a reload never leaves a running listener with nothing to serve.
+        for l in &applied.listeners {
+            for name in &l.certificates {
+                if applied.certificates.iter().any(|c| &c.name == name) {
+                    continue;
+                }
+                if let Some(old) = current.certificates.iter().find(|c| &c.name == name) {
+                    needs_restart.push(format!(
+                        "certificate \"{name}\" was removed, but listener \"{}\" serves it until restart",
+                        l.name
+                    ));
+                    applied.certificates.push(old.clone());
+                    if let Some(i) = current.internal.iter().find(|i| &i.name == name) {
+                        applied.internal.push(i.clone());
+                    }
+                }
+            }
+        }
         for l in &new.listeners {
             if !applied.listeners.iter().any(|r| r.name == l.name) {
                 needs_restart.push(format!(
@@ -437,6 +490,15 @@ impl Inner {
 
     pub(crate) fn store(&self) -> &Store {
         &self.store
+    }
+}
+
+/// Runs a reload on tokio's blocking pool.
+pub(crate) async fn reload_blocking(inner: Arc<Inner>) -> Result<Reloaded, ConfigError> {
+    match tokio::task::spawn_blocking(move || inner.reload()).await {
+        Ok(result) => result,
+        // The reload panicked: a bug, but serving goes on with the previous snapshot.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 

@@ -114,6 +114,27 @@ async fn handle(
         tokio::time::sleep(Duration::from_millis(ms).min(MAX_SLEEP)).await;
         return Ok(Response::new(full(format!("upstream={name}\nslow={ms}\n"))));
     }
+    if let Some((n, ms)) = path
+        .strip_prefix("/drip/")
+        .and_then(|rest| rest.split_once('/'))
+        .and_then(|(n, ms)| Some((n.parse::<u64>().ok()?, ms.parse::<u64>().ok()?)))
+    {
+        // N chunks, MS milliseconds apart: a stream with silent gaps (SSE, long polls).
+        let gap = Duration::from_millis(ms).min(MAX_SLEEP);
+        let stream = futures_util::stream::unfold(0u64, move |i| async move {
+            if i >= n.min(100) {
+                return None;
+            }
+            if i > 0 {
+                tokio::time::sleep(gap).await;
+            }
+            Some((
+                Ok::<_, hyper::Error>(Frame::data(Bytes::from(format!("chunk {i}\n")))),
+                i + 1,
+            ))
+        });
+        return Ok(Response::new(BoxBody::new(StreamBody::new(stream))));
+    }
     if path == "/hang" {
         tokio::time::sleep(MAX_SLEEP).await;
         return Ok(Response::new(full("too late\n".into())));

@@ -358,21 +358,11 @@ fn stamp(now: Timestamp) -> String {
 
 fn csr(args: &CsrArgs) -> CommandResult {
     use rcgen::{CertificateParams, DnType, KeyPair, RsaKeySize, SanType};
-    if args.key_out.exists() {
-        if !args.force {
-            return Err(format!(
-                "{} exists: it may be the key of a CSR a CA is signing right now. Choose another --key-out, or pass --force to move it aside first",
-                args.key_out.display()
-            ));
-        }
-        let aside = PathBuf::from(format!(
-            "{}.{}.bak",
-            args.key_out.display(),
-            stamp(Timestamp::now())
+    if args.key_out.exists() && !args.force {
+        return Err(format!(
+            "{} exists: it may be the key of a CSR a CA is signing right now. Choose another --key-out, or pass --force to move it aside first",
+            args.key_out.display()
         ));
-        std::fs::rename(&args.key_out, &aside)
-            .map_err(|e| format!("cannot move {} aside: {e}", args.key_out.display()))?;
-        println!("moved the old key to {}", aside.display());
     }
     let key = match args.key_type {
         KeyType::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
@@ -421,6 +411,17 @@ fn csr(args: &CsrArgs) -> CommandResult {
         .serialize_request(&key)
         .and_then(|c| c.pem())
         .map_err(|e| format!("cannot make the CSR: {e}"))?;
+    // Everything is made and checked; only now move the old key aside (with --force).
+    if args.key_out.exists() {
+        let aside = PathBuf::from(format!(
+            "{}.{}.bak",
+            args.key_out.display(),
+            stamp(Timestamp::now())
+        ));
+        std::fs::rename(&args.key_out, &aside)
+            .map_err(|e| format!("cannot move {} aside: {e}", args.key_out.display()))?;
+        println!("moved the old key to {}", aside.display());
+    }
     write_secret(&args.key_out, key.serialize_pem().as_bytes())?;
     write_public(&args.csr_out, csr.as_bytes())?;
     println!(
@@ -476,7 +477,14 @@ fn source_files(source: &Source) -> Vec<(PathBuf, bool)> {
             if let Some(c) = chain {
                 v.push((c.clone(), false));
             }
-            v.dedup_by(|a, b| a.0 == b.0);
+            // One file holding certificate and key is a secret file.
+            v.dedup_by(|later, kept| {
+                let same = later.0 == kept.0;
+                if same {
+                    kept.1 |= later.1;
+                }
+                same
+            });
             v
         }
         Source::Pkcs12 {
@@ -711,7 +719,28 @@ fn install(args: &InstallArgs) -> CommandResult {
             b.id
         );
     }
-    match &spec.source {
+    let written = write_material(&spec.source, chain, key);
+    if let Err(e) = written {
+        // Never leave half of the new material next to half of the old.
+        if let Some(b) = &backup {
+            let _ = backup::put_back(b);
+        }
+        return Err(format!(
+            "install failed while writing: {e}; the previous files were put back"
+        ));
+    }
+    println!("installed \"{}\"", spec.name);
+    Ok(reload_and_report(&config, &spec.name))
+}
+
+/// Writes new material to the files `source` names: the key first, so that a failure
+/// never leaves a new certificate beside an old key.
+fn write_material(
+    source: &Source,
+    chain: &[rustls::pki_types::CertificateDer<'static>],
+    key: &rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<(), String> {
+    match source {
         Source::Files {
             cert,
             key: key_path,
@@ -722,6 +751,7 @@ fn install(args: &InstallArgs) -> CommandResult {
                 both.push_str(&certstore::key_pem(key));
                 write_secret(cert, both.as_bytes())?;
             } else {
+                write_secret(key_path, certstore::key_pem(key).as_bytes())?;
                 match chain_path {
                     Some(chain_path) => {
                         write_public(cert, certstore::certs_pem(&chain[..1]).as_bytes())?;
@@ -729,7 +759,6 @@ fn install(args: &InstallArgs) -> CommandResult {
                     }
                     None => write_public(cert, certstore::certs_pem(chain).as_bytes())?,
                 }
-                write_secret(key_path, certstore::key_pem(key).as_bytes())?;
             }
         }
         Source::Pkcs12 {
@@ -741,8 +770,7 @@ fn install(args: &InstallArgs) -> CommandResult {
             write_secret(path, &p12)?;
         }
     }
-    println!("installed \"{}\"", spec.name);
-    Ok(reload_and_report(&config, &spec.name))
+    Ok(())
 }
 
 fn backups(config_path: &Path, name: &str) -> CommandResult {
@@ -796,6 +824,21 @@ fn restore(config_path: &Path, name: &str, id: Option<&str>) -> CommandResult {
     let spec = find_spec(&config, name)?;
     let now = Timestamp::now();
     let chosen = backup::find(&config.state_dir, name, id).map_err(|e| e.to_string())?;
+    let current_files: Vec<PathBuf> = source_files(&spec.source)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    if let Some(stray) = chosen
+        .files
+        .iter()
+        .find(|f| !current_files.contains(&f.original))
+    {
+        return Err(format!(
+            "restore refused: backup {} holds {}, which certificate \"{name}\" no longer uses (the config changed since); restore it by hand if you mean to",
+            chosen.id,
+            stray.original.display()
+        ));
+    }
     // Check the backup as the store would load it, from where it is stored.
     let stored = |p: &PathBuf| {
         chosen
@@ -849,7 +892,13 @@ fn restore(config_path: &Path, name: &str, id: Option<&str>) -> CommandResult {
 
 fn export_ca(config_path: &Path) -> CommandResult {
     let config = load_config(config_path)?;
-    let ca = crate::internal::ca(&config, Timestamp::now()).map_err(|e| e.to_string())?;
-    print!("{}", ca.cert_pem());
+    let path = crate::config::ca_dir(&config.state_dir).join(certstore::InternalCa::CERT_FILE);
+    let pem = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "cannot read the internal CA certificate {}: {e}; the CA is made when gatehouse first issues an internal certificate (an `issuer = \"internal\"` certificate, at start)",
+            path.display()
+        )
+    })?;
+    print!("{pem}");
     Ok(exit::OK)
 }
