@@ -1,14 +1,34 @@
-//! Fixtures for the criterion benches: many certificates built in memory.
+//! Fixtures for the criterion benches: many certificates built in memory or written as files,
+//! and a rustls client and Gatehouse's server configuration driven against each other in
+//! memory.
+//!
+//! # Layout
+//! - [`store_with`], [`loaded_certs`], [`copy_loaded`]: certificates for selection and
+//!   snapshot builds, made with rcgen in memory.
+//! - [`write_certs`]: certificates as files, for reloads.
+//! - [`tls`]: in-memory TLS 1.3 handshakes between a rustls client and the proxy's
+//!   `ServerConfig`.
 
-use certstore::{Bundle, ListenerSpec, LoadedCert, SourcedCert, SourcedKey, Store, Timestamp};
+pub mod tls;
+
+use std::path::Path;
+
+use certstore::{
+    Bundle, CertSpec, ListenerSpec, LoadedCert, SourcedCert, SourcedKey, Store, StoreConfig,
+    Timestamp,
+};
+use gatehouse_tests::Pki;
 use rcgen::{CertificateParams, DnType, Issuer, KeyPair};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::PathBuf;
 
-/// A store with `n` certificates on one listener `"bench"`: certificate `i` covers
-/// `host{i}.example.test` and `*.w{i}.example.test`. All share one key (selection does not
-/// care), each has its own certificate.
-pub fn store_with(n: usize) -> Store {
+/// The one listener every bench fixture serves.
+pub const LISTENER: &str = "bench";
+
+/// `n` loaded certificates: certificate `i` is named `c{i}` and covers
+/// `host{i}.example.test` and `*.w{i}.example.test`. All share one key (selection and
+/// snapshot builds do not look at it), each has its own certificate.
+pub fn loaded_certs(n: usize) -> Vec<LoadedCert> {
     let key = KeyPair::generate().expect("key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params
@@ -17,7 +37,7 @@ pub fn store_with(n: usize) -> Store {
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let issuer = Issuer::new(ca_params, KeyPair::generate().expect("ca key"));
     let now = Timestamp::now();
-    let certs: Vec<LoadedCert> = (0..n)
+    (0..n)
         .map(|i| {
             let names = vec![
                 format!("host{i}.example.test"),
@@ -41,11 +61,59 @@ pub fn store_with(n: usize) -> Store {
             LoadedCert::from_bundle(&format!("c{i}"), &bundle, None, Vec::new(), now)
                 .expect("load bench certificate")
         })
-        .collect();
-    let listener = ListenerSpec {
-        name: "bench".into(),
-        certificates: certs.iter().map(|c| c.name.clone()).collect(),
+        .collect()
+}
+
+/// The listener [`LISTENER`] serving `certs` in order (the first is the default).
+pub fn listener_for<'a>(names: impl IntoIterator<Item = &'a str>) -> ListenerSpec {
+    ListenerSpec {
+        name: LISTENER.into(),
+        certificates: names.into_iter().map(str::to_owned).collect(),
         strict_sni: false,
-    };
+    }
+}
+
+/// A store with [`loaded_certs`]`(n)` on the listener [`LISTENER`].
+pub fn store_with(n: usize) -> Store {
+    let certs = loaded_certs(n);
+    let listener = listener_for(certs.iter().map(|c| c.name.as_str()));
     Store::from_loaded(certs, &[listener])
+}
+
+/// A copy of `cert` sharing its `CertifiedKey`: what `Store::from_loaded` consumes, made
+/// without parsing anything again, so that a bench can build stores over and over.
+pub fn copy_loaded(cert: &LoadedCert) -> LoadedCert {
+    LoadedCert {
+        name: cert.name.clone(),
+        certified_key: cert.certified_key.clone(),
+        chain: cert.chain.clone(),
+        warnings: cert.warnings.clone(),
+        sources: cert.sources.clone(),
+        loaded_at: cert.loaded_at,
+    }
+}
+
+/// Writes `n` certificates into `dir` as an operator would have them — `c{i}.crt` (leaf),
+/// `c{i}.key` and `c{i}.chain.pem` (intermediate) from one rcgen root → intermediate, each
+/// with its own ECDSA P-256 key, covering `host{i}.example.test` — and returns the store
+/// configuration that loads them all on the listener [`LISTENER`].
+pub fn write_certs(dir: &Path, n: usize) -> StoreConfig {
+    let pki = Pki::new();
+    let certificates: Vec<CertSpec> = (0..n)
+        .map(|i| {
+            let name = format!("c{i}");
+            let host = format!("host{i}.example.test");
+            let leaf = pki.inter.leaf(&[host.as_str()]);
+            CertSpec {
+                source: pki.write_leaf(dir, &name, &leaf),
+                name,
+                trust_anchors: None,
+            }
+        })
+        .collect();
+    let listener = listener_for(certificates.iter().map(|c| c.name.as_str()));
+    StoreConfig {
+        certificates,
+        listeners: vec![listener],
+    }
 }

@@ -1,0 +1,865 @@
+#!/usr/bin/env bash
+# Load comparison: Gatehouse against nginx and HAProxy as the same TLS terminator, on
+# loopback, on this machine, in one run (issue 7). See benches/RESULTS.md for what each
+# measure means and the last results.
+#
+# Usage: benches/load/compare.sh [--quick] [--out FILE] [--keep]
+#   --quick   one run each of a subset (keep-alive HTTP/1.1 and HTTP/2, full ECDSA and
+#             resumed handshakes, 2,000 idle connections): about two minutes
+#   --out     also write the summary (markdown) to FILE
+#   --keep    keep the work dir (configs, raw results, logs; test keys are in it)
+# Environment: GATEHOUSE_BIN (skip `cargo build --release`), RUNS, DUR (seconds per run).
+#
+# Needs root for apt-get only when something is missing (nginx, haproxy, wrk,
+# nghttp2-client, openssl, python3, curl). Everything listens on 127.0.0.1; every command
+# is bounded by `timeout`; every process started here is stopped on exit.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
+
+QUICK=0
+OUT=""
+KEEP=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --out) OUT=$2; shift ;;
+        --keep) KEEP=1 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+# --- parameters -------------------------------------------------------------------------
+# Gatehouse runs tokio's default multi-thread runtime: one worker per core. The anchors get
+# the same number of workers (nginx worker_processes, HAProxy nbthread).
+WORKERS=$(nproc)
+if [ "$QUICK" = 1 ]; then
+    RUNS=${RUNS:-1}; DUR=${DUR:-3}; IDLE_CONNS=2000
+else
+    RUNS=${RUNS:-3}; DUR=${DUR:-4}; IDLE_CONNS=10000
+fi
+# Connections per load: enough to keep 2 workers busy, few enough for 2 shared cores.
+H1_CONNS=32          # wrk, keep-alive HTTP/1.1
+H2_CONNS=8           # h2load, HTTP/2 ...
+H2_STREAMS=10        # ... with this many concurrent streams per connection
+HS_CONNS=16          # wrk with "Connection: close": one handshake per request
+BIG_CONNS=4          # wrk, 1 MiB responses
+LAT_CLIENTS=20       # h2load --h1 --rps: fixed rate = LAT_CLIENTS x LAT_RPS req/s
+LAT_RPS=250
+BUDGET=600           # seconds for the whole measuring part; later runs are skipped
+T0=$(date +%s)
+
+log() { printf '[%4ds] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# --- install what is missing ------------------------------------------------------------
+need=()
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+    log "installing: ${need[*]}"
+    [ "$(id -u)" = 0 ] || die "need root to apt-get install ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 300 apt-get update -qq
+    timeout 600 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# --- the Gatehouse binary ---------------------------------------------------------------
+if [ -n "${GATEHOUSE_BIN:-}" ]; then
+    GH_BIN=$GATEHOUSE_BIN
+else
+    log "cargo build --release (first time: a few minutes; not counted in the budget)"
+    (cd "$REPO" && timeout 1800 cargo build --release -q -p proxy)
+    GH_BIN=$REPO/target/release/gatehouse
+fi
+[ -x "$GH_BIN" ] || die "no gatehouse binary at $GH_BIN"
+T0=$(date +%s)
+
+# File descriptors: 10,000 idle connections need that many in the client and the proxy.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+FD_LIMIT=$(ulimit -n)
+if [ "$FD_LIMIT" != unlimited ] && [ "$FD_LIMIT" -lt $(( IDLE_CONNS + 500 )) ]; then
+    IDLE_CONNS=$(( FD_LIMIT - 500 ))
+    log "file descriptor limit $FD_LIMIT: idle connections lowered to $IDLE_CONNS"
+fi
+
+# --- work dir and cleanup ---------------------------------------------------------------
+WORK=$(mktemp -d /tmp/gatehouse-compare.XXXXXX)
+RESULTS=$WORK/results.tsv
+PIDS=()
+WATCHDOG=""
+cleanup() {
+    local rc=$?
+    set +e
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+    done
+    [ -n "$WATCHDOG" ] && kill "$WATCHDOG" 2>/dev/null
+    if [ "$KEEP" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+# A hard stop well past the budget, in case something hangs despite the timeouts.
+(
+    trap 'kill "$nap" 2>/dev/null; wait "$nap"; exit 0' TERM
+    sleep $(( BUDGET + 300 )) & nap=$!
+    wait "$nap" && kill -TERM $$
+) >/dev/null 2>&1 &
+WATCHDOG=$!
+
+# Free loopback ports, picked by the kernel.
+free_ports() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# --- test PKI with the openssl CLI ------------------------------------------------------
+# Two chains, root -> intermediate -> leaf, one ECDSA P-256 and one RSA-2048. Keys stay in
+# the work dir and are never printed.
+make_pki() {
+    local d=$WORK/pki
+    mkdir -p "$d"
+    cat >"$d/openssl.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+[root]
+basicConstraints = critical, CA:true
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[inter]
+basicConstraints = critical, CA:true, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[leaf]
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+subjectAltName = DNS:${ENV::LEAF_NAME}
+EOF
+    local kind keyopt
+    for kind in ecdsa rsa; do
+        if [ "$kind" = ecdsa ]; then
+            keyopt=(-algorithm EC -pkeyopt ec_paramgen_curve:P-256)
+        else
+            keyopt=(-algorithm RSA -pkeyopt rsa_keygen_bits:2048)
+        fi
+        (
+            cd "$d"
+            export OPENSSL_CONF=$d/openssl.cnf LEAF_NAME=$kind.bench.test
+            for who in root inter leaf; do
+                timeout 30 openssl genpkey "${keyopt[@]}" -out "$kind-$who.key" 2>/dev/null
+            done
+            timeout 30 openssl req -x509 -new -key "$kind-root.key" -sha256 -days 3650 \
+                -subj "/CN=Gatehouse bench $kind root" -config openssl.cnf -extensions root \
+                -set_serial 0x$(openssl rand -hex 8) -out "$kind-root.crt"
+            timeout 30 openssl req -new -key "$kind-inter.key" -subj "/CN=Gatehouse bench $kind intermediate" \
+                -config openssl.cnf -out "$kind-inter.csr"
+            timeout 30 openssl x509 -req -in "$kind-inter.csr" -CA "$kind-root.crt" -CAkey "$kind-root.key" \
+                -set_serial 0x$(openssl rand -hex 8) -days 1825 -sha256 \
+                -extfile openssl.cnf -extensions inter -out "$kind-inter.crt" 2>/dev/null
+            timeout 30 openssl req -new -key "$kind-leaf.key" -subj "/CN=$kind.bench.test" \
+                -config openssl.cnf -out "$kind-leaf.csr"
+            timeout 30 openssl x509 -req -in "$kind-leaf.csr" -CA "$kind-inter.crt" -CAkey "$kind-inter.key" \
+                -set_serial 0x$(openssl rand -hex 8) -days 90 -sha256 \
+                -extfile openssl.cnf -extensions leaf -out "$kind-leaf.crt" 2>/dev/null
+            # nginx: leaf + intermediate; HAProxy: leaf + intermediate + key in one file.
+            cat "$kind-leaf.crt" "$kind-inter.crt" >"$kind-fullchain.crt"
+            cat "$kind-fullchain.crt" "$kind-leaf.key" >"$kind-haproxy.pem"
+            chmod 600 "$kind-haproxy.pem"
+            timeout 30 openssl verify -CAfile "$kind-root.crt" -untrusted "$kind-inter.crt" \
+                "$kind-leaf.crt" >/dev/null
+        )
+    done
+    cat "$d/ecdsa-root.crt" "$d/rsa-root.crt" >"$d/roots.crt"
+}
+
+# --- the upstream: one nginx worker answering 200 with a ~100-byte body, and 1 MiB ------
+BODY='Gatehouse load comparison upstream: a short plain-text answer of about one hundred bytes.'
+start_upstream() {
+    local d=$WORK/upstream
+    mkdir -p "$d/www"
+    head -c 1048576 /dev/zero | tr '\0' 'x' >"$d/www/1m"
+    cat >"$d/nginx.conf" <<EOF
+$( [ "$(id -u)" = 0 ] && echo "user root;" )
+worker_processes 1;
+worker_rlimit_nofile 8192;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+daemon off;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $d/tmp-body;
+    proxy_temp_path $d/tmp-proxy;
+    fastcgi_temp_path $d/tmp-fastcgi;
+    uwsgi_temp_path $d/tmp-uwsgi;
+    scgi_temp_path $d/tmp-scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    sendfile on;
+    server {
+        listen 127.0.0.1:$UP_PORT backlog=4096;
+        location = /1m { root $d/www; default_type application/octet-stream; }
+        location / { default_type text/plain; return 200 "$BODY\n"; }
+    }
+}
+EOF
+    nginx -e "$d/error.log" -c "$d/nginx.conf" &
+    PIDS+=($!)
+    wait_port "$UP_PORT" || die "upstream nginx did not start: $(cat "$d/error.log")"
+}
+
+wait_port() {
+    local _
+    for _ in $(seq 100); do
+        if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# --- the three terminators --------------------------------------------------------------
+# Each is started in one of two modes: "on" (session resumption on: tickets and a session
+# cache; used by every measure but full handshakes) and "off" (every connection is a full
+# handshake). Same certificates and full chain, SNI picks ECDSA or RSA, HTTP/1.1 and
+# HTTP/2 by ALPN, X-Forwarded-For/-Proto/-Host set, HTTP/1.1 keep-alive to the upstream.
+# Sets SERVER_PID (the process whose CPU and memory are measured, with its children).
+declare -A PORT
+start_gatehouse() { # NAME PORT MODE METRICS
+    local name=$1 port=$2 mode=$3 metrics=$4 d=$WORK/$1
+    mkdir -p "$d/state"
+    local resumption=true
+    [ "$mode" = off ] && resumption=false
+    cat >"$d/gatehouse.toml" <<EOF
+state_dir = "$d/state"
+shutdown_timeout = 1
+metrics = $metrics
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[certificate]]
+name = "ecdsa"
+cert = "$WORK/pki/ecdsa-leaf.crt"
+key = "$WORK/pki/ecdsa-leaf.key"
+chain = "$WORK/pki/ecdsa-inter.crt"
+
+[[certificate]]
+name = "rsa"
+cert = "$WORK/pki/rsa-leaf.crt"
+key = "$WORK/pki/rsa-leaf.key"
+chain = "$WORK/pki/rsa-inter.crt"
+
+[[listener]]
+name = "bench"
+bind = "127.0.0.1:$port"
+certificates = ["ecdsa", "rsa"]
+upstream = "http://127.0.0.1:$UP_PORT"
+session_resumption = $resumption
+max_connections = 20000
+EOF
+    GATEHOUSE_LOG=warn "$GH_BIN" run --config "$d/gatehouse.toml" 2>>"$d/stderr.log" &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    wait_port "$port" || die "gatehouse did not start: $(tail -5 "$d/stderr.log")"
+}
+
+start_nginx() { # NAME PORT MODE
+    local name=$1 port=$2 mode=$3 d=$WORK/$1
+    mkdir -p "$d"
+    local resumption="ssl_session_cache shared:SSL:10m; ssl_session_tickets on;"
+    [ "$mode" = off ] && resumption="ssl_session_cache off; ssl_session_tickets off;"
+    local servers="" kind options="backlog=4096"
+    for kind in ecdsa rsa; do
+        servers+="
+    server {
+        listen 127.0.0.1:$port ssl http2 $options;
+        server_name $kind.bench.test;
+        ssl_certificate $WORK/pki/$kind-fullchain.crt;
+        ssl_certificate_key $WORK/pki/$kind-leaf.key;
+        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto https;
+            proxy_set_header X-Forwarded-Host \$http_host;
+        }
+    }"
+        options=""  # socket options go on the first listen of an address only
+    done
+    cat >"$d/nginx.conf" <<EOF
+$( [ "$(id -u)" = 0 ] && echo "user root;" )
+worker_processes $WORKERS;
+worker_rlimit_nofile $FD_LIMIT;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+daemon off;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    client_body_temp_path $d/tmp-body;
+    proxy_temp_path $d/tmp-proxy;
+    fastcgi_temp_path $d/tmp-fastcgi;
+    uwsgi_temp_path $d/tmp-uwsgi;
+    scgi_temp_path $d/tmp-scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 60s;
+    client_header_timeout 60s;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    $resumption
+    # Stream large answers through memory buffers, never a temp file (as Gatehouse does).
+    proxy_buffers 16 64k;
+    proxy_busy_buffers_size 128k;
+    proxy_max_temp_file_size 0;
+    upstream up {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 128;
+    }$servers
+}
+EOF
+    nginx -e "$d/error.log" -c "$d/nginx.conf" &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    wait_port "$port" || die "nginx did not start: $(tail -5 "$d/error.log")"
+}
+
+start_haproxy() { # NAME PORT MODE
+    local name=$1 port=$2 mode=$3 d=$WORK/$1
+    mkdir -p "$d"
+    local global_resumption="" bind_resumption=""
+    if [ "$mode" = off ]; then
+        global_resumption="tune.ssl.cachesize 0"
+        bind_resumption="no-tls-tickets"
+    fi
+    cat >"$d/haproxy.cfg" <<EOF
+global
+    nbthread $WORKERS
+    maxconn 12000
+    no strict-limits
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+    $global_resumption
+
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-request 60s
+    timeout http-keep-alive 60s
+
+frontend bench
+    bind 127.0.0.1:$port ssl crt $WORK/pki/ecdsa-haproxy.pem crt $WORK/pki/rsa-haproxy.pem alpn h2,http/1.1 $bind_resumption
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    default_backend up
+
+backend up
+    http-reuse always
+    server up 127.0.0.1:$UP_PORT
+EOF
+    haproxy -f "$d/haproxy.cfg" -db >>"$d/stderr.log" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    wait_port "$port" || die "haproxy did not start: $(tail -5 "$d/stderr.log")"
+}
+
+stop_server() {
+    local pid=$1 _ kept=()
+    if kill -TERM "$pid" 2>/dev/null; then
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    # Forget it, so that cleanup never signals a pid the system may have reused.
+    local other
+    for other in "${PIDS[@]}"; do [ "$other" = "$pid" ] || kept+=("$other"); done
+    PIDS=("${kept[@]}")
+}
+
+# The process and its children (nginx: master and workers).
+tree_pids() { echo "$1" $(pgrep -P "$1" || true); }
+
+# utime+stime in clock ticks, summed over the tree (fields 14 and 15 of /proc/PID/stat).
+cpu_ticks() {
+    local total=0 pid line
+    for pid in $(tree_pids "$1"); do
+        line=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+        line=${line##*) }
+        total=$(( total + $(echo "$line" | awk '{print $12 + $13}') ))
+    done
+    echo "$total"
+}
+TICK=$(getconf CLK_TCK)
+
+# Pss in KiB, summed over the tree.
+pss_kib() {
+    local total=0 pid
+    for pid in $(tree_pids "$1"); do
+        total=$(( total + $(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0) ))
+    done
+    echo "$total"
+}
+
+# CPU used during a run by processes that are not this script's (another build, say): it
+# makes the figures unfair, so every run records it. "snap" prints every process's pid,
+# parent and utime+stime; "diff BEFORE AFTER ROOT" prints the seconds user processes
+# outside ROOT's tree spent and the busiest of them, then the seconds kernel threads spent
+# (socket teardown by RCU, mostly: the load's own cost, paid outside any process).
+cat >"$WORK/others.py" <<'EOF'
+import os, sys
+
+def snap():
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                line = f.read()
+        except OSError:
+            continue
+        comm = line[line.index("(") + 1:line.rindex(")")].replace("\t", " ")
+        rest = line[line.rindex(")") + 2:].split()
+        print(f"{pid}\t{rest[1]}\t{int(rest[11]) + int(rest[12])}\t{comm}")
+
+def load(path):
+    out = {}
+    for line in open(path):
+        pid, ppid, ticks, comm = line.rstrip("\n").split("\t")
+        out[int(pid)] = (int(ppid), int(ticks), comm)
+    return out
+
+def diff(before, after, root):
+    parent = {pid: v[0] for pid, v in before.items()}
+    parent.update({pid: v[0] for pid, v in after.items()})
+    def ours(pid):
+        for _ in range(64):
+            if pid == root:
+                return True
+            if pid not in parent or pid <= 1:
+                return False
+            pid = parent[pid]
+        return False
+    ticks, kernel, busiest = 0, 0, {}
+    for pid, (ppid, t, comm) in after.items():
+        if ours(pid):
+            continue
+        prev = before.get(pid)
+        d = t - (prev[1] if prev and prev[2] == comm else 0)
+        if d <= 0:
+            continue
+        if pid == 2 or ppid == 2:
+            kernel += d
+        else:
+            ticks += d
+            busiest[comm] = busiest.get(comm, 0) + d
+    top = max(busiest, key=busiest.get) if busiest else "-"
+    hz = os.sysconf("SC_CLK_TCK")
+    print(f"{ticks / hz:.2f} {top} kernel-threads {kernel / hz:.2f}")
+
+if sys.argv[1] == "snap":
+    snap()
+else:
+    diff(load(sys.argv[2]), load(sys.argv[3]), int(sys.argv[4]))
+EOF
+others_snap() { python3 "$WORK/others.py" snap >"$WORK/snap.$1"; }
+others_diff() { python3 "$WORK/others.py" diff "$WORK/snap.before" "$WORK/snap.after" $$; }
+
+# --- load tools -------------------------------------------------------------------------
+# wrk takes the TLS server name from the URL; this makes it connect to 127.0.0.1 whatever
+# the name, so no /etc/hosts entry is needed.
+cat >"$WORK/loopback.lua" <<'EOF'
+function wrk.resolve(host, service)
+    wrk.addrs = wrk.lookup("127.0.0.1", service)
+end
+EOF
+
+# Each run_* prints "RATE OPS ERRORS": the tool's rate, the operations done, the failures.
+run_wrk() { # URL CONNS [extra wrk args...]
+    local url=$1 conns=$2 out
+    shift 2
+    out=$(timeout $(( DUR + 15 )) wrk -t1 -c"$conns" -d"${DUR}s" --timeout 5s \
+        -s "$WORK/loopback.lua" "$@" "$url" 2>&1) || { echo "0 0 1"; return; }
+    echo "$out" >>"$WORK/tools.log"
+    awk '
+        / requests in / { ops = $1 }
+        /^Requests\/sec:/ { rate = $2 }
+        /Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
+        /Non-2xx or 3xx responses:/ { err += $5 }
+        END { printf "%s %s %d\n", rate + 0, ops + 0, err }' <<<"$out"
+}
+
+run_h2load() { # URL [extra h2load args...]
+    local url=$1 out port
+    shift
+    port=${url##*:}; port=${port%%/*}
+    out=$(timeout $(( DUR + 15 )) h2load -t1 -D "$DUR" --connect-to="127.0.0.1:$port" \
+        "$@" "$url" 2>&1) || { echo "0 0 1"; return; }
+    echo "$out" >>"$WORK/tools.log"
+    awk '
+        /^finished in/ { rate = $4 }
+        /^requests:/ { ops = $8; err = $10 + $12 }
+        END { printf "%s %s %d\n", rate + 0, ops + 0, err }' <<<"$out"
+}
+
+# One measured run: the tool's rate and ops, and the proxy's CPU over the tool's run.
+# Appends "measure proxy run rate ops errors cpu_seconds" to the results.
+measure() { # MEASURE PROXY RUN PID COMMAND...
+    local m=$1 p=$2 r=$3 pid=$4 before after res others
+    shift 4
+    others_snap before
+    before=$(cpu_ticks "$pid")
+    res=$("$@")
+    after=$(cpu_ticks "$pid")
+    others_snap after
+    others=$(others_diff)
+    local cpu
+    cpu=$(awk -v a="$after" -v b="$before" -v t="$TICK" 'BEGIN { printf "%.3f", (a - b) / t }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$m" "$p" "$r" "$(tr ' ' '\t' <<<"$res")" "$cpu" "${others%% *}" >>"$RESULTS"
+    log "$m $p run $r: $res cpu ${cpu}s; others ${others}"
+}
+
+# p99 at a fixed rate: h2load --h1 with --rps per client and a per-request log.
+run_latency() { # URL
+    local url=$1 port out logf=$WORK/latency.log
+    port=${url##*:}; port=${port%%/*}
+    rm -f "$logf"
+    out=$(timeout $(( DUR + 15 )) h2load --h1 -t1 -c"$LAT_CLIENTS" --rps="$LAT_RPS" -D "$DUR" \
+        --connect-to="127.0.0.1:$port" --log-file="$logf" "$url" 2>&1) || { echo "0 0 1"; return; }
+    echo "$out" >>"$WORK/tools.log"
+    local ops err
+    ops=$(awk '/^requests:/ { print $8 }' <<<"$out")
+    err=$(awk '/^requests:/ { print $10 + $12 }' <<<"$out")
+    # Third column: microseconds from request start to end of response.
+    local p99
+    p99=$(cut -f3 "$logf" | sort -n | awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.3f", v[i] / 1000 }')
+    echo "$p99 ${ops:-0} ${err:-1}"
+}
+
+# Session resumption as configured? Two connections with Python's ssl (OpenSSL), the
+# second offering the first one's session; prints "resumed" or "full".
+resumption_of() { # PORT NAME
+    timeout 20 python3 - "$1" "$2" <<'EOF'
+import socket, ssl, sys
+port, name = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+session = None
+for _ in range(2):
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        with ctx.wrap_socket(raw, server_hostname=name, session=session) as s:
+            s.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+            while s.recv(65536):
+                pass
+            reused, session = s.session_reused, s.session
+print("resumed" if reused else "full")
+EOF
+}
+
+# Opens N TLS connections (TLS handshake done, ALPN http/1.1, no request) and holds them.
+cat >"$WORK/idle_client.py" <<'EOF'
+import asyncio, ssl, sys
+
+port, name, count, hold = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols(["http/1.1"])
+
+async def main():
+    gate = asyncio.Semaphore(64)
+    held = []
+    async def one():
+        async with gate:
+            held.append(await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=name), 30))
+    results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+    failed = sum(isinstance(r, BaseException) for r in results)
+    print(f"ready {len(held)} {failed}", flush=True)
+    await asyncio.sleep(hold)
+
+asyncio.run(main())
+EOF
+
+# Memory of idle connections, fresh process: one request, Pss, N connections, Pss.
+measure_idle() { # PROXY RUN
+    local p=$1 r=$2 port pid
+    port=$(free_ports 1)
+    case $p in
+        gatehouse) start_gatehouse "mem-$p-$r" "$port" on true ;;
+        nginx) start_nginx "mem-$p-$r" "$port" on ;;
+        haproxy) start_haproxy "mem-$p-$r" "$port" on ;;
+    esac
+    pid=$SERVER_PID
+    timeout 10 curl -sS -o /dev/null -k --resolve "ecdsa.bench.test:$port:127.0.0.1" \
+        "https://ecdsa.bench.test:$port/" || log "warning: warm-up request to $p failed"
+    sleep 1
+    local before after cpu0 cpu1 out=$WORK/idle-$p-$r.out
+    before=$(pss_kib "$pid")
+    others_snap before
+    cpu0=$(cpu_ticks "$pid")
+    timeout 300 python3 "$WORK/idle_client.py" "$port" ecdsa.bench.test "$IDLE_CONNS" 120 >"$out" 2>&1 &
+    local client=$!
+    PIDS+=("$client")
+    local _
+    for _ in $(seq 1200); do
+        grep -q '^ready' "$out" 2>/dev/null && break
+        kill -0 "$client" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep 2
+    after=$(pss_kib "$pid")
+    cpu1=$(cpu_ticks "$pid")
+    others_snap after
+    local others
+    others=$(others_diff)
+    local held failed established
+    read -r _ held failed < <(grep '^ready' "$out" || echo "x 0 $IDLE_CONNS")
+    established=$( (ss -Htn state established "( sport = :$port )" 2>/dev/null || true) | wc -l)
+    stop_server "$client"
+    stop_server "$pid"
+    local per_conn cpu
+    per_conn=$(awk -v a="$after" -v b="$before" -v n="$held" 'BEGIN { printf "%.2f", n ? (a - b) / n : 0 }')
+    cpu=$(awk -v a="$cpu1" -v b="$cpu0" -v t="$TICK" 'BEGIN { printf "%.3f", (a - b) / t }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' idle_memory "$p" "$r" "$per_conn" "$held" "$failed" "$cpu" "${others%% *}" >>"$RESULTS"
+    log "idle_memory $p run $r: Pss $before -> $after KiB, $held held ($established established at the proxy, $failed failed): $per_conn KiB/conn; handshake cpu ${cpu}s; others ${others}"
+}
+
+over_budget() { [ $(( $(date +%s) - T0 )) -ge "$BUDGET" ]; }
+
+# Runs a measure RUNS times over the given proxies, rotating the order each run.
+rounds() { # MEASURE "PROXIES..." FUNCTION
+    local m=$1 proxies=($2) fn=$3 r i n=${#2}
+    n=${#proxies[@]}
+    for r in $(seq "$RUNS"); do
+        for i in $(seq 0 $(( n - 1 ))); do
+            local p=${proxies[$(( (i + r - 1) % n ))]}
+            if over_budget; then log "budget of ${BUDGET}s spent: $m $p run $r skipped"; continue; fi
+            "$fn" "$m" "$p" "$r"
+            sleep 0.5
+        done
+    done
+}
+
+# --- the measures -----------------------------------------------------------------------
+url() { echo "https://$2.bench.test:${PORT[$1]}${3:-/}"; }
+url_off() { echo "https://$2.bench.test:${PORT[$1-off]}${3:-/}"; }
+
+m_h1() { measure "$1" "$2" "$3" "${PID[$2]}" run_wrk "$(url "$2" ecdsa)" "$H1_CONNS"; }
+m_h2() { measure "$1" "$2" "$3" "${PID[$2]}" run_h2load "$(url "$2" ecdsa)" -c"$H2_CONNS" -m"$H2_STREAMS"; }
+m_full_ecdsa() { measure "$1" "$2" "$3" "${PID[$2-off]}" run_wrk "$(url_off "$2" ecdsa)" "$HS_CONNS" -H "Connection: close"; }
+m_full_rsa() { measure "$1" "$2" "$3" "${PID[$2-off]}" run_wrk "$(url_off "$2" rsa)" "$HS_CONNS" -H "Connection: close"; }
+m_resumed() { measure "$1" "$2" "$3" "${PID[$2]}" run_wrk "$(url "$2" ecdsa)" "$HS_CONNS" -H "Connection: close"; }
+m_1mib() { measure "$1" "$2" "$3" "${PID[$2]}" run_wrk "$(url "$2" ecdsa /1m)" "$BIG_CONNS"; }
+m_p99() { measure "$1" "$2" "$3" "${PID[$2]}" run_latency "$(url "$2" ecdsa)"; }
+m_idle() { measure_idle "$2" "$3"; }
+
+# --- go ---------------------------------------------------------------------------------
+log "work dir $WORK; $RUNS run(s) of ${DUR}s; $WORKERS workers"
+make_pki
+: >"$RESULTS"
+read -r UP_PORT P1 P2 P3 P4 P5 P6 P7 < <(free_ports 8)
+start_upstream
+declare -A PID
+start_gatehouse gatehouse "$P1" on true;          PID[gatehouse]=$SERVER_PID;         PORT[gatehouse]=$P1
+start_gatehouse gatehouse-nometrics "$P2" on false; PID[gatehouse-nometrics]=$SERVER_PID; PORT[gatehouse-nometrics]=$P2
+start_nginx nginx "$P3" on;                       PID[nginx]=$SERVER_PID;             PORT[nginx]=$P3
+start_haproxy haproxy "$P4" on;                   PID[haproxy]=$SERVER_PID;           PORT[haproxy]=$P4
+start_gatehouse gatehouse-off "$P5" off true;     PID[gatehouse-off]=$SERVER_PID;     PORT[gatehouse-off]=$P5
+start_nginx nginx-off "$P6" off;                  PID[nginx-off]=$SERVER_PID;         PORT[nginx-off]=$P6
+start_haproxy haproxy-off "$P7" off;              PID[haproxy-off]=$SERVER_PID;       PORT[haproxy-off]=$P7
+
+# Every terminator answers both names with the right key and the full chain, HTTP/2 by
+# ALPN, and resumes sessions exactly when it should.
+for t in gatehouse gatehouse-nometrics nginx haproxy gatehouse-off nginx-off haproxy-off; do
+    port=${PORT[$t]}
+    for kind in ecdsa rsa; do
+        chain=$(timeout 10 openssl s_client -connect "127.0.0.1:$port" -servername "$kind.bench.test" \
+            -alpn h2 -showcerts </dev/null 2>/dev/null | tr -d '\0') || die "$t: TLS to $kind.bench.test failed"
+        served=$(grep -c 'BEGIN CERTIFICATE' <<<"$chain" || true)
+        grep -q "ALPN protocol: h2" <<<"$chain" || die "$t: no HTTP/2 by ALPN"
+        leaf_key=$(sed -n '/BEGIN CERTIFICATE/,/END CERTIFICATE/p' <<<"$chain" | openssl x509 -noout -text | grep -m1 'Public Key Algorithm' || true)
+        case "$kind:$leaf_key" in
+            ecdsa:*id-ecPublicKey*|rsa:*rsaEncryption*) ;;
+            *) die "$t: $kind.bench.test served $leaf_key" ;;
+        esac
+        [ "$served" = 2 ] || die "$t: $kind.bench.test served $served certificates, expected leaf + intermediate"
+        code=$(timeout 10 curl -sS -o /dev/null -w '%{http_code}' --cacert "$WORK/pki/roots.crt" \
+            --resolve "$kind.bench.test:$port:127.0.0.1" "https://$kind.bench.test:$port/") || code=000
+        [ "$code" = 200 ] || die "$t: GET https://$kind.bench.test/ answered $code"
+    done
+    size=$(timeout 10 curl -sS -o /dev/null -w '%{size_download}' --http2 --cacert "$WORK/pki/roots.crt" \
+        --resolve "ecdsa.bench.test:$port:127.0.0.1" "https://ecdsa.bench.test:$port/1m") || size=0
+    [ "$size" = 1048576 ] || die "$t: /1m was $size bytes"
+    want=resumed
+    case $t in *-off) want=full ;; esac
+    got=$(resumption_of "$port" ecdsa.bench.test) || got="error"
+    [ "$got" = "$want" ] || die "$t: second connection was $got, expected $want"
+done
+log "checks passed: SNI, full chain, ALPN h2, 200 and 1 MiB through every terminator; resumption on/off as configured"
+
+PROXIES="gatehouse nginx haproxy"
+if [ "$QUICK" = 1 ]; then
+    rounds h1_keepalive "gatehouse gatehouse-nometrics nginx haproxy" m_h1
+    rounds h2 "$PROXIES" m_h2
+    rounds full_ecdsa "$PROXIES" m_full_ecdsa
+    rounds resumed "$PROXIES" m_resumed
+    rounds idle_memory "$PROXIES" m_idle
+else
+    rounds h1_keepalive "gatehouse gatehouse-nometrics nginx haproxy" m_h1
+    rounds h2 "$PROXIES" m_h2
+    rounds full_ecdsa "$PROXIES" m_full_ecdsa
+    rounds full_rsa "$PROXIES" m_full_rsa
+    rounds resumed "$PROXIES" m_resumed
+    rounds mib1 "$PROXIES" m_1mib
+    rounds p99 "$PROXIES" m_p99
+    rounds idle_memory "$PROXIES" m_idle
+fi
+log "measuring done in $(( $(date +%s) - T0 ))s"
+
+# --- summary ----------------------------------------------------------------------------
+summary() {
+    python3 - "$RESULTS" "$RUNS" "$DUR" "$IDLE_CONNS" "$(( LAT_CLIENTS * LAT_RPS ))" <<'EOF'
+import statistics, sys
+from collections import defaultdict
+
+path, runs, dur, idle, rate = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+rows = defaultdict(list)
+foreign = []
+for line in open(path):
+    m, p, r, value, ops, err, cpu, others = line.rstrip("\n").split("\t")
+    rows[(m, p)].append((float(value), int(ops), int(err), float(cpu)))
+    foreign.append((float(others), m, p, r))
+
+# measure: (label, unit, higher is better, CPU per what, scale of CPU per op)
+MEASURES = {
+    "h1_keepalive": ("(1) keep-alive HTTP/1.1 (wrk -c32)", "req/s", True, "request"),
+    "h2": ("(2) HTTP/2 (h2load -c8 -m10)", "req/s", True, "request"),
+    "full_ecdsa": ("(3) full handshakes, ECDSA P-256 (wrk, Connection: close)", "handshakes/s", True, "handshake"),
+    "full_rsa": ("(3) full handshakes, RSA-2048 (wrk, Connection: close)", "handshakes/s", True, "handshake"),
+    "resumed": ("(4) resumed handshakes, ECDSA (wrk, Connection: close)", "handshakes/s", True, "handshake"),
+    "mib1": ("(5) 1 MiB responses (wrk -c4)", "MiB/s", True, "MiB"),
+    "p99": (f"(6) p99 latency at {rate} req/s (h2load --h1 --rps)", "ms", False, "request"),
+    "idle_memory": (f"(7) memory per idle TLS connection ({idle:,} held)", "KiB/conn", False, "handshake"),
+}
+ANCHORS = ("nginx", "haproxy")
+
+def med(xs):
+    return statistics.median(xs)
+
+def fmt(x):
+    if x >= 1000:
+        return f"{x:,.0f}"
+    if x >= 100:
+        return f"{x:.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+def spread(xs):
+    return f"{fmt(med(xs))} ({fmt(min(xs))}–{fmt(max(xs))})"
+
+def stats(m, p):
+    rs = rows.get((m, p))
+    if not rs:
+        return None
+    values = [v for v, _, _, _ in rs]
+    cpu_per_op = [cpu * 1e6 / ops for _, ops, _, cpu in rs if ops]
+    errors = sum(e for _, _, e, _ in rs)
+    return values, cpu_per_op, errors, len(rs)
+
+print(f"Medians of {runs} run(s) of {dur} s (min–max). CPU = the proxy's utime+stime over the run ÷ operations, µs.")
+print("Ratio = Gatehouse ÷ the best of nginx and HAProxy (for req/s and MiB/s higher is better; for µs, ms and KiB lower is better).")
+print()
+print("| measure | unit | Gatehouse | nginx | HAProxy | ratio | CPU/op Gatehouse | CPU/op nginx | CPU/op HAProxy | CPU ratio |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+ratios = {}
+for m, (label, unit, higher, per) in MEASURES.items():
+    s = {p: stats(m, p) for p in ("gatehouse",) + ANCHORS}
+    if not s["gatehouse"]:
+        continue
+    cells = [spread(s[p][0]) + (f" ⚠{s[p][2]} err" if s[p][2] else "") if s[p] else "–" for p in ("gatehouse",) + ANCHORS]
+    cpu_cells = [spread(s[p][1]) if s[p] and s[p][1] else "–" for p in ("gatehouse",) + ANCHORS]
+    anchors = [med(s[p][0]) for p in ANCHORS if s[p]]
+    anchors_cpu = [med(s[p][1]) for p in ANCHORS if s[p] and s[p][1]]
+    g, gc = med(s["gatehouse"][0]), (med(s["gatehouse"][1]) if s["gatehouse"][1] else None)
+    ratio = g / (max(anchors) if higher else min(anchors)) if anchors else None
+    cpu_ratio = gc / min(anchors_cpu) if anchors_cpu and gc else None
+    ratios[m] = (ratio, cpu_ratio)
+    ratio_s = f"{ratio:.2f}" if ratio else "–"
+    cpu_ratio_s = f"{cpu_ratio:.2f}" if cpu_ratio else "–"
+    print("| " + " | ".join([label, unit] + cells + [ratio_s] + cpu_cells + [cpu_ratio_s]) + " |")
+
+print()
+print("Targets (issue 7, against the better anchor in this run):")
+print()
+print("| target | ratio | verdict |")
+print("|---|---|---|")
+def target(name, m, which, limit, kind="le"):
+    if m not in ratios or ratios[m][which] is None:
+        print(f"| {name} | – | not measured |")
+        return
+    r = ratios[m][which]
+    ok = r <= limit if kind == "le" else r >= limit
+    print(f"| {name} | {r:.2f} | {'pass' if ok else 'MISS'} |")
+target("CPU per full handshake, ECDSA ≤ 0.7×", "full_ecdsa", 1, 0.7)
+target("CPU per full handshake, RSA ≤ 0.7×", "full_rsa", 1, 0.7)
+target("CPU per keep-alive request, HTTP/1.1 ≤ 0.9×", "h1_keepalive", 1, 0.9)
+target("requests/s, HTTP/1.1 ≥ 1.0×", "h1_keepalive", 0, 1.0, "ge")
+target("CPU per keep-alive request, HTTP/2 ≤ 1.0×", "h2", 1, 1.0)
+target("requests/s, HTTP/2 ≥ 1.0×", "h2", 0, 1.0, "ge")
+target("memory per idle TLS connection ≤ 0.7×", "idle_memory", 0, 0.7)
+
+busy = [f for f in foreign if f[0] >= 0.2]
+print()
+if busy:
+    worst = max(busy)
+    print(f"⚠ {len(busy)} of {len(foreign)} runs shared the machine with other processes (≥ 0.2 s CPU outside this script; worst {worst[0]:.1f} s in {worst[1]} {worst[2]} run {worst[3]}): rerun on a quiet machine.")
+else:
+    print(f"No run shared the machine: other processes used at most {max(f[0] for f in foreign):.2f} s CPU per run.")
+
+on, off = stats("h1_keepalive", "gatehouse"), stats("h1_keepalive", "gatehouse-nometrics")
+if on and off:
+    print()
+    print("Gatehouse keep-alive HTTP/1.1, metrics on vs off (issue 4: req/s within 3%):")
+    print()
+    print("| metrics | req/s | CPU/request µs |")
+    print("|---|---|---|")
+    print(f"| on | {spread(on[0])} | {spread(on[1])} |")
+    print(f"| off | {spread(off[0])} | {spread(off[1])} |")
+    d_rate = (med(on[0]) / med(off[0]) - 1) * 100
+    d_cpu = (med(on[1]) / med(off[1]) - 1) * 100
+    print(f"| on vs off | {d_rate:+.1f}% | {d_cpu:+.1f}% |")
+EOF
+}
+SUMMARY=$(summary)
+echo "$SUMMARY"
+if [ -n "$OUT" ]; then echo "$SUMMARY" >"$OUT"; log "summary written to $OUT"; fi
+log "raw results: $RESULTS$( [ "$KEEP" = 1 ] || echo ' (removed on exit; --keep keeps it)')"
