@@ -7,8 +7,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use mimalloc::MiMalloc;
 use proxy::cli;
 use proxy::config::{Config, LogFormat};
+
+/// A proxy allocates and frees small buffers per request on every worker thread; mimalloc
+/// does that with thread-local free lists (see benches/RESULTS.md for what it saves).
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 #[derive(Parser)]
 #[command(
