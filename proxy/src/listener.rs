@@ -27,7 +27,7 @@ pub struct ListenerState {
     pub tls: ListenerTls,
     pub routes: Routes,
     pub http: Option<Arc<HttpListener>>,
-    pub metrics: Arc<ListenerMetrics>,
+    pub metrics: &'static ListenerMetrics,
 }
 
 /// Accepts until `shutdown`, then drops the socket so new connections are refused.

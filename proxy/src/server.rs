@@ -200,7 +200,7 @@ impl Running {
                     Arc::new(HttpListener::new(
                         l,
                         tracker.clone(),
-                        listener_metrics.clone(),
+                        listener_metrics,
                         config.access_log,
                     ))
                 }),

@@ -74,7 +74,7 @@ struct Completion {
     start: Instant,
     status: StatusCode,
     bytes: u64,
-    metrics: Arc<ListenerMetrics>,
+    metrics: &'static ListenerMetrics,
     access: Option<Box<AccessEntry>>,
 }
 
@@ -154,7 +154,7 @@ impl hyper::body::Body for ProxyBody {
 /// What every connection of one HTTP listener shares. Built once at startup.
 pub struct HttpListener {
     pub name: Arc<str>,
-    metrics: Arc<ListenerMetrics>,
+    metrics: &'static ListenerMetrics,
     /// One log line per request.
     pub access_log: bool,
     server: auto::Builder<TokioExecutor>,
@@ -167,7 +167,7 @@ impl HttpListener {
     pub fn new(
         listener: &Listener,
         tracker: TaskTracker,
-        metrics: Arc<ListenerMetrics>,
+        metrics: &'static ListenerMetrics,
         access_log: bool,
     ) -> Self {
         let mut server = auto::Builder::new(TokioExecutor::new());
@@ -364,7 +364,7 @@ impl ConnCtx {
             start,
             status: resp.status(),
             bytes: 0,
-            metrics: listener.metrics.clone(),
+            metrics: listener.metrics,
             access,
         });
         resp.map(|inner| ProxyBody {
