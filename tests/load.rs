@@ -321,6 +321,13 @@ fn empty_garbage_truncated_and_missing_files_have_their_own_errors() {
 }
 
 #[test]
+fn a_pfx_given_as_certificate_says_to_configure_it_as_pkcs12() {
+    let err = fails(&files("leaf-ecp256.p12", "leaf-ecp256.key", None));
+    assert!(matches!(err, LoadError::IsPkcs12 { .. }), "{err:?}");
+    assert!(err.to_string().contains("password_file"), "{err}");
+}
+
+#[test]
 fn a_key_file_given_as_certificate_says_so() {
     let err = fails(&files("leaf-ecp256.key", "leaf-ecp256.key", None));
     assert!(matches!(err, LoadError::NoCertificate { .. }), "{err:?}");

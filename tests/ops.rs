@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use gatehouse_tests::deploy::{Env, WAIT, http_listener, portal_and_engine, text};
+use gatehouse_tests::deploy::{Env, WAIT, curl_with_root, http_listener, portal_and_engine, text};
 use gatehouse_tests::process::{Gatehouse, gatehouse_bin};
 use gatehouse_tests::upstream::{http_upstream, rt};
 use gatehouse_tests::{connect, write};
@@ -362,16 +362,8 @@ fn healthz_is_200_while_serving_and_503_while_draining() {
     assert_eq!((body.as_str(), code.as_str()), ("ok", "200"));
     let addr = g.addr("web");
     let root = env.path().join("root.pem");
-    let slow = std::thread::spawn(move || {
-        Command::new("curl")
-            .args(["-sS", "--max-time", "20", "--cacert"])
-            .arg(root)
-            .arg("--resolve")
-            .arg(format!("portal.test:{}:127.0.0.1", addr.port()))
-            .arg(format!("https://portal.test:{}/slow/2000", addr.port()))
-            .output()
-            .expect("curl")
-    });
+    let slow =
+        std::thread::spawn(move || curl_with_root(&root, addr, "portal.test", "/slow/2000", &[]));
     std::thread::sleep(Duration::from_millis(400));
     g.signal("TERM");
     std::thread::sleep(Duration::from_millis(300));

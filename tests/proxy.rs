@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use gatehouse_tests::deploy::{Env, WAIT, http_listener, portal_and_engine, text};
+use gatehouse_tests::deploy::{Env, WAIT, curl_with_root, http_listener, portal_and_engine, text};
 use gatehouse_tests::process::{Gatehouse, gatehouse_bin};
 use gatehouse_tests::upstream::{http_upstream, refused_addr, rt, tcp_echo_after_eof};
 use gatehouse_tests::{
@@ -365,16 +365,8 @@ fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
     let (env, mut g) = portal_and_engine("");
     let addr = g.addr("web");
     let root = env.path().join("root.pem");
-    let slow = std::thread::spawn(move || {
-        Command::new("curl")
-            .args(["-sS", "--max-time", "20", "--cacert"])
-            .arg(root)
-            .arg("--resolve")
-            .arg(format!("portal.test:{}:127.0.0.1", addr.port()))
-            .arg(format!("https://portal.test:{}/slow/1500", addr.port()))
-            .output()
-            .expect("curl")
-    });
+    let slow =
+        std::thread::spawn(move || curl_with_root(&root, addr, "portal.test", "/slow/1500", &[]));
     assert!(
         g.wait_for_log(|_| false, Duration::from_millis(400))
             .is_none(),
@@ -628,4 +620,137 @@ fn max_connections_holds_extra_clients_until_a_slot_frees() {
             "it is served once the slot frees"
         );
     });
+}
+
+#[test]
+fn a_request_for_a_host_routed_elsewhere_on_a_reused_connection_gets_421() {
+    let (env, g) = portal_and_engine("");
+    let addr = g.addr("web");
+    // The connection is for portal.test (SNI); the request says engine.test, which has its
+    // own upstream.
+    let out = env.curl(
+        addr,
+        "portal.test",
+        "/",
+        &[
+            "-H",
+            "Host: engine.test",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "421",
+        "{}",
+        text(&out)
+    );
+    let out = env.curl(
+        addr,
+        "portal.test",
+        "/",
+        &["-H", &format!("Host: PORTAL.test:{}", addr.port())],
+    );
+    assert!(
+        text(&out).contains("upstream=portal"),
+        "the connection's own host (any case, with port) is fine: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn an_upload_slower_than_upstream_timeout_still_completes() {
+    let (env, g) = portal_and_engine("upstream_timeout = 1");
+    let addr = g.addr("web");
+    let script = format!(
+        "head -c 300000 /dev/zero | curl -sS --max-time 30 --limit-rate 100K --cacert {} --resolve portal.test:{port}:127.0.0.1 -T - https://portal.test:{port}/count",
+        env.path().join("root.pem").display(),
+        port = addr.port()
+    );
+    let started = Instant::now();
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .expect("bash");
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the upload was slow"
+    );
+    assert!(
+        text(&out).contains("count=300000"),
+        "the timeout runs from the last body bytes, not the start: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_stream_with_gaps_longer_than_idle_timeout_is_not_cut() {
+    let (env, g) = portal_and_engine("idle_timeout = 2");
+    let out = env.curl(g.addr("web"), "portal.test", "/drip/2/3500", &["--http2"]);
+    assert_eq!(
+        text(&out),
+        "chunk 0\nchunk 1\n",
+        "a response in progress is not idle"
+    );
+}
+
+#[test]
+fn websockets_hold_their_connection_slot() {
+    let (_env, g) = portal_and_engine("max_connections = 1");
+    let addr = g.addr("web");
+    rt().block_on(async {
+        let (tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
+        let url = format!("wss://portal.test:{}/chat", addr.port());
+        let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
+            .await
+            .expect("upgrade");
+        ws.send(Message::text("hi")).await.expect("send");
+        let _ = tokio::time::timeout(STEP_TIMEOUT, ws.next()).await;
+        let second = tokio::time::timeout(
+            Duration::from_millis(700),
+            connect(addr, Some("portal.test")),
+        )
+        .await;
+        assert!(second.is_err(), "the WebSocket still holds the only slot");
+        drop(ws);
+        let second = tokio::time::timeout(STEP_TIMEOUT, connect(addr, Some("portal.test"))).await;
+        assert!(
+            matches!(second, Ok(Ok(_))),
+            "the slot frees when the WebSocket ends"
+        );
+    });
+}
+
+#[test]
+fn a_reload_that_drops_a_certificate_a_running_listener_needs_keeps_it() {
+    let (env, g) = portal_and_engine("");
+    let addr = g.addr("web");
+    // A new file that renames the listener: the running one keeps serving until restart,
+    // with its certificates.
+    let text_cfg = std::fs::read_to_string(env.path().join("gatehouse.toml")).unwrap();
+    let changed = text_cfg
+        .replace("name = \"web\"", "name = \"web2\"")
+        .replace(
+            "certificates = [\"portal\", \"engine\"]",
+            "certificates = [\"engine\"]",
+        );
+    let changed = changed.replacen("[[certificate]]\nname = \"portal\"\ncert = \"portal.crt\"\nkey = \"portal.key\"\nchain = \"portal.chain.pem\"\n", "", 1);
+    assert!(
+        !changed.contains("name = \"portal\""),
+        "the test removes the portal certificate"
+    );
+    write(env.path(), "gatehouse.toml", changed);
+    g.signal("HUP");
+    assert!(
+        g.wait_for_log(|l| l.contains("serves it until restart"), WAIT)
+            .is_some(),
+        "{}",
+        g.log_text()
+    );
+    let (_, chain) = rt()
+        .block_on(connect(addr, Some("portal.test")))
+        .expect("still served");
+    assert_eq!(serial_of(&chain[0]), env.serials["portal"]);
 }

@@ -13,12 +13,20 @@ use crate::info::CertInfo;
 use crate::parse::{self, Bundle};
 use crate::source::CertSpec;
 use crate::time::Timestamp;
-use crate::validate;
+use crate::validate::{self, Purpose};
 
 /// The crypto provider every key is loaded with (aws-lc-rs, rustls' default).
 pub fn provider() -> &'static Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+}
+
+/// Which of the bundle's keys belongs to one of its certificates (for writing the key back
+/// out when installing).
+pub fn matching_key(bundle: &Bundle) -> Result<usize, LoadError> {
+    let mut warnings = Vec::new();
+    let certs = chain::dedup(&bundle.certs, &mut warnings)?;
+    chain::match_key(bundle, &certs, provider()).map(|pair| pair.key)
 }
 
 /// A certificate ready to serve. Immutable: a reload builds a new one.
@@ -39,13 +47,19 @@ pub struct LoadedCert {
 impl LoadedCert {
     /// Reads, assembles and validates one configured certificate.
     pub fn load(spec: &CertSpec, now: Timestamp) -> Result<Self, LoadError> {
+        Self::load_for(spec, now, Purpose::Server)
+    }
+
+    /// Loads a certificate for `purpose` (a client certificate needs no SAN).
+    pub fn load_for(spec: &CertSpec, now: Timestamp, purpose: Purpose) -> Result<Self, LoadError> {
         let bundle = parse::load_source(&spec.source)?;
-        Self::from_bundle(
+        Self::from_bundle_for(
             &spec.name,
             &bundle,
             spec.trust_anchors.as_deref(),
             spec.source.paths(),
             now,
+            purpose,
         )
     }
 
@@ -56,6 +70,18 @@ impl LoadedCert {
         trust_anchors: Option<&Path>,
         sources: Vec<PathBuf>,
         now: Timestamp,
+    ) -> Result<Self, LoadError> {
+        Self::from_bundle_for(name, bundle, trust_anchors, sources, now, Purpose::Server)
+    }
+
+    /// [`LoadedCert::from_bundle`] for a given purpose.
+    pub fn from_bundle_for(
+        name: &str,
+        bundle: &Bundle,
+        trust_anchors: Option<&Path>,
+        sources: Vec<PathBuf>,
+        now: Timestamp,
+        purpose: Purpose,
     ) -> Result<Self, LoadError> {
         let provider = provider();
         let mut warnings = Vec::new();
@@ -72,7 +98,7 @@ impl LoadedCert {
         })?;
         let ordered = chain::order(&certs, pair.leaf);
         let served: Vec<&Parsed<'_>> = ordered.path.iter().map(|&i| &certs[i]).collect();
-        let leaf_warnings = validate::check_served(&served, now)?;
+        let leaf_warnings = validate::check_served_for(&served, now, purpose)?;
         let chain_der: Vec<CertificateDer<'static>> =
             served.iter().map(|p| p.der.clone()).collect();
         let mut chain_warnings = ordered.warnings;

@@ -152,10 +152,26 @@ pub(crate) fn order(certs: &[Parsed<'_>], leaf: usize) -> Ordered {
     Ordered { path, warnings }
 }
 
+/// Picks the leaf of a bundle that has no (matching) key, for `certs inspect`: the first
+/// certificate that issued none of the others, preferring one that is not a CA.
+pub(crate) fn guess_leaf(certs: &[Parsed<'_>]) -> Option<usize> {
+    let issues_none = |i: usize| {
+        !certs
+            .iter()
+            .enumerate()
+            .any(|(j, c)| j != i && c.issued_by(&certs[i]))
+    };
+    (0..certs.len())
+        .find(|&i| issues_none(i) && !certs[i].x509.is_ca())
+        .or_else(|| (0..certs.len()).find(|&i| issues_none(i)))
+}
+
 /// The private key, loaded by the crypto provider, and the certificate it belongs to.
 pub(crate) struct KeyPair {
     pub(crate) signing_key: Arc<dyn SigningKey>,
     pub(crate) leaf: usize,
+    /// Index of the matching key in the bundle's keys.
+    pub(crate) key: usize,
 }
 
 /// Finds the certificate that matches one of the bundle's keys.
@@ -165,7 +181,7 @@ pub(crate) fn match_key(
     provider: &CryptoProvider,
 ) -> Result<KeyPair, LoadError> {
     let mut first_error = None;
-    for key in &bundle.keys {
+    for (key_index, key) in bundle.keys.iter().enumerate() {
         let signing_key = match provider.key_provider.load_private_key(key.der.clone_key()) {
             Ok(k) => k,
             Err(e) => {
@@ -190,7 +206,11 @@ pub(crate) fn match_key(
             .find(|&i| !certs[i].x509.is_ca())
             .or_else(|| matching.clone().next());
         if let Some(leaf) = leaf {
-            return Ok(KeyPair { signing_key, leaf });
+            return Ok(KeyPair {
+                signing_key,
+                leaf,
+                key: key_index,
+            });
         }
     }
     Err(first_error.unwrap_or_else(|| {

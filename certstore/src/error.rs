@@ -35,6 +35,12 @@ pub enum LoadError {
     Unrecognized { path: PathBuf },
 
     #[error(
+        "{} is a PKCS#12/PFX file; configure it as `pkcs12` with a `password_file` (to look inside: `gatehouse certs inspect {} --password-file FILE`)",
+        path.display(), path.display()
+    )]
+    IsPkcs12 { path: PathBuf },
+
+    #[error(
         "{} holds a certificate that cannot be parsed ({detail}); copy it again from the CA",
         path.display()
     )]

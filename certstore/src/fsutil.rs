@@ -2,8 +2,8 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 /// Who may read a file Gatehouse writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,8 +14,10 @@ pub enum FileMode {
     Secret,
 }
 
-/// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync of the
-/// directory. Readers see the old file or the new one, never half of one.
+/// Writes `bytes` to `path` atomically: a new temp file beside it, fsync, rename, fsync of
+/// the directory. Readers see the old file or the new one, never half of one. A replaced
+/// file keeps its owner (when the writer may set it) and, for public files, its mode, so
+/// a service user can still read what root installed.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: FileMode) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -26,18 +28,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: FileMode) -> std::io::Resul
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let existing = fs::metadata(path).ok();
+    let permissions = match (mode, &existing) {
+        (FileMode::Secret, _) => 0o600,
+        (FileMode::Public, Some(m)) => m.permissions().mode() & 0o7777,
+        (FileMode::Public, None) => 0o644,
+    };
+    let (tmp, mut file) = create_temp(dir, &name, permissions)?;
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(match mode {
-                FileMode::Public => 0o644,
-                FileMode::Secret => 0o600,
-            })
-            .open(&tmp)?;
         file.write_all(bytes)?;
+        // `mode` on open is filtered by the umask; set exactly what is meant.
+        file.set_permissions(fs::Permissions::from_mode(permissions))?;
+        if let Some(m) = &existing {
+            // Only root may give a file away; anyone else keeps their own ownership.
+            let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
+        }
         file.sync_all()?;
         fs::rename(&tmp, path)?;
         if let Ok(d) = fs::File::open(dir) {
@@ -51,10 +56,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: FileMode) -> std::io::Resul
     result
 }
 
+/// A fresh temp file beside the target: never an old one reused with its old mode.
+fn create_temp(dir: &Path, name: &str, permissions: u32) -> std::io::Result<(PathBuf, fs::File)> {
+    /// Attempts before giving up on finding an unused name.
+    const ATTEMPTS: u32 = 16;
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        let mut nonce = [0u8; 8];
+        let _ = aws_lc_rs::rand::fill(&mut nonce);
+        let suffix: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let tmp = dir.join(format!(".{name}.tmp-{suffix}"));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(permissions)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no unused temp file name")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn secret_files_are_0600_and_replaced_whole() {

@@ -9,9 +9,11 @@
 //! - `chain`: find the leaf by its key, order the intermediates, verify to trust anchors.
 //! - `validate`: policy — expiry, key strength, signature algorithm, names.
 //! - `info`: what operators see of a certificate.
+//! - `inspect`: what `certs inspect` shows of any file ([`inspect()`]).
 //! - `cert`: one loaded certificate ([`LoadedCert`]).
 //! - `resolve`: SNI → certificate on the handshake path ([`SniResolver`]).
 //! - `issue`: the internal CA ([`InternalCa`]).
+//! - `encode`: PEM and PKCS#12 out ([`certs_pem`], [`pkcs12`]).
 //! - `fsutil`: atomic file writes ([`write_atomic`]).
 //! - `store`: the [`Snapshot`] behind an `ArcSwap`, and [`Store::reload`].
 
@@ -19,9 +21,11 @@
 
 mod cert;
 mod chain;
+mod encode;
 mod error;
 mod fsutil;
 mod info;
+mod inspect;
 mod issue;
 mod parse;
 mod resolve;
@@ -30,17 +34,19 @@ mod store;
 mod time;
 mod validate;
 
-pub use cert::{LoadedCert, provider};
+pub use cert::{LoadedCert, matching_key, provider};
+pub use encode::{EncodeError, certs_pem, key_pem, key_pkcs8, pkcs12};
 pub use error::{LoadError, Warning};
 pub use fsutil::{FileMode, write_atomic};
 pub use info::{CertInfo, fingerprint};
+pub use inspect::{Inspection, Verdict, inspect};
 pub use issue::{CA_LIFETIME_DAYS, InternalCa, IssueError, Issued, LEAF_LIFETIME_DAYS};
 pub use parse::{
     Bundle, SourcedCert, SourcedKey, load_source, parse_any, parse_bundle, parse_pkcs12, read_file,
     read_password,
 };
-pub use resolve::{ListenerIndex, Selection, SniResolver};
+pub use resolve::{ListenerIndex, Selection, SniResolver, covers};
 pub use source::{CertSpec, ListenerSpec, Source, StoreConfig};
 pub use store::{InitialLoadError, Outcome, ReloadReport, ReportEntry, Snapshot, Store, Version};
 pub use time::Timestamp;
-pub use validate::{EXPIRY_WARNING_DAYS, MAX_LIFETIME_DAYS, MIN_RSA_BITS};
+pub use validate::{EXPIRY_WARNING_DAYS, MAX_LIFETIME_DAYS, MIN_RSA_BITS, Purpose};

@@ -78,7 +78,13 @@ pub fn load_source(source: &Source) -> Result<Bundle, LoadError> {
                 return Err(LoadError::NoCertificate { path: cert.clone() });
             }
             if let Some(chain) = chain {
-                bundle.extend(parse_bundle(chain, &read_file(chain)?)?);
+                // An empty chain file means "no intermediates" (what `certs install`
+                // writes for a certificate that has none).
+                match read_file(chain) {
+                    Ok(bytes) => bundle.extend(parse_bundle(chain, &bytes)?),
+                    Err(LoadError::Empty { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
             if key != cert {
                 let keys = parse_bundle(key, &read_file(key)?)?;
@@ -111,10 +117,12 @@ pub fn parse_bundle(path: &Path, bytes: &[u8]) -> Result<Bundle, LoadError> {
 /// Parses any file `certs inspect` may be given: PKCS#12 when a password is supplied or the
 /// file is neither PEM nor a DER certificate or key.
 pub fn parse_any(path: &Path, bytes: &[u8], password: Option<&str>) -> Result<Bundle, LoadError> {
-    match (looks_like_pem(bytes), password) {
-        (true, _) => parse_pem(path, bytes),
-        (false, Some(password)) => parse_pkcs12(path, bytes, password),
-        (false, None) => parse_der(path, bytes),
+    if looks_like_pem(bytes) {
+        return parse_pem(path, bytes);
+    }
+    match (parse_der(path, bytes), password) {
+        (Err(LoadError::IsPkcs12 { .. }), Some(password)) => parse_pkcs12(path, bytes, password),
+        (result, _) => result,
     }
 }
 
@@ -196,6 +204,14 @@ fn describe_pem_error(e: &pem::Error) -> String {
     }
 }
 
+/// Whether `bytes` are a PKCS#12 archive: it parses, or only the (empty) password is wrong.
+fn is_pkcs12(bytes: &[u8]) -> bool {
+    matches!(
+        KeyStore::from_pkcs12(bytes, "", Pkcs12ImportPolicy::Relaxed),
+        Ok(_) | Err(p12_keystore::error::Error::MacError(_))
+    )
+}
+
 fn parse_der(path: &Path, bytes: &[u8]) -> Result<Bundle, LoadError> {
     if let Ok((rest, _)) = x509_parser::parse_x509_certificate(bytes)
         && rest.is_empty()
@@ -206,6 +222,11 @@ fn parse_der(path: &Path, bytes: &[u8]) -> Result<Bundle, LoadError> {
                 path: path.to_owned(),
             }],
             keys: Vec::new(),
+        });
+    }
+    if is_pkcs12(bytes) {
+        return Err(LoadError::IsPkcs12 {
+            path: path.to_owned(),
         });
     }
     match PrivateKeyDer::try_from(bytes.to_vec()) {

@@ -46,6 +46,16 @@ impl fmt::Display for Selection {
     }
 }
 
+/// Whether a certificate naming `names` answers `host` the way the resolver matches:
+/// exactly, or by a wildcard covering exactly one label.
+pub fn covers(names: &[String], host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    names.iter().any(|n| match n.strip_prefix("*.") {
+        Some(parent) => host.split_once('.').is_some_and(|(_, rest)| rest == parent),
+        None => *n == host,
+    })
+}
+
 /// One listener's name index, built with the snapshot.
 #[derive(Debug, Default)]
 pub struct ListenerIndex {
@@ -181,6 +191,18 @@ mod tests {
         );
         assert_eq!(pick(None).0, Selection::Default);
         assert!(Arc::ptr_eq(pick(None).1.unwrap(), &d));
+    }
+
+    #[test]
+    fn covers_matches_like_the_index() {
+        let names = vec![
+            "a.example.com".to_string(),
+            "*.apps.example.com".to_string(),
+        ];
+        assert!(covers(&names, "A.example.com"));
+        assert!(covers(&names, "x.apps.example.com"));
+        assert!(!covers(&names, "apps.example.com"));
+        assert!(!covers(&names, "y.x.apps.example.com"));
     }
 
     #[test]

@@ -284,11 +284,21 @@ impl Store {
         for spec in &config.certificates {
             let previous = old.certs.get(&spec.name);
             let (outcome, warnings, serve) = match (LoadedCert::load(spec, now), previous) {
-                (Ok(new), Some(prev)) if new.same_chain(prev) => (
-                    Outcome::Unchanged(Version::of(prev)),
-                    new.warnings,
-                    Some(prev.clone()),
-                ),
+                (Ok(new), Some(prev)) if new.same_chain(prev) => {
+                    // The same key object keeps serving; what is said about it (warnings
+                    // such as "expires in N days", source files) is current.
+                    let warnings = new.warnings.clone();
+                    let kept = LoadedCert {
+                        certified_key: prev.certified_key.clone(),
+                        loaded_at: prev.loaded_at,
+                        ..new
+                    };
+                    (
+                        Outcome::Unchanged(Version::of(prev)),
+                        warnings,
+                        Some(Arc::new(kept)),
+                    )
+                }
                 (Ok(new), Some(prev)) => (
                     Outcome::Updated {
                         before: Version::of(prev),

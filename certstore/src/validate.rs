@@ -22,10 +22,28 @@ const WEAK_SIGNATURES: &[(&str, &str)] = &[
     ("1.2.840.10040.4.3", "SHA-1"),
 ];
 
+/// What a certificate is for: the name rules differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Purpose {
+    /// Served to clients: needs subject alternative names.
+    #[default]
+    Server,
+    /// Presented to upstreams (mutual TLS): identified by its subject, names optional.
+    Client,
+}
+
 /// Checks every served certificate (leaf first) and returns the warnings for the leaf.
 pub(crate) fn check_served(
     served: &[&Parsed<'_>],
     now: Timestamp,
+) -> Result<Vec<Warning>, LoadError> {
+    check_served_for(served, now, Purpose::Server)
+}
+
+pub(crate) fn check_served_for(
+    served: &[&Parsed<'_>],
+    now: Timestamp,
+    purpose: Purpose,
 ) -> Result<Vec<Warning>, LoadError> {
     for cert in served {
         check_validity(cert, now)?;
@@ -33,8 +51,15 @@ pub(crate) fn check_served(
         check_key_strength(cert)?;
     }
     let leaf = served[0];
-    check_names(leaf)?;
-    Ok(leaf_warnings(leaf, now))
+    if purpose == Purpose::Server {
+        check_names(leaf)?;
+        Ok(leaf_warnings(leaf, now))
+    } else {
+        Ok(leaf_warnings(leaf, now)
+            .into_iter()
+            .filter(|w| !matches!(w, Warning::CommonNameNotInSans { .. }))
+            .collect())
+    }
 }
 
 pub(crate) fn not_before(cert: &Parsed<'_>) -> Timestamp {

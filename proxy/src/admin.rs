@@ -60,7 +60,7 @@ pub(crate) async fn serve(
             let service = hyper::service::service_fn(move |req| {
                 let inner = inner.clone();
                 let token = token.clone();
-                async move { Ok::<_, Infallible>(handle(req, &inner, token.as_ref().as_deref())) }
+                async move { Ok::<_, Infallible>(handle(req, inner, token.as_ref().as_deref()).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)
@@ -101,7 +101,11 @@ fn authorized(req: &Request<Incoming>, token: Option<&[u8]>) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(presented, expected).is_ok()
 }
 
-fn handle(req: Request<Incoming>, inner: &Inner, token: Option<&[u8]>) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request<Incoming>,
+    inner: Arc<Inner>,
+    token: Option<&[u8]>,
+) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => respond(
             StatusCode::OK,
@@ -133,10 +137,10 @@ fn handle(req: Request<Incoming>, inner: &Inner, token: Option<&[u8]>) -> Respon
                     &json!({"error": "missing or wrong bearer token; send Authorization: Bearer <token from token_file>"}),
                 );
             }
-            match inner.reload() {
+            match crate::server::reload_blocking(inner.clone()).await {
                 Ok(reloaded) => {
                     crate::server::log_reloaded(&reloaded);
-                    let status = if reloaded.report.is_clean() {
+                    let status = if reloaded.is_clean() {
                         StatusCode::OK
                     } else {
                         StatusCode::CONFLICT
@@ -230,6 +234,8 @@ pub fn report_json(report: &ReloadReport) -> Value {
 
 fn reloaded_json(reloaded: &Reloaded) -> Value {
     let mut v = report_json(&reloaded.report);
+    v["clean"] = json!(reloaded.is_clean());
     v["needs_restart"] = json!(reloaded.needs_restart);
+    v["upstream_errors"] = json!(reloaded.upstream_errors);
     v
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use certstore::{CertSpec, ListenerSpec, Source, StoreConfig};
 use serde::Deserialize;
 
-use crate::upstream::{Upstream, UpstreamError};
+use crate::upstream::{Upstream, UpstreamError, UpstreamOptions, UpstreamProtocol};
 
 /// Where Gatehouse keeps what it manages when the file does not say.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/gatehouse";
@@ -47,6 +47,7 @@ pub struct RawConfig {
     /// Export Prometheus metrics (on by default; off only to measure what they cost).
     pub metrics: Option<bool>,
     pub admin: Option<RawAdmin>,
+    pub upstream_tls: Option<RawUpstreamTls>,
     #[serde(default, rename = "certificate")]
     pub certificates: Vec<RawCertificate>,
     #[serde(default, rename = "listener")]
@@ -71,6 +72,10 @@ pub struct RawCertificate {
     pub pkcs12: Option<PathBuf>,
     pub password_file: Option<PathBuf>,
     pub trust_anchors: Option<PathBuf>,
+    /// `"internal"`: issued by Gatehouse's internal CA, no files to supply.
+    pub issuer: Option<String>,
+    /// Names for an internal certificate (default: the host's name and FQDN).
+    pub names: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +99,13 @@ pub struct RawListener {
     pub upstream_connect_timeout: Option<u64>,
     pub upstream_timeout: Option<u64>,
     pub max_header_size: Option<usize>,
+    pub upstream_ca_file: Option<PathBuf>,
+    pub upstream_server_name: Option<String>,
+    pub upstream_client_cert: Option<PathBuf>,
+    pub upstream_client_key: Option<PathBuf>,
+    #[serde(default)]
+    pub upstream_insecure_skip_verify: bool,
+    pub upstream_protocol: Option<String>,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
 }
@@ -103,6 +115,53 @@ pub struct RawListener {
 pub struct RawRoute {
     pub server_name: String,
     pub upstream: String,
+    pub upstream_ca_file: Option<PathBuf>,
+    pub upstream_server_name: Option<String>,
+    pub upstream_client_cert: Option<PathBuf>,
+    pub upstream_client_key: Option<PathBuf>,
+    #[serde(default)]
+    pub upstream_insecure_skip_verify: bool,
+    pub upstream_protocol: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub use_system_roots: bool,
+}
+
+/// The `upstream_*` keys, as written on a listener or a route.
+struct RawUpstreamOptions<'a> {
+    ca_file: &'a Option<PathBuf>,
+    server_name: &'a Option<String>,
+    client_cert: &'a Option<PathBuf>,
+    client_key: &'a Option<PathBuf>,
+    insecure_skip_verify: bool,
+    protocol: &'a Option<String>,
+}
+
+macro_rules! raw_upstream_options {
+    ($raw:expr) => {
+        RawUpstreamOptions {
+            ca_file: &$raw.upstream_ca_file,
+            server_name: &$raw.upstream_server_name,
+            client_cert: &$raw.upstream_client_cert,
+            client_key: &$raw.upstream_client_key,
+            insecure_skip_verify: $raw.upstream_insecure_skip_verify,
+            protocol: &$raw.upstream_protocol,
+        }
+    };
+}
+
+/// Trust for TLS upstreams, shared by all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpstreamTlsGlobal {
+    /// Private roots added to the public ones (the appliance's own CA, say).
+    pub ca_file: Option<PathBuf>,
+    /// Add the operating system's trust store.
+    pub use_system_roots: bool,
 }
 
 /// What a listener speaks after TLS.
@@ -150,8 +209,26 @@ pub struct Config {
     pub metrics: bool,
     /// `None` when `[admin] enabled = false`.
     pub admin: Option<Admin>,
+    pub upstream_tls: UpstreamTlsGlobal,
     pub certificates: Vec<CertSpec>,
+    /// Certificates the internal CA issues (their `CertSpec`s point at `state_dir/certs/`).
+    pub internal: Vec<InternalCert>,
     pub listeners: Vec<Listener>,
+}
+
+/// A certificate with `issuer = "internal"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalCert {
+    pub name: String,
+    /// Lowercase DNS names or IP addresses.
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Where the internal CA lives under `state_dir`.
+pub fn ca_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("ca")
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -205,6 +282,74 @@ fn bullet(problems: &[String]) -> String {
     lines.join("\n")
 }
 
+/// Checks the `upstream_*` keys of one upstream (`key` names it in messages).
+fn upstream_options(
+    what: &str,
+    key: &str,
+    upstream: &Upstream,
+    raw: RawUpstreamOptions<'_>,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    problems: &mut Vec<String>,
+) -> UpstreamOptions {
+    let tls_only = [
+        ("upstream_ca_file", raw.ca_file.is_some()),
+        ("upstream_server_name", raw.server_name.is_some()),
+        ("upstream_client_cert", raw.client_cert.is_some()),
+        ("upstream_client_key", raw.client_key.is_some()),
+        ("upstream_insecure_skip_verify", raw.insecure_skip_verify),
+    ];
+    if !upstream.kind.is_tls() {
+        for (name, set) in tls_only {
+            if set {
+                problems.push(format!(
+                    "{what}: {name} applies to TLS upstreams, but {key} = \"{}\" is plain; use https:// or tls://, or remove {name}",
+                    upstream.original
+                ));
+            }
+        }
+    }
+    let client_cert = match (raw.client_cert, raw.client_key) {
+        (Some(c), Some(k)) => Some((resolve(c), resolve(k))),
+        (None, None) => None,
+        _ => {
+            problems.push(format!(
+                "{what}: upstream_client_cert and upstream_client_key go together; set both or neither"
+            ));
+            None
+        }
+    };
+    if let Some(name) = raw.server_name
+        && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
+    {
+        problems.push(format!(
+            "{what}: upstream_server_name = \"{name}\" is not a DNS name or IP address"
+        ));
+    }
+    if raw.insecure_skip_verify && raw.ca_file.is_some() {
+        problems.push(format!(
+            "{what}: upstream_insecure_skip_verify makes upstream_ca_file pointless; remove one"
+        ));
+    }
+    let protocol = match raw.protocol.as_deref() {
+        None | Some("auto") => UpstreamProtocol::Auto,
+        Some("http1") => UpstreamProtocol::Http1,
+        Some("http2") => UpstreamProtocol::Http2,
+        Some(other) => {
+            problems.push(format!(
+                "{what}: upstream_protocol = \"{other}\" is not supported; use \"auto\", \"http1\" or \"http2\""
+            ));
+            UpstreamProtocol::Auto
+        }
+    };
+    UpstreamOptions {
+        ca_file: raw.ca_file.as_deref().map(resolve),
+        server_name: raw.server_name.clone(),
+        client_cert,
+        insecure_skip_verify: raw.insecure_skip_verify,
+        protocol,
+    }
+}
+
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -235,7 +380,13 @@ impl Config {
             }
         };
 
+        let state_dir = raw
+            .state_dir
+            .as_deref()
+            .map(resolve)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
         let mut certificates = Vec::new();
+        let mut internal = Vec::new();
         let mut cert_names = HashSet::new();
         for c in &raw.certificates {
             let what = format!("certificate \"{}\"", c.name);
@@ -247,6 +398,61 @@ impl Config {
                 problems.push(format!(
                     "{what}: defined twice; rename one of the [[certificate]] blocks"
                 ));
+            }
+            match c.issuer.as_deref() {
+                Some("internal") => {
+                    if c.cert.is_some()
+                        || c.key.is_some()
+                        || c.chain.is_some()
+                        || c.pkcs12.is_some()
+                        || c.password_file.is_some()
+                    {
+                        problems.push(format!(
+                            "{what}: issuer = \"internal\" has no files to supply; remove cert/key/chain/pkcs12/password_file, or remove issuer"
+                        ));
+                        continue;
+                    }
+                    let names: Vec<String> = match &c.names {
+                        Some(n) => n.iter().map(|n| n.to_ascii_lowercase()).collect(),
+                        None => crate::host::names(),
+                    };
+                    if names.is_empty() {
+                        problems.push(format!("{what}: `names` is empty; list the host names the certificate must cover"));
+                        continue;
+                    }
+                    let dir = state_dir.join("certs");
+                    let ic = InternalCert {
+                        name: c.name.clone(),
+                        names,
+                        cert: dir.join(format!("{}.crt", c.name)),
+                        key: dir.join(format!("{}.key", c.name)),
+                    };
+                    certificates.push(CertSpec {
+                        name: c.name.clone(),
+                        source: Source::Files {
+                            cert: ic.cert.clone(),
+                            key: ic.key.clone(),
+                            chain: None,
+                        },
+                        trust_anchors: Some(
+                            ca_dir(&state_dir).join(certstore::InternalCa::CERT_FILE),
+                        ),
+                    });
+                    internal.push(ic);
+                    continue;
+                }
+                Some(other) => {
+                    problems.push(format!(
+                        "{what}: issuer = \"{other}\" is not supported; use \"internal\" (Gatehouse's own CA) or remove it and name the files"
+                    ));
+                    continue;
+                }
+                None if c.names.is_some() => {
+                    problems.push(format!(
+                        "{what}: `names` goes with issuer = \"internal\"; a certificate from files takes its names from the certificate"
+                    ));
+                }
+                None => {}
             }
             let source = match (&c.cert, &c.key, &c.pkcs12, &c.password_file) {
                 (Some(cert), Some(key), None, None) => Some(Source::Files {
@@ -284,7 +490,7 @@ impl Config {
                 }
                 (None, None, None, _) => {
                     problems.push(format!(
-                        "{what}: no files; set `cert` and `key` (PEM/DER) or `pkcs12` and `password_file`"
+                        "{what}: no files; set `cert` and `key` (PEM/DER), `pkcs12` and `password_file`, or issuer = \"internal\""
                     ));
                     None
                 }
@@ -354,24 +560,34 @@ impl Config {
                     ));
                 }
             }
-            let parse_upstream = |key: &str, value: &str, problems: &mut Vec<String>| match (
-                protocol,
-                Upstream::parse(value),
-            ) {
-                (_, Err(e)) => {
-                    problems.push(format!("{what}: {key} = \"{value}\": {e}"));
-                    None
+            let parse_upstream = |key: &str,
+                                  value: &str,
+                                  opts: RawUpstreamOptions<'_>,
+                                  problems: &mut Vec<String>| {
+                match (protocol, Upstream::parse(value)) {
+                    (_, Err(e)) => {
+                        problems.push(format!("{what}: {key} = \"{value}\": {e}"));
+                        None
+                    }
+                    (Some(p), Ok(u)) if !u.fits(p) => {
+                        problems.push(format!(
+                            "{what}: {key} = \"{value}\" does not fit protocol \"{p}\"; {}",
+                            UpstreamError::hint_for(p)
+                        ));
+                        None
+                    }
+                    (_, Ok(mut u)) => {
+                        u.options = upstream_options(&what, key, &u, opts, &resolve, problems);
+                        Some(u)
+                    }
                 }
-                (Some(p), Ok(u)) if !u.fits(p) => {
-                    problems.push(format!(
-                        "{what}: {key} = \"{value}\" does not fit protocol \"{p}\"; {}",
-                        UpstreamError::hint_for(p)
-                    ));
-                    None
-                }
-                (_, Ok(u)) => Some(u),
             };
-            let upstream = parse_upstream("upstream", &l.upstream, &mut problems);
+            let upstream = parse_upstream(
+                "upstream",
+                &l.upstream,
+                raw_upstream_options!(l),
+                &mut problems,
+            );
             let mut routes = Vec::new();
             let mut route_names = HashSet::new();
             for r in &l.routes {
@@ -382,7 +598,12 @@ impl Config {
                         r.server_name
                     ));
                 }
-                if let Some(u) = parse_upstream("route upstream", &r.upstream, &mut problems) {
+                if let Some(u) = parse_upstream(
+                    "route upstream",
+                    &r.upstream,
+                    raw_upstream_options!(r),
+                    &mut problems,
+                ) {
                     routes.push(Route {
                         server_name: name,
                         upstream: u,
@@ -453,8 +674,8 @@ impl Config {
                 None => DEFAULT_MAX_CONNECTIONS,
             };
             let max_header_size = match l.max_header_size {
-                Some(n) if n < 1024 => {
-                    problems.push(format!("{what}: max_header_size = {n} is too small for real clients; use at least 1024"));
+                Some(n) if n < 8192 => {
+                    problems.push(format!("{what}: max_header_size = {n} is below hyper's smallest buffer; use at least 8192"));
                     DEFAULT_MAX_HEADER_SIZE
                 }
                 Some(n) => n,
@@ -529,6 +750,13 @@ impl Config {
                 }
             }
         };
+        let upstream_tls = match &raw.upstream_tls {
+            Some(t) => UpstreamTlsGlobal {
+                ca_file: t.ca_file.as_deref().map(resolve),
+                use_system_roots: t.use_system_roots,
+            },
+            None => UpstreamTlsGlobal::default(),
+        };
         let shutdown_timeout = match raw.shutdown_timeout {
             Some(s) => Duration::from_secs(s),
             None => DEFAULT_SHUTDOWN_TIMEOUT,
@@ -541,17 +769,15 @@ impl Config {
         }
         Ok(Self {
             path: path.to_owned(),
-            state_dir: raw
-                .state_dir
-                .as_deref()
-                .map(resolve)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            state_dir,
+            internal,
             pid_file: raw.pid_file.as_deref().map(resolve),
             shutdown_timeout,
             log_format,
             access_log: raw.access_log,
             metrics: raw.metrics.unwrap_or(true),
             admin,
+            upstream_tls,
             certificates,
             listeners,
         })
@@ -680,6 +906,33 @@ mod tests {
                 .unwrap()
                 .admin
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn upstream_tls_keys_are_checked() {
+        let tls = GOOD.replace("http://127.0.0.1:8080", "https://10.0.0.5:8443")
+            .replace("certificates = [\"portal\", \"engine\"]", "certificates = [\"portal\", \"engine\"]\nupstream_server_name = \"engine.internal\"\nupstream_protocol = \"http2\"\nupstream_ca_file = \"ca.pem\"");
+        let c = parse(&tls).expect("TLS upstream options");
+        let o = &c.listeners[0].upstream.options;
+        assert_eq!(o.server_name.as_deref(), Some("engine.internal"));
+        assert_eq!(o.protocol, UpstreamProtocol::Http2);
+        assert_eq!(o.ca_file, Some(PathBuf::from("/etc/gatehouse/ca.pem")));
+
+        let plain = GOOD.replace(
+            "certificates = [\"portal\", \"engine\"]",
+            "certificates = [\"portal\", \"engine\"]\nupstream_insecure_skip_verify = true\nupstream_client_cert = \"c.pem\"",
+        );
+        let msg = parse(&plain)
+            .expect_err("TLS keys on a plain upstream")
+            .to_string();
+        assert!(
+            msg.contains("upstream_insecure_skip_verify applies to TLS upstreams"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("upstream_client_cert and upstream_client_key go together"),
+            "{msg}"
         );
     }
 

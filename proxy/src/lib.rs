@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - `config`: the TOML file → a checked [`config::Config`].
+//! - `host`, `internal`: certificates issued by the internal CA.
+//! - `upstream_tls`: Gatehouse as a verifying TLS client of its upstreams.
 //! - `upstream`, `routes`: where each connection is forwarded (by SNI).
 //! - `tls`: the per-listener rustls configuration and the bounded handshake.
 //! - `listener`: accept loop with connection limits.
@@ -11,18 +13,23 @@
 //! - `server`: a running instance ([`server::Running`]): start, reload, drain.
 //! - `metrics`: Prometheus metrics with per-listener handles.
 //! - `admin`: the admin API (`/metrics`, `/healthz`, `/certs`, `POST /reload`).
+//! - `backup`: backups of certificate files (install, restore).
 //! - `cli`: the `gatehouse` subcommands.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod forward;
+pub mod host;
 pub mod idle;
+pub mod internal;
 pub mod listener;
 pub mod metrics;
 pub mod routes;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+pub mod upstream_tls;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Listener, Protocol};
 use crate::forward::http::HttpListener;
 use crate::forward::tcp;
-use crate::metrics::ListenerMetrics;
+use crate::metrics::{ConnectionGuard, ListenerMetrics};
 use crate::routes::Routes;
 use crate::tls::{self, ListenerTls};
 
@@ -27,7 +27,7 @@ pub struct ListenerState {
     pub tls: ListenerTls,
     pub routes: Routes,
     pub http: Option<Arc<HttpListener>>,
-    pub metrics: Arc<ListenerMetrics>,
+    pub metrics: &'static ListenerMetrics,
 }
 
 /// Accepts until `shutdown`, then drops the socket so new connections are refused.
@@ -60,20 +60,31 @@ pub async fn accept_loop(
         let state = state.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            connection(tcp, peer, &state, shutdown).await;
-            drop(permit);
+            let slot = Arc::new(ConnectionSlot {
+                _permit: permit,
+                _active: state.metrics.connection(),
+            });
+            connection(tcp, peer, &state, slot, shutdown).await;
         });
     }
     tracing::info!(listener = %state.config.name, "stopped accepting");
+}
+
+/// A connection's share of the listener: its `max_connections` permit and its place in
+/// `gatehouse_connections_active`. Held by the connection and by whatever it is upgraded
+/// to (a WebSocket outlives the HTTP connection that carried its handshake).
+pub struct ConnectionSlot {
+    _permit: OwnedSemaphorePermit,
+    _active: ConnectionGuard,
 }
 
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
     state: &ListenerState,
+    slot: Arc<ConnectionSlot>,
     shutdown: CancellationToken,
 ) {
-    let _active = state.metrics.connection();
     let _ = tcp.set_nodelay(true);
     let deadline = Instant::now() + state.config.handshake_timeout;
     let stream = match tls::handshake(tcp, &state.tls, deadline).await {
@@ -86,12 +97,25 @@ async fn connection(
     };
     state.metrics.handshake("ok");
     let sni = stream.get_ref().1.server_name();
-    let target = state.routes.load().pick(sni).clone();
+    let routes = state.routes.load();
+    let target = routes.pick(sni).clone();
     match (state.config.protocol, &state.http) {
         (Protocol::Http, Some(http)) => {
-            let sni: Option<Arc<str>> = sni.map(Arc::from);
-            http.serve(stream, peer.ip(), sni.as_deref(), target, shutdown)
-                .await
+            // The name is kept only when something needs it per request.
+            let sni = if http.access_log || routes.has_routes() {
+                sni.map(Arc::from)
+            } else {
+                None
+            };
+            drop(routes);
+            let conn = crate::forward::http::Conn {
+                peer: peer.ip(),
+                sni,
+                target,
+                routes: state.routes.clone(),
+                slot,
+            };
+            http.serve(stream, conn, shutdown).await
         }
         _ => match tcp::forward(stream, &target, state.config.upstream_connect_timeout).await {
             Ok(_) => {}

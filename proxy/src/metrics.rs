@@ -2,7 +2,7 @@
 //! per status code on first use), so recording on the hot path is an atomic add — never a
 //! label lookup or a string format.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use certstore::Snapshot;
 use prometheus::{
@@ -42,6 +42,9 @@ pub struct Metrics {
     requests: IntCounterVec,
     request_duration: HistogramVec,
     upstream_errors: IntCounterVec,
+    upstream_insecure: IntGaugeVec,
+    /// Touched on load and reload only.
+    published: Mutex<Published>,
     /// When false, listeners get no-op handles (for measuring what metrics cost).
     enabled: bool,
 }
@@ -113,6 +116,13 @@ impl Metrics {
             ),
             &["listener", "kind"],
         ));
+        let upstream_insecure = must(IntGaugeVec::new(
+            Opts::new(
+                "gatehouse_upstream_insecure",
+                "1 for each upstream whose certificate is not verified (upstream_insecure_skip_verify)",
+            ),
+            &["listener", "upstream"],
+        ));
         for c in [
             Box::new(cert_expiry.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(cert_info.clone()),
@@ -123,6 +133,7 @@ impl Metrics {
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(upstream_errors.clone()),
+            Box::new(upstream_insecure.clone()),
         ] {
             must(registry.register(c));
         }
@@ -137,6 +148,8 @@ impl Metrics {
             requests,
             request_duration,
             upstream_errors,
+            upstream_insecure,
+            published: Mutex::new(Published::default()),
             enabled,
         })
     }
@@ -148,23 +161,26 @@ impl Metrics {
             .unwrap_or_default()
     }
 
-    /// Publishes what a snapshot serves (after every load and reload).
+    /// Publishes what a snapshot serves (after every load and reload). New series are set
+    /// before stale ones are removed, so a scrape never sees a certificate vanish.
     pub fn observe_certificates(&self, snapshot: &Snapshot) {
-        self.cert_expiry.reset();
-        self.cert_info.reset();
+        let mut expiry = Vec::new();
+        let mut info = Vec::new();
         for cert in snapshot.certificates() {
             let leaf = cert.leaf();
-            self.cert_expiry
-                .with_label_values(&[cert.name.as_str()])
-                .set(leaf.not_after.unix_seconds());
-            self.cert_info
-                .with_label_values(&[
-                    cert.name.as_str(),
-                    leaf.serial.as_str(),
-                    leaf.issuer.as_str(),
-                ])
-                .set(1);
+            let e = vec![cert.name.clone()];
+            let i = vec![cert.name.clone(), leaf.serial.clone(), leaf.issuer.clone()];
+            set_gauge(&self.cert_expiry, &e, leaf.not_after.unix_seconds());
+            set_gauge(&self.cert_info, &i, 1);
+            expiry.push(e);
+            info.push(i);
         }
+        let mut published = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        replace_series(&self.cert_expiry, &mut published.expiry, expiry);
+        replace_series(&self.cert_info, &mut published.info, info);
     }
 
     /// Counts a load or reload.
@@ -177,15 +193,35 @@ impl Metrics {
         }
     }
 
+    /// Publishes which upstreams skip verification, as (listener, upstream) pairs.
+    pub fn observe_insecure(&self, insecure: &[(String, String)]) {
+        let series: Vec<Vec<String>> = insecure
+            .iter()
+            .map(|(l, u)| vec![l.clone(), u.clone()])
+            .collect();
+        for labels in &series {
+            set_gauge(&self.upstream_insecure, labels, 1);
+        }
+        let mut published = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        replace_series(&self.upstream_insecure, &mut published.insecure, series);
+    }
+
     /// Handles for one listener, resolved now so recording never looks labels up.
-    pub fn listener(&self, name: &str) -> Arc<ListenerMetrics> {
+    ///
+    /// A listener lives as long as the process, so its handles do too: a `'static`
+    /// reference spares every request a reference-count update on a cache line all workers
+    /// share.
+    pub fn listener(&self, name: &str) -> &'static ListenerMetrics {
         if !self.enabled {
-            return Arc::new(ListenerMetrics::disabled());
+            return Box::leak(Box::new(ListenerMetrics::disabled()));
         }
         let handshakes = HANDSHAKE_RESULTS.map(|r| self.handshakes.with_label_values(&[name, r]));
         let upstream_errors =
             UPSTREAM_ERROR_KINDS.map(|k| self.upstream_errors.with_label_values(&[name, k]));
-        Arc::new(ListenerMetrics {
+        Box::leak(Box::new(ListenerMetrics {
             inner: Some(Handles {
                 name: name.to_owned(),
                 handshakes,
@@ -195,8 +231,30 @@ impl Metrics {
                 requests_vec: self.requests.clone(),
                 requests_by_code: (0..STATUS_CODES).map(|_| OnceLock::new()).collect(),
             }),
-        })
+        }))
     }
+}
+
+fn set_gauge(vec: &IntGaugeVec, labels: &[String], value: i64) {
+    let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    vec.with_label_values(&refs).set(value);
+}
+
+/// Removes the series in `old` that are not in `new`, then remembers `new`.
+fn replace_series(vec: &IntGaugeVec, old: &mut Vec<Vec<String>>, new: Vec<Vec<String>>) {
+    for stale in old.iter().filter(|o| !new.contains(o)) {
+        let refs: Vec<&str> = stale.iter().map(String::as_str).collect();
+        let _ = vec.remove_label_values(&refs);
+    }
+    *old = new;
+}
+
+/// Label sets currently exported by the gauges that follow reloads.
+#[derive(Default)]
+struct Published {
+    expiry: Vec<Vec<String>>,
+    info: Vec<Vec<String>>,
+    insecure: Vec<Vec<String>>,
 }
 
 struct Handles {
@@ -214,12 +272,13 @@ pub struct ListenerMetrics {
     inner: Option<Handles>,
 }
 
-/// Decrements the active connection gauge when the connection ends.
-pub struct ConnectionGuard<'a>(Option<&'a IntGauge>);
+/// Decrements the active connection gauge when the connection (or what it was upgraded
+/// to) ends.
+pub struct ConnectionGuard(Option<IntGauge>);
 
-impl Drop for ConnectionGuard<'_> {
+impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        if let Some(g) = self.0 {
+        if let Some(g) = &self.0 {
             g.dec();
         }
     }
@@ -230,9 +289,9 @@ impl ListenerMetrics {
         Self { inner: None }
     }
 
-    pub fn connection(&self) -> ConnectionGuard<'_> {
-        let gauge = self.inner.as_ref().map(|h| &h.connections_active);
-        if let Some(g) = gauge {
+    pub fn connection(&self) -> ConnectionGuard {
+        let gauge = self.inner.as_ref().map(|h| h.connections_active.clone());
+        if let Some(g) = &gauge {
             g.inc();
         }
         ConnectionGuard(gauge)

@@ -1,20 +1,126 @@
-//! Which upstream a connection goes to: by the TLS server name, else the listener's
-//! upstream. Rebuilt on reload and swapped atomically; looked up once per connection.
+//! Which upstream a connection goes to — by the TLS server name, else the listener's
+//! upstream — and the client that reaches it. Rebuilt on reload (trust files and client
+//! certificates included) and swapped atomically; looked up once per connection.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::forward::http::UpstreamBody;
 use arc_swap::ArcSwap;
+use certstore::Timestamp;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::ServerName;
 
-use crate::config::Listener;
-use crate::upstream::Upstream;
+use crate::config::{Listener, Protocol, UpstreamTlsGlobal};
+use crate::upstream::{Upstream, UpstreamProtocol};
+use crate::upstream_tls::{self, UpstreamTlsError};
 
-/// One upstream as the forwarders use it.
-#[derive(Debug)]
-pub struct Target {
-    pub upstream: Upstream,
+/// How long an idle upstream connection stays in the pool; below common upstream
+/// keep-alive timeouts (nginx 75 s) so the upstream never closes one under a request.
+const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(50);
+
+/// The pooled HTTP client of one upstream (plain or TLS).
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+
+/// What a `tls://` upstream needs to connect.
+pub struct TlsUpstream {
+    pub connector: tokio_rustls::TlsConnector,
+    pub server_name: ServerName<'static>,
 }
 
+/// One upstream as the forwarders use it.
+pub struct Target {
+    pub upstream: Upstream,
+    /// For HTTP listeners: the pooled client.
+    pub http: Option<HttpClient>,
+    /// For TCP listeners with a `tls://` upstream.
+    pub tls: Option<TlsUpstream>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("upstream", &self.upstream.original)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    fn build(
+        listener: &Listener,
+        upstream: &Upstream,
+        global: &UpstreamTlsGlobal,
+        now: Timestamp,
+    ) -> Result<Self, UpstreamTlsError> {
+        let tls_config = if upstream.kind.is_tls() {
+            Some(upstream_tls::client_config(upstream, global, now)?)
+        } else {
+            None
+        };
+        match listener.protocol {
+            Protocol::Http => {
+                let mut http = HttpConnector::new();
+                http.enforce_http(false);
+                http.set_connect_timeout(Some(listener.upstream_connect_timeout));
+                http.set_nodelay(true);
+                let config = match &tls_config {
+                    Some(c) => (**c).clone(),
+                    // Plain http:// never uses it; the connector wants one all the same.
+                    None => {
+                        rustls::ClientConfig::builder_with_provider(certstore::provider().clone())
+                            .with_safe_default_protocol_versions()
+                            .map_err(|source| UpstreamTlsError::Rustls {
+                                upstream: upstream.original.clone(),
+                                source,
+                            })?
+                            .with_root_certificates(rustls::RootCertStore::empty())
+                            .with_no_client_auth()
+                    }
+                };
+                let mut builder = HttpsConnectorBuilder::new()
+                    .with_tls_config(config)
+                    .https_or_http();
+                if upstream.options.server_name.is_some() {
+                    builder = builder.with_server_name_resolver(FixedServerNameResolver::new(
+                        upstream_tls::server_name(upstream)?,
+                    ));
+                }
+                let connector = match upstream.options.protocol {
+                    UpstreamProtocol::Http1 => builder.enable_http1().wrap_connector(http),
+                    UpstreamProtocol::Http2 => builder.enable_http2().wrap_connector(http),
+                    UpstreamProtocol::Auto => builder.enable_all_versions().wrap_connector(http),
+                };
+                let client = Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(UPSTREAM_POOL_IDLE)
+                    .http2_only(upstream.options.protocol == UpstreamProtocol::Http2)
+                    .build(connector);
+                Ok(Self {
+                    upstream: upstream.clone(),
+                    http: Some(client),
+                    tls: None,
+                })
+            }
+            Protocol::Tcp => Ok(Self {
+                upstream: upstream.clone(),
+                http: None,
+                tls: match tls_config {
+                    Some(config) => Some(TlsUpstream {
+                        connector: tokio_rustls::TlsConnector::from(config),
+                        server_name: upstream_tls::server_name(upstream)?,
+                    }),
+                    None => None,
+                },
+            }),
+        }
+    }
+}
+
+/// A listener's upstreams.
 #[derive(Debug)]
 pub struct RouteTable {
     default: Arc<Target>,
@@ -22,30 +128,40 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn of(listener: &Listener) -> Self {
-        Self {
-            default: Arc::new(Target {
-                upstream: listener.upstream.clone(),
-            }),
-            by_name: listener
-                .routes
-                .iter()
-                .map(|r| {
-                    (
-                        r.server_name.clone(),
-                        Arc::new(Target {
-                            upstream: r.upstream.clone(),
-                        }),
-                    )
-                })
-                .collect(),
+    /// Builds every upstream's client; fails if a trust file or client certificate does not
+    /// load (the caller keeps the previous table).
+    pub fn build(
+        listener: &Listener,
+        global: &UpstreamTlsGlobal,
+        now: Timestamp,
+    ) -> Result<Self, UpstreamTlsError> {
+        let mut by_name = HashMap::new();
+        for r in &listener.routes {
+            by_name.insert(
+                r.server_name.clone(),
+                Arc::new(Target::build(listener, &r.upstream, global, now)?),
+            );
         }
+        Ok(Self {
+            default: Arc::new(Target::build(listener, &listener.upstream, global, now)?),
+            by_name,
+        })
     }
 
     pub fn pick(&self, server_name: Option<&str>) -> &Arc<Target> {
         server_name
             .and_then(|n| self.by_name.get(n))
             .unwrap_or(&self.default)
+    }
+
+    /// Whether any server name has its own upstream.
+    pub fn has_routes(&self) -> bool {
+        !self.by_name.is_empty()
+    }
+
+    /// Every upstream of the table.
+    pub fn upstreams(&self) -> impl Iterator<Item = &Upstream> {
+        std::iter::once(&self.default.upstream).chain(self.by_name.values().map(|t| &t.upstream))
     }
 }
 

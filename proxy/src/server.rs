@@ -56,6 +56,14 @@ pub enum StartError {
     },
     #[error("[admin] token_file {}: {detail}", path.display())]
     Token { path: PathBuf, detail: String },
+    #[error("internal CA: {0}")]
+    Internal(#[from] certstore::IssueError),
+    #[error("listener \"{listener}\": {source}")]
+    UpstreamTls {
+        listener: String,
+        #[source]
+        source: Box<crate::upstream_tls::UpstreamTlsError>,
+    },
 }
 
 /// A listener as bound.
@@ -96,6 +104,31 @@ pub struct Reloaded {
     pub report: ReloadReport,
     /// Changes that were not applied because they need a restart.
     pub needs_restart: Vec<String>,
+    /// Upstream TLS settings that failed to load; those listeners keep their previous
+    /// upstream clients.
+    pub upstream_errors: Vec<String>,
+}
+
+impl Reloaded {
+    /// Nothing kept a previous version.
+    pub fn is_clean(&self) -> bool {
+        self.report.is_clean() && self.upstream_errors.is_empty()
+    }
+}
+
+/// Exports `gatehouse_upstream_insecure` and warns for every upstream that skips
+/// verification (at startup and on every reload).
+fn observe_upstreams(metrics: &Metrics, routes: &[(String, Routes)]) {
+    let mut insecure = Vec::new();
+    for (listener, table) in routes {
+        for u in table.load().upstreams() {
+            if u.options.insecure_skip_verify {
+                tracing::warn!(listener = %listener, upstream = %u, "upstream_insecure_skip_verify: the upstream's certificate is NOT verified; anyone on the path can impersonate it");
+                insecure.push((listener.clone(), u.original.clone()));
+            }
+        }
+    }
+    metrics.observe_insecure(&insecure);
 }
 
 impl Running {
@@ -105,6 +138,7 @@ impl Running {
         let config = Config::load(config_path)?;
         let metrics = Metrics::new(config.metrics);
         let now = Timestamp::now();
+        crate::internal::ensure(&config, now)?;
         let (store, report) = Store::load(&config.store_config(), now)?;
         log_report(&report);
         metrics.observe_reload(true, now);
@@ -145,7 +179,13 @@ impl Running {
                         source,
                     }
                 })?;
-            let listener_routes: Routes = Arc::new(ArcSwap::from_pointee(RouteTable::of(l)));
+            let table = RouteTable::build(l, &config.upstream_tls, now).map_err(|source| {
+                StartError::UpstreamTls {
+                    listener: l.name.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+            let listener_routes: Routes = Arc::new(ArcSwap::from_pointee(table));
             routes.push((l.name.clone(), listener_routes.clone()));
             let listener_metrics = metrics.listener(&l.name);
             let state = Arc::new(ListenerState {
@@ -160,7 +200,7 @@ impl Running {
                     Arc::new(HttpListener::new(
                         l,
                         tracker.clone(),
-                        listener_metrics.clone(),
+                        listener_metrics,
                         config.access_log,
                     ))
                 }),
@@ -209,6 +249,7 @@ impl Running {
         if let Some(pid_file) = &config.pid_file {
             write(pid_file, format!("{}\n", std::process::id()))?;
         }
+        observe_upstreams(&metrics, &routes);
         for (socket, state) in sockets {
             tokio::spawn(accept_loop(
                 socket,
@@ -262,6 +303,12 @@ impl Running {
         self.inner.reload()
     }
 
+    /// [`Running::reload`] on a blocking thread: it reads files and may issue keys, which
+    /// must not stall the runtime's workers.
+    pub async fn reload_async(&self) -> Result<Reloaded, ConfigError> {
+        reload_blocking(self.inner.clone()).await
+    }
+
     /// Stops accepting, lets in-flight requests and streams finish for up to `grace`,
     /// then returns (whatever is still open is dropped). The admin API answers `/healthz`
     /// with 503 meanwhile.
@@ -307,6 +354,35 @@ impl Inner {
         let mut needs_restart = Vec::new();
         let mut applied = current.clone();
         applied.certificates = new.certificates.clone();
+        applied.internal = new.internal.clone();
+        // Top-level settings are read once, at start.
+        for (key, changed) in [
+            ("state_dir", new.state_dir != current.state_dir),
+            ("pid_file", new.pid_file != current.pid_file),
+            ("[admin]", new.admin != current.admin),
+            ("log_format", new.log_format != current.log_format),
+            ("access_log", new.access_log != current.access_log),
+            ("metrics", new.metrics != current.metrics),
+            (
+                "shutdown_timeout",
+                new.shutdown_timeout != current.shutdown_timeout,
+            ),
+        ] {
+            if changed {
+                needs_restart.push(format!("{key} changed; needs a restart"));
+            }
+        }
+        if new.state_dir != current.state_dir {
+            // Internal certificates stay where the running instance keeps them.
+            for c in applied.certificates.iter_mut() {
+                if let Some(old) = current.certificates.iter().find(|o| o.name == c.name)
+                    && current.internal.iter().any(|i| i.name == c.name)
+                {
+                    *c = old.clone();
+                }
+            }
+            applied.internal = current.internal.clone();
+        }
         for running in applied.listeners.iter_mut() {
             let Some(l) = new.listeners.iter().find(|l| l.name == running.name) else {
                 needs_restart.push(format!(
@@ -355,6 +431,25 @@ impl Inner {
             running.upstream = l.upstream.clone();
             running.routes = l.routes.clone();
         }
+        // A listener that keeps serving unchanged keeps its certificates, even when the new
+        // file drops them: a reload never leaves a running listener with nothing to serve.
+        for l in &applied.listeners {
+            for name in &l.certificates {
+                if applied.certificates.iter().any(|c| &c.name == name) {
+                    continue;
+                }
+                if let Some(old) = current.certificates.iter().find(|c| &c.name == name) {
+                    needs_restart.push(format!(
+                        "certificate \"{name}\" was removed, but listener \"{}\" serves it until restart",
+                        l.name
+                    ));
+                    applied.certificates.push(old.clone());
+                    if let Some(i) = current.internal.iter().find(|i| &i.name == name) {
+                        applied.internal.push(i.clone());
+                    }
+                }
+            }
+        }
         for l in &new.listeners {
             if !applied.listeners.iter().any(|r| r.name == l.name) {
                 needs_restart.push(format!(
@@ -364,23 +459,46 @@ impl Inner {
             }
         }
         let now = Timestamp::now();
+        if let Err(e) = crate::internal::ensure(&applied, now) {
+            tracing::error!("internal CA: {e}; internal certificates keep their previous version");
+        }
+        applied.upstream_tls = new.upstream_tls.clone();
         let report = self.store.reload_at(&applied.store_config(), now);
+        let mut upstream_errors = Vec::new();
         for l in &applied.listeners {
             if let Some((_, routes)) = self.routes.iter().find(|(n, _)| n == &l.name) {
-                routes.store(Arc::new(RouteTable::of(l)));
+                match RouteTable::build(l, &applied.upstream_tls, now) {
+                    Ok(table) => routes.store(Arc::new(table)),
+                    Err(e) => {
+                        tracing::error!(listener = %l.name, "{e}; the listener keeps its previous upstreams");
+                        upstream_errors.push(format!("listener \"{}\": {e}", l.name));
+                    }
+                }
             }
         }
-        self.metrics.observe_reload(report.is_clean(), now);
+        observe_upstreams(&self.metrics, &self.routes);
+        self.metrics
+            .observe_reload(report.is_clean() && upstream_errors.is_empty(), now);
         self.metrics.observe_certificates(&self.store.snapshot());
         *current = applied;
         Ok(Reloaded {
             report,
             needs_restart,
+            upstream_errors,
         })
     }
 
     pub(crate) fn store(&self) -> &Store {
         &self.store
+    }
+}
+
+/// Runs a reload on tokio's blocking pool.
+pub(crate) async fn reload_blocking(inner: Arc<Inner>) -> Result<Reloaded, ConfigError> {
+    match tokio::task::spawn_blocking(move || inner.reload()).await {
+        Ok(result) => result,
+        // The reload panicked: a bug, but serving goes on with the previous snapshot.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 
@@ -402,6 +520,9 @@ pub fn log_report(report: &ReloadReport) {
 /// Logs a reload, including what needs a restart.
 pub fn log_reloaded(reloaded: &Reloaded) {
     log_report(&reloaded.report);
+    for e in &reloaded.upstream_errors {
+        tracing::error!("upstream TLS: {e}");
+    }
     for what in &reloaded.needs_restart {
         tracing::warn!("not applied: {what}");
     }

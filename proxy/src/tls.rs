@@ -1,8 +1,9 @@
 //! The TLS side of a listener: its rustls configuration and the handshake.
 //!
-//! The handshake reads the ClientHello first (`LazyConfigAcceptor`) so that a listener with
-//! `strict_sni` can answer an unknown name with the `unrecognized_name` alert — rustls only
-//! knows how to send `access_denied` when no certificate resolves.
+//! With `strict_sni`, the handshake reads the ClientHello first (`LazyConfigAcceptor`) so
+//! that an unknown name gets the `unrecognized_name` alert — rustls only knows how to send
+//! `access_denied` when no certificate resolves. Other listeners hand the connection to
+//! rustls directly.
 
 use std::io;
 use std::sync::Arc;
@@ -127,26 +128,37 @@ pub async fn handshake<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
+    if !tls.strict_sni {
+        // Nothing to decide before rustls does: skip reading the ClientHello twice.
+        let accept = tokio_rustls::TlsAcceptor::from(tls.config.clone()).accept(io);
+        return match timeout_at(deadline, accept).await {
+            Err(_) => Err(HandshakeError::Timeout),
+            // A listener without any certificate (all failed to load) refuses everyone.
+            Ok(Err(_)) if tls.resolver.selection(None) == Selection::NoCertificate => {
+                Err(HandshakeError::NoCertificate)
+            }
+            Ok(Err(e)) => Err(HandshakeError::Protocol(e)),
+            Ok(Ok(stream)) => Ok(stream),
+        };
+    }
     let acceptor = LazyConfigAcceptor::new(Acceptor::default(), io);
     let start = match timeout_at(deadline, acceptor).await {
         Err(_) => return Err(HandshakeError::Timeout),
         Ok(Err(e)) => return Err(HandshakeError::Protocol(e)),
         Ok(Ok(start)) => start,
     };
-    if tls.strict_sni {
-        let hello = start.client_hello();
-        let selection = tls.resolver.selection(hello.server_name());
-        match selection {
-            Selection::Refused => {
-                let name = hello.server_name().map(str::to_owned);
-                let mut io = start.io;
-                // Best effort: the peer may already be gone.
-                let _ = timeout_at(deadline, io.write_all(&unrecognized_name_alert())).await;
-                return Err(HandshakeError::UnrecognizedName(name));
-            }
-            Selection::NoCertificate => return Err(HandshakeError::NoCertificate),
-            _ => {}
+    let hello = start.client_hello();
+    let selection = tls.resolver.selection(hello.server_name());
+    match selection {
+        Selection::Refused => {
+            let name = hello.server_name().map(str::to_owned);
+            let mut io = start.io;
+            // Best effort: the peer may already be gone.
+            let _ = timeout_at(deadline, io.write_all(&unrecognized_name_alert())).await;
+            return Err(HandshakeError::UnrecognizedName(name));
         }
+        Selection::NoCertificate => return Err(HandshakeError::NoCertificate),
+        _ => {}
     }
     match timeout_at(deadline, start.into_stream(tls.config.clone())).await {
         Err(_) => Err(HandshakeError::Timeout),

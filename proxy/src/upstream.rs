@@ -1,7 +1,8 @@
-//! Where a listener forwards: `http://host:port` for HTTP listeners, `tcp://host:port` for
-//! TCP listeners. Parsed with `http::Uri`.
+//! Where a listener forwards: `http://` or `https://` for HTTP listeners, `tcp://` or
+//! `tls://` for TCP listeners, with the options of a TLS upstream. Parsed with `http::Uri`.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use http::uri::{Authority, Scheme, Uri};
 
@@ -11,7 +12,40 @@ use crate::config::Protocol;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamKind {
     Http,
+    Https,
     Tcp,
+    Tls,
+}
+
+impl UpstreamKind {
+    /// Whether Gatehouse speaks TLS to this upstream.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::Https | Self::Tls)
+    }
+}
+
+/// Which HTTP versions to offer an upstream (ALPN on TLS; prior knowledge on plain HTTP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// `h2` and `http/1.1` by ALPN on TLS; HTTP/1.1 on plain connections.
+    #[default]
+    Auto,
+    Http1,
+    Http2,
+}
+
+/// How Gatehouse, as a TLS client, talks to one upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpstreamOptions {
+    /// Replaces the trusted roots for this upstream.
+    pub ca_file: Option<PathBuf>,
+    /// The name to verify and send as SNI, when it differs from the address's host.
+    pub server_name: Option<String>,
+    /// Client certificate and key for upstreams that require mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Accept any certificate. Explicit, per upstream, warned about and exported as a metric.
+    pub insecure_skip_verify: bool,
+    pub protocol: UpstreamProtocol,
 }
 
 /// One upstream address.
@@ -23,6 +57,7 @@ pub struct Upstream {
     pub connect_to: String,
     /// As written in the configuration, for logs.
     pub original: String,
+    pub options: UpstreamOptions,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -36,7 +71,7 @@ pub enum UpstreamError {
     Scheme(String),
     #[error("no host; write it as SCHEME://HOST:PORT")]
     NoHost,
-    #[error("tcp:// needs a port, e.g. tcp://127.0.0.1:9000")]
+    #[error("tcp:// and tls:// need a port, e.g. tcp://127.0.0.1:9000")]
     NoPort,
     #[error(
         "a path is not supported here (\"{0}\"); Gatehouse forwards the request's own path: remove it"
@@ -47,8 +82,8 @@ pub enum UpstreamError {
 impl UpstreamError {
     pub fn hint_for(protocol: Protocol) -> &'static str {
         match protocol {
-            Protocol::Http => "an http listener forwards to http://HOST:PORT",
-            Protocol::Tcp => "a tcp listener forwards to tcp://HOST:PORT",
+            Protocol::Http => "an http listener forwards to http://HOST:PORT or https://HOST:PORT",
+            Protocol::Tcp => "a tcp listener forwards to tcp://HOST:PORT or tls://HOST:PORT",
         }
     }
 }
@@ -59,7 +94,9 @@ impl Upstream {
         let scheme = uri.scheme_str().ok_or(UpstreamError::NotAUrl)?;
         let (kind, default_port) = match scheme {
             "http" => (UpstreamKind::Http, Some(80)),
+            "https" => (UpstreamKind::Https, Some(443)),
             "tcp" => (UpstreamKind::Tcp, None),
+            "tls" => (UpstreamKind::Tls, None),
             other => return Err(UpstreamError::Scheme(other.to_owned())),
         };
         let authority = uri.authority().ok_or(UpstreamError::NoHost)?.clone();
@@ -81,6 +118,7 @@ impl Upstream {
             connect_to: format!("{}:{port}", authority.host()),
             authority,
             original: value.to_owned(),
+            options: UpstreamOptions::default(),
         })
     }
 
@@ -88,13 +126,26 @@ impl Upstream {
     pub fn fits(&self, protocol: Protocol) -> bool {
         matches!(
             (protocol, self.kind),
-            (Protocol::Http, UpstreamKind::Http) | (Protocol::Tcp, UpstreamKind::Tcp)
+            (Protocol::Http, UpstreamKind::Http | UpstreamKind::Https)
+                | (Protocol::Tcp, UpstreamKind::Tcp | UpstreamKind::Tls)
         )
     }
 
     /// The scheme the HTTP client connects with.
     pub fn scheme(&self) -> Scheme {
-        Scheme::HTTP
+        if self.kind.is_tls() {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        }
+    }
+
+    /// The host part, without IPv6 brackets: the default name to verify.
+    pub fn host(&self) -> &str {
+        let h = self.authority.host();
+        h.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(h)
     }
 }
 

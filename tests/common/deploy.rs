@@ -81,16 +81,27 @@ impl Env {
 
     /// `curl` against the proxy for `host`, verifying with the test root.
     pub fn curl(&self, addr: SocketAddr, host: &str, path: &str, extra: &[&str]) -> Output {
-        Command::new("curl")
-            .args(["-sS", "--max-time", "20", "--cacert"])
-            .arg(self.path().join("root.pem"))
-            .arg("--resolve")
-            .arg(format!("{host}:{}:127.0.0.1", addr.port()))
-            .args(extra)
-            .arg(format!("https://{host}:{}{path}", addr.port()))
-            .output()
-            .expect("run curl (is it installed?)")
+        curl_with_root(&self.path().join("root.pem"), addr, host, path, extra)
     }
+}
+
+/// `curl https://HOST:PORT/PATH` resolved to `addr`, trusting `root` (usable from a thread).
+pub fn curl_with_root(
+    root: &Path,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    extra: &[&str],
+) -> Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(root)
+        .arg("--resolve")
+        .arg(format!("{host}:{}:127.0.0.1", addr.port()))
+        .args(extra)
+        .arg(format!("https://{host}:{}{path}", addr.port()))
+        .output()
+        .expect("run curl (is it installed?)")
 }
 
 pub fn text(out: &Output) -> String {

@@ -17,9 +17,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SerialNumber,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -112,6 +111,8 @@ pub struct LeafSpec<'a> {
     pub common_name: Option<&'a str>,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
+    /// A client certificate (EKU clientAuth) instead of a server one.
+    pub client_auth: bool,
 }
 
 impl<'a> LeafSpec<'a> {
@@ -123,6 +124,7 @@ impl<'a> LeafSpec<'a> {
             common_name: names.first().copied(),
             not_before: now - time::Duration::days(1),
             not_after: now + time::Duration::days(90),
+            client_auth: false,
         }
     }
 
@@ -183,7 +185,11 @@ impl Ca {
         params.serial_number = Some(unique_serial());
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![if spec.client_auth {
+            ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            ExtendedKeyUsagePurpose::ServerAuth
+        }];
         let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
         Leaf {
             cert_pem: cert.pem(),
@@ -286,56 +292,6 @@ impl EchoServer {
     }
 }
 
-/// Accepts any server certificate: tests check the served chain themselves with
-/// [`verify_chain`], which lets them ask for names the certificate does not cover.
-#[derive(Debug)]
-struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnything {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// A rustls client config that records nothing and trusts anything (see [`verify_chain`]).
 pub fn inspecting_client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let provider = certstore::provider().clone();
@@ -343,7 +299,9 @@ pub fn inspecting_client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
+        // Tests check the served chain themselves with `verify_chain`, which lets them ask
+        // for names the certificate does not cover.
+        .with_custom_certificate_verifier(Arc::new(proxy::upstream_tls::InsecureVerifier(provider)))
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(config)

@@ -26,6 +26,15 @@ pub fn gatehouse_bin() -> PathBuf {
     bin
 }
 
+/// Runs `gatehouse ARGS…` to completion (bounded by the command's own work).
+pub fn gatehouse(args: &[&str]) -> std::process::Output {
+    Command::new(gatehouse_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run gatehouse")
+}
+
 /// A running `gatehouse` process.
 pub struct Gatehouse {
     child: Child,
@@ -45,8 +54,14 @@ impl Gatehouse {
     }
 
     pub fn start_args(args: &[&str]) -> Self {
+        Self::start_env(args, &[])
+    }
+
+    /// Starts with extra environment variables.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(gatehouse_bin())
             .args(args)
+            .envs(env.iter().copied())
             .env("GATEHOUSE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -151,14 +166,17 @@ impl Gatehouse {
         self.log_lines().into_iter().skip(skip).collect()
     }
 
-    /// Sends a signal by name (`HUP`, `TERM`, `INT`) with the `kill` command.
+    /// Sends a signal by name (`HUP`, `TERM`, `INT`).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+        use nix::sys::signal::{Signal, kill};
+        let signal = match name {
+            "HUP" => Signal::SIGHUP,
+            "TERM" => Signal::SIGTERM,
+            "INT" => Signal::SIGINT,
+            other => panic!("no such signal in these tests: {other}"),
+        };
+        let pid = i32::try_from(self.pid()).expect("pid fits i32");
+        kill(nix::unistd::Pid::from_raw(pid), signal).expect("send signal");
     }
 
     /// Waits (bounded) for the process to exit.

@@ -32,6 +32,26 @@ pub fn rt() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Runs `serve` for every connection accepted on a new `127.0.0.1:0` listener.
+fn spawn_server<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    rt().block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(serve(tcp));
+            }
+        });
+        addr
+    })
+}
+
 /// Longest an upstream ever sleeps, so no test can hang on it.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
@@ -51,23 +71,12 @@ fn full(text: String) -> Body {
 /// - `Upgrade: websocket`: a WebSocket echo;
 /// - anything else: `upstream=NAME`, the method, path, version and every header.
 pub fn http_upstream(name: &'static str) -> SocketAddr {
-    rt().block_on(async move {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| handle(name, req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .with_upgrades()
-                        .await;
-                });
-            }
-        });
-        addr
+    spawn_server(move |tcp| async move {
+        let service = hyper::service::service_fn(move |req| handle(name, req));
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tcp), service)
+            .with_upgrades()
+            .await;
     })
 }
 
@@ -104,6 +113,27 @@ async fn handle(
     {
         tokio::time::sleep(Duration::from_millis(ms).min(MAX_SLEEP)).await;
         return Ok(Response::new(full(format!("upstream={name}\nslow={ms}\n"))));
+    }
+    if let Some((n, ms)) = path
+        .strip_prefix("/drip/")
+        .and_then(|rest| rest.split_once('/'))
+        .and_then(|(n, ms)| Some((n.parse::<u64>().ok()?, ms.parse::<u64>().ok()?)))
+    {
+        // N chunks, MS milliseconds apart: a stream with silent gaps (SSE, long polls).
+        let gap = Duration::from_millis(ms).min(MAX_SLEEP);
+        let stream = futures_util::stream::unfold(0u64, move |i| async move {
+            if i >= n.min(100) {
+                return None;
+            }
+            if i > 0 {
+                tokio::time::sleep(gap).await;
+            }
+            Some((
+                Ok::<_, hyper::Error>(Frame::data(Bytes::from(format!("chunk {i}\n")))),
+                i + 1,
+            ))
+        });
+        return Ok(Response::new(BoxBody::new(StreamBody::new(stream))));
     }
     if path == "/hang" {
         tokio::time::sleep(MAX_SLEEP).await;
@@ -151,30 +181,110 @@ async fn handle(
     Ok(Response::new(full(text)))
 }
 
+/// What a TLS upstream serves and whom it accepts.
+pub struct TlsUpstreamSpec {
+    /// Leaf then intermediates, PEM.
+    pub chain_pem: String,
+    pub key_pem: String,
+    /// When set, clients must present a certificate issued by this CA.
+    pub client_ca: Option<rustls_pki_types::CertificateDer<'static>>,
+}
+
+fn tls_acceptor(spec: &TlsUpstreamSpec) -> tokio_rustls::TlsAcceptor {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = certstore::provider().clone();
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(spec.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("upstream chain");
+    let key = PrivateKeyDer::from_pem_slice(spec.key_pem.as_bytes()).expect("upstream key");
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions");
+    let builder = match &spec.client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.clone()).expect("client CA");
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                std::sync::Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key).expect("upstream cert");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}
+
+/// An HTTPS upstream (HTTP/1.1 and HTTP/2 by ALPN) answering like [`http_upstream`], plus a
+/// `x-test-tls-client` line naming the client certificate's subject (or `none`).
+pub fn https_upstream(name: &'static str, spec: &TlsUpstreamSpec) -> SocketAddr {
+    let acceptor = tls_acceptor(spec);
+    spawn_server(move |tcp| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(Ok(tls)) = tokio::time::timeout(MAX_SLEEP, acceptor.accept(tcp)).await else {
+                return;
+            };
+            let client = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first().cloned())
+                .and_then(|c| {
+                    x509_parser::parse_x509_certificate(&c)
+                        .ok()
+                        .map(|(_, x)| x.subject().to_string())
+                })
+                .unwrap_or_else(|| "none".into());
+            let client =
+                http::HeaderValue::from_str(&client).unwrap_or(http::HeaderValue::from_static("?"));
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.headers_mut()
+                    .insert("x-test-tls-client", client.clone());
+                handle(name, req)
+            });
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+        }
+    })
+}
+
+/// A TLS upstream that behaves as [`tcp_echo_after_eof`].
+pub fn tls_echo_after_eof(spec: &TlsUpstreamSpec) -> SocketAddr {
+    let acceptor = tls_acceptor(spec);
+    spawn_server(move |tcp| {
+        let acceptor = acceptor.clone();
+        async move {
+            if let Ok(Ok(tls)) = tokio::time::timeout(MAX_SLEEP, acceptor.accept(tcp)).await {
+                echo_after_eof(tls).await;
+            }
+        }
+    })
+}
+
+async fn echo_after_eof<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stream: S) {
+    let mut data = Vec::new();
+    let read = tokio::time::timeout(MAX_SLEEP, stream.read_to_end(&mut data)).await;
+    if matches!(read, Ok(Ok(_))) {
+        let mut reply = format!("got {} bytes: ", data.len()).into_bytes();
+        reply.extend_from_slice(&data);
+        let _ = stream.write_all(&reply).await;
+        let _ = stream.shutdown().await;
+    }
+}
+
 /// A TCP upstream that reads until the client half-closes, then answers
 /// `got N bytes: <data>` and closes.
 pub fn tcp_echo_after_eof() -> SocketAddr {
-    rt().block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind tcp upstream");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((mut tcp, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut data = Vec::new();
-                    let read = tokio::time::timeout(MAX_SLEEP, tcp.read_to_end(&mut data)).await;
-                    if matches!(read, Ok(Ok(_))) {
-                        let mut reply = format!("got {} bytes: ", data.len()).into_bytes();
-                        reply.extend_from_slice(&data);
-                        let _ = tcp.write_all(&reply).await;
-                        let _ = tcp.shutdown().await;
-                    }
-                });
-            }
-        });
-        addr
-    })
+    spawn_server(echo_after_eof)
 }
 
 /// An address nothing listens on: bound, then closed.

@@ -20,53 +20,91 @@ pub fn check(config_path: &Path) -> i32 {
         }
     };
     let now = Timestamp::now();
-    match Store::load(&config.store_config(), now) {
+    // What else `run` checks before it serves: every upstream's TLS client, the token.
+    let mut problems = Vec::new();
+    for l in &config.listeners {
+        if let Err(e) = crate::routes::RouteTable::build(l, &config.upstream_tls, now) {
+            problems.push(format!("listener \"{}\": {e}", l.name));
+        }
+    }
+    if let Some(path) = config.admin.as_ref().and_then(|a| a.token_file.as_ref())
+        && let Err(e) = crate::admin::read_token(path)
+    {
+        problems.push(e.to_string());
+    }
+    // Internal certificates still to be issued are issued by `run`; check writes nothing.
+    let pending = crate::internal::plan(&config, now);
+    let mut store_config = config.store_config();
+    store_config
+        .certificates
+        .retain(|c| !pending.iter().any(|p| p.name == c.name));
+    let failed = match Store::load(&store_config, now) {
         Ok((store, _)) => {
             let snapshot = store.snapshot();
             print!(
                 "{}",
                 certificate_table(snapshot.certificates().map(|c| &**c), now)
             );
-            println!(
-                "config {} is OK: {} certificate(s), {} listener(s)",
-                config_path.display(),
-                config.certificates.len(),
-                config.listeners.len()
-            );
-            exit::OK
+            for p in &pending {
+                println!(
+                    "{}: will be issued by the internal CA at start ({})",
+                    p.name, p.reason
+                );
+            }
+            false
         }
         Err(e) => {
             for entry in e.report.entries.iter().filter(|e| e.outcome.is_failure()) {
                 eprintln!("error: {entry}");
             }
-            eprintln!("check failed: gatehouse would not start");
-            exit::PROBLEMS
+            true
         }
+    };
+    for p in &problems {
+        eprintln!("error: {p}");
     }
+    if failed || !problems.is_empty() {
+        eprintln!("check failed: gatehouse would not start");
+        return exit::PROBLEMS;
+    }
+    println!(
+        "config {} is OK: {} certificate(s), {} listener(s)",
+        config_path.display(),
+        config.certificates.len(),
+        config.listeners.len()
+    );
+    exit::OK
 }
 
-/// The certificate table `check` and `certs list` print.
+/// The columns `check` and `certs list` both start with: name, names, issuer, not after,
+/// days left.
+pub fn identity_columns(c: &LoadedCert, now: Timestamp) -> Vec<String> {
+    let leaf = c.leaf();
+    vec![
+        c.name.clone(),
+        leaf.names().join(","),
+        leaf.issuer.clone(),
+        leaf.not_after.to_string(),
+        leaf.days_left(now).to_string(),
+    ]
+}
+
+/// The certificate table `check` prints.
 pub fn certificate_table<'a>(
     certs: impl Iterator<Item = &'a LoadedCert>,
     now: Timestamp,
 ) -> String {
     let rows: Vec<Vec<String>> = certs
         .map(|c| {
-            let leaf = c.leaf();
             let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
-            vec![
-                c.name.clone(),
-                leaf.names().join(","),
-                leaf.issuer.clone(),
-                leaf.not_after.to_string(),
-                leaf.days_left(now).to_string(),
-                c.chain.len().to_string(),
-                if warnings.is_empty() {
-                    "-".into()
-                } else {
-                    warnings.join("; ")
-                },
-            ]
+            let mut row = identity_columns(c, now);
+            row.push(c.chain.len().to_string());
+            row.push(if warnings.is_empty() {
+                "-".into()
+            } else {
+                warnings.join("; ")
+            });
+            row
         })
         .collect();
     table::render(

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use certstore::{InternalCa, Timestamp};
+use certstore::InternalCa;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -30,7 +30,7 @@ pub async fn demo(bind: SocketAddr, dir: Option<PathBuf>) -> anyhow::Result<()> 
     let config_path = prepare(&dir, bind).await?;
     let running = Running::start(&config_path).await?;
     let addr = running.addr("demo").unwrap_or(bind);
-    let ca = dir.join("ca").join(InternalCa::CERT_FILE);
+    let ca = crate::config::ca_dir(&dir.join("state")).join(InternalCa::CERT_FILE);
     println!("Gatehouse demo: files in {}", dir.display());
     println!(
         "Listening on https://{addr} for portal.localhost, engine.localhost and console.localhost."
@@ -59,24 +59,18 @@ pub async fn demo(bind: SocketAddr, dir: Option<PathBuf>) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Makes the CA, certificates, upstreams and configuration; returns the config path.
+/// Starts the upstreams and writes the configuration; returns the config path. The
+/// certificates are `issuer = "internal"`: Gatehouse's internal CA issues them at start,
+/// exactly as on an appliance's first boot.
 async fn prepare(dir: &Path, bind: SocketAddr) -> anyhow::Result<PathBuf> {
-    let now = Timestamp::now();
-    let ca = InternalCa::load_or_create(&dir.join("ca"), "Gatehouse Demo CA", now)?;
     let mut config = format!(
         "state_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
         toml_escape(&dir.join("state"))
     );
-    let anchors = toml_escape(&ca.cert_path());
     let mut upstreams = Vec::new();
     for name in COMPONENTS {
-        let cert = dir.join("certs").join(format!("{name}.crt"));
-        let key = dir.join("certs").join(format!("{name}.key"));
-        ca.issue_to_files(&[format!("{name}.localhost")], &cert, &key, now)?;
         config.push_str(&format!(
-            "\n[[certificate]]\nname = \"{name}\"\ncert = \"{}\"\nkey = \"{}\"\ntrust_anchors = \"{anchors}\"\n",
-            toml_escape(&cert),
-            toml_escape(&key)
+            "\n[[certificate]]\nname = \"{name}\"\nissuer = \"internal\"\nnames = [\"{name}.localhost\"]\n"
         ));
         upstreams.push((name, start_upstream(name).await?));
     }

@@ -180,10 +180,19 @@ pub async fn reload(config_path: &Path) -> i32 {
                     println!("not applied: {w}");
                 }
             }
+            let upstream_errors: Vec<&str> = body["upstream_errors"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|e| e.as_str()).collect())
+                .unwrap_or_default();
+            for e in &upstream_errors {
+                eprintln!("upstream TLS kept its previous settings: {e}");
+            }
             if status == 200 {
                 exit::OK
             } else {
-                eprintln!("some certificates kept their previous version (HTTP {status})");
+                eprintln!(
+                    "not everything was applied (HTTP {status}): what failed keeps serving its previous version; see above"
+                );
                 exit::PROBLEMS
             }
         }

@@ -17,7 +17,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         tokio::select! {
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", config_path.display());
-                match running.reload() {
+                match running.reload_async().await {
                     Ok(reloaded) => log_reloaded(&reloaded),
                     Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
                 }

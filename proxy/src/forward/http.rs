@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,6 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -24,9 +23,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Listener;
-use crate::idle::{IdleTimeout, InFlight};
+use crate::idle::{IdleTimeout, InFlight, InFlightGuard};
+use crate::listener::ConnectionSlot;
 use crate::metrics::ListenerMetrics;
-use crate::routes::Target;
+use crate::routes::{Routes, Target};
 
 /// The body Gatehouse answers with: the upstream's, streamed, or a short one of its own.
 /// When metrics or the access log are on, it counts the bytes it passes and records the
@@ -34,6 +34,39 @@ use crate::routes::Target;
 pub struct ProxyBody {
     inner: Either<Incoming, Full<Bytes>>,
     completion: Option<Completion>,
+    /// The request counts as in flight (no idle timeout) until its response body ends.
+    busy: Option<InFlightGuard>,
+}
+
+/// A request body on its way upstream; counts the frames it passes so the upstream
+/// timeout can tell a long upload from a silent upstream.
+pub struct UpstreamBody {
+    inner: Incoming,
+    progress: Option<Arc<AtomicU64>>,
+}
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(_))), Some(p)) = (&polled, &self.progress) {
+            p.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// What is recorded when a response body is done.
@@ -41,7 +74,7 @@ struct Completion {
     start: Instant,
     status: StatusCode,
     bytes: u64,
-    metrics: Arc<ListenerMetrics>,
+    metrics: &'static ListenerMetrics,
     access: Option<Box<AccessEntry>>,
 }
 
@@ -102,6 +135,7 @@ impl hyper::body::Body for ProxyBody {
                 if let Some(c) = self.completion.take() {
                     c.finish();
                 }
+                self.busy = None;
             }
             Poll::Pending => {}
         }
@@ -117,17 +151,13 @@ impl hyper::body::Body for ProxyBody {
     }
 }
 
-/// How long an idle upstream connection stays in the pool; below common upstream
-/// keep-alive timeouts (nginx 75 s) so the upstream never closes one under a request.
-const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(50);
-
 /// What every connection of one HTTP listener shares. Built once at startup.
 pub struct HttpListener {
     pub name: Arc<str>,
-    metrics: Arc<ListenerMetrics>,
-    access_log: bool,
+    metrics: &'static ListenerMetrics,
+    /// One log line per request.
+    pub access_log: bool,
     server: auto::Builder<TokioExecutor>,
-    client: Client<HttpConnector, Incoming>,
     upstream_timeout: Duration,
     idle_timeout: Duration,
     tracker: TaskTracker,
@@ -137,7 +167,7 @@ impl HttpListener {
     pub fn new(
         listener: &Listener,
         tracker: TaskTracker,
-        metrics: Arc<ListenerMetrics>,
+        metrics: &'static ListenerMetrics,
         access_log: bool,
     ) -> Self {
         let mut server = auto::Builder::new(TokioExecutor::new());
@@ -153,19 +183,11 @@ impl HttpListener {
             // No keep-alive pings: they would count as activity; `IdleTimeout` closes
             // quiet (and dead) connections instead.
             .max_header_list_size(u32::try_from(listener.max_header_size).unwrap_or(u32::MAX));
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(listener.upstream_connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(UPSTREAM_POOL_IDLE)
-            .build(connector);
         Self {
             name: listener.name.as_str().into(),
             metrics,
             access_log,
             server,
-            client,
             upstream_timeout: listener.upstream_timeout,
             idle_timeout: listener.idle_timeout,
             tracker,
@@ -173,35 +195,24 @@ impl HttpListener {
     }
 
     /// Serves one TLS connection until the client is done or shutdown drains it.
-    pub async fn serve<S>(
-        self: &Arc<Self>,
-        stream: S,
-        peer: IpAddr,
-        sni: Option<&str>,
-        target: Arc<Target>,
-        shutdown: CancellationToken,
-    ) where
+    pub async fn serve<S>(self: &Arc<Self>, stream: S, conn: Conn, shutdown: CancellationToken)
+    where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let in_flight = Arc::new(InFlight::default());
         let stream = IdleTimeout::new(stream, self.idle_timeout, in_flight.clone());
         let conn_ctx = Arc::new(ConnCtx {
             in_flight,
-            sni: if self.access_log {
-                sni.map(Arc::from)
-            } else {
-                None
-            },
             listener: self.clone(),
-            peer: HeaderValue::from_str(&peer.to_string())
+            peer: HeaderValue::from_str(&conn.peer.to_canonical().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-            target,
+            conn,
         });
         let service = hyper::service::service_fn(move |req| {
             let ctx = conn_ctx.clone();
             async move {
-                let _busy = ctx.in_flight.enter();
-                Ok::<_, Infallible>(ctx.forward(req).await)
+                let busy = ctx.in_flight.enter();
+                Ok::<_, Infallible>(ctx.forward(req, busy).await)
             }
         });
         let conn = self
@@ -222,15 +233,26 @@ impl HttpListener {
     }
 }
 
+/// What the listener knows of one accepted connection.
+pub struct Conn {
+    pub peer: IpAddr,
+    /// The TLS server name, kept when the access log or SNI routes need it.
+    pub sni: Option<Arc<str>>,
+    /// The upstream chosen by the server name.
+    pub target: Arc<Target>,
+    /// The listener's routes, to notice requests meant for another upstream.
+    pub routes: Routes,
+    /// Released when the connection and anything it was upgraded to are gone.
+    pub slot: Arc<ConnectionSlot>,
+}
+
 struct ConnCtx {
     listener: Arc<HttpListener>,
     /// Requests being answered; the idle timer does not run while there are any.
     in_flight: Arc<InFlight>,
-    /// The TLS server name, kept only for the access log.
-    sni: Option<Arc<str>>,
     /// The client's address, rendered once per connection.
     peer: HeaderValue,
-    target: Arc<Target>,
+    conn: Conn,
 }
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
@@ -258,6 +280,12 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+fn is_standard_connection_token(t: &str) -> bool {
+    ["keep-alive", "close", "upgrade"]
+        .iter()
+        .any(|s| t.eq_ignore_ascii_case(s))
+}
+
 /// Removes hop-by-hop headers, including those the Connection header names. Returns the
 /// `Upgrade` value when the message asks for (or grants) an upgrade.
 fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
@@ -266,13 +294,23 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     } else {
         None
     };
-    if headers.contains_key(header::CONNECTION) {
+    // Usually `Connection: keep-alive` (or close/upgrade), which name no other header: only
+    // other tokens are collected and removed.
+    let names_others = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| !is_standard_connection_token(t.trim()));
+    if names_others {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|t| !is_standard_connection_token(t))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);
@@ -303,14 +341,14 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Either<Incoming, Fu
 
 impl ConnCtx {
     /// Forwards one request and wraps the answer so it is counted and logged when done.
-    async fn forward(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn forward(&self, req: Request<Incoming>, busy: InFlightGuard) -> Response<ProxyBody> {
         let listener = &self.listener;
         let recording = listener.metrics.enabled() || listener.access_log;
         let start = recording.then(Instant::now);
         let access = listener.access_log.then(|| {
             Box::new(AccessEntry {
                 listener: listener.name.clone(),
-                sni: self.sni.clone(),
+                sni: self.conn.sni.clone(),
                 method: req.method().clone(),
                 path: req
                     .uri()
@@ -318,7 +356,7 @@ impl ConnCtx {
                     .map(|p| p.as_str())
                     .unwrap_or("/")
                     .to_owned(),
-                upstream: self.target.clone(),
+                upstream: self.conn.target.clone(),
             })
         });
         let resp = self.exchange(req).await;
@@ -326,22 +364,54 @@ impl ConnCtx {
             start,
             status: resp.status(),
             bytes: 0,
-            metrics: listener.metrics.clone(),
+            metrics: listener.metrics,
             access,
         });
-        resp.map(|inner| ProxyBody { inner, completion })
+        resp.map(|inner| ProxyBody {
+            inner,
+            completion,
+            busy: Some(busy),
+        })
+    }
+
+    /// Whether the request names a host that the listener routes to another upstream than
+    /// this connection's (a browser reusing a connection for another name its certificate
+    /// covers): such a request must not reach this upstream.
+    fn misdirected(&self, host: Option<&HeaderValue>) -> bool {
+        let (Some(sni), Some(host)) = (&self.conn.sni, host.and_then(|h| h.to_str().ok())) else {
+            return false;
+        };
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        };
+        if name.eq_ignore_ascii_case(sni) {
+            return false;
+        }
+        let routes = self.conn.routes.load();
+        routes.has_routes()
+            && !Arc::ptr_eq(
+                routes.pick(Some(&name.to_ascii_lowercase())),
+                routes.pick(Some(sni)),
+            )
     }
 
     async fn exchange(
         &self,
         mut req: Request<Incoming>,
     ) -> Response<Either<Incoming, Full<Bytes>>> {
-        let upstream = &self.target.upstream;
+        let upstream = &self.conn.target.upstream;
         let host = req.headers().get(header::HOST).cloned().or_else(|| {
             req.uri()
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
+        if self.misdirected(host.as_ref()) {
+            return plain(
+                StatusCode::MISDIRECTED_REQUEST,
+                "421 Misdirected Request: open a new connection for this host\n",
+            );
+        }
         let path = req
             .uri()
             .path_and_query()
@@ -363,18 +433,19 @@ impl ConnCtx {
             headers.insert(header::HOST, host.clone());
             headers.insert(X_FORWARDED_HOST, host.clone());
         }
-        match headers.get(X_FORWARDED_FOR) {
-            Some(prev) => {
-                let mut v = prev.as_bytes().to_vec();
+        if headers.contains_key(X_FORWARDED_FOR) {
+            // Every earlier hop, in order, then the client.
+            let mut v = Vec::new();
+            for prev in headers.get_all(X_FORWARDED_FOR) {
+                v.extend_from_slice(prev.as_bytes());
                 v.extend_from_slice(b", ");
-                v.extend_from_slice(self.peer.as_bytes());
-                if let Ok(v) = HeaderValue::from_bytes(&v) {
-                    headers.insert(X_FORWARDED_FOR, v);
-                }
             }
-            None => {
-                headers.insert(X_FORWARDED_FOR, self.peer.clone());
+            v.extend_from_slice(self.peer.as_bytes());
+            if let Ok(v) = HeaderValue::from_bytes(&v) {
+                headers.insert(X_FORWARDED_FOR, v);
             }
+        } else {
+            headers.insert(X_FORWARDED_FOR, self.peer.clone());
         }
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         *req.uri_mut() = uri;
@@ -382,8 +453,34 @@ impl ConnCtx {
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
         let listener = &self.listener;
-        let result =
-            tokio::time::timeout(listener.upstream_timeout, listener.client.request(req)).await;
+        let Some(client) = &self.conn.target.http else {
+            return plain(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: no HTTP upstream\n",
+            );
+        };
+        // The upstream has `upstream_timeout` to answer after the last request bytes it
+        // received: a long upload is not cut while its body is still flowing.
+        let progress =
+            (!hyper::body::Body::is_end_stream(req.body())).then(|| Arc::new(AtomicU64::new(0)));
+        let req = req.map(|inner| UpstreamBody {
+            inner,
+            progress: progress.clone(),
+        });
+        let response = client.request(req);
+        tokio::pin!(response);
+        let mut seen = 0;
+        let result = loop {
+            match tokio::time::timeout(listener.upstream_timeout, &mut response).await {
+                Ok(r) => break Ok(r),
+                Err(elapsed) => match &progress {
+                    Some(p) if p.load(Ordering::Relaxed) != seen => {
+                        seen = p.load(Ordering::Relaxed);
+                    }
+                    _ => break Err(elapsed),
+                },
+            }
+        };
         let mut resp = match result {
             Err(_) => {
                 listener.metrics.upstream_error("timeout");
@@ -394,6 +491,16 @@ impl ConnCtx {
                 );
             }
             Ok(Err(e)) => {
+                if let Some(tls) = crate::upstream_tls::rustls_error(&e)
+                    && crate::upstream_tls::is_verify_failure(tls)
+                {
+                    listener.metrics.upstream_error("tls_verify");
+                    tracing::warn!(listener = %listener.name, upstream = %upstream, error = %tls, "upstream certificate not trusted: 502");
+                    return plain(
+                        StatusCode::BAD_GATEWAY,
+                        "502 Bad Gateway: the upstream's certificate is not trusted\n",
+                    );
+                }
                 listener.metrics.upstream_error(if e.is_connect() {
                     "connect"
                 } else {
@@ -416,7 +523,11 @@ impl ConnCtx {
                 (Some(client_side), Some(_)) => {
                     let upstream_side = hyper::upgrade::on(&mut resp);
                     let name = listener.name.clone();
+                    // The upgraded stream keeps the connection's slot (max_connections,
+                    // connections_active) until it ends.
+                    let slot = self.conn.slot.clone();
                     listener.tracker.spawn(async move {
+                        let _slot = slot;
                         match tokio::try_join!(client_side, upstream_side) {
                             Ok((c, u)) => {
                                 let mut c = TokioIo::new(c);

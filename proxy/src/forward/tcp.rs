@@ -20,6 +20,13 @@ pub enum TcpForwardError {
         #[source]
         source: std::io::Error,
     },
+    #[error("TLS to upstream {upstream} failed: {source}")]
+    Tls {
+        upstream: String,
+        verify: bool,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl TcpForwardError {
@@ -28,6 +35,8 @@ impl TcpForwardError {
         match self {
             Self::ConnectTimeout { .. } => "timeout",
             Self::Connect { .. } => "connect",
+            Self::Tls { verify: true, .. } => "tls_verify",
+            Self::Tls { verify: false, .. } => "protocol",
         }
     }
 }
@@ -59,8 +68,38 @@ where
         Ok(Ok(s)) => s,
     };
     let _ = up.set_nodelay(true);
+    match &target.tls {
+        None => Ok(pipe(&mut client, &mut up).await),
+        Some(tls) => {
+            let handshake = tls.connector.connect(tls.server_name.clone(), up);
+            let mut up = match timeout(connect_timeout, handshake).await {
+                Err(_) => {
+                    return Err(TcpForwardError::ConnectTimeout {
+                        upstream: upstream.original.clone(),
+                        timeout: connect_timeout,
+                    });
+                }
+                Ok(Err(source)) => {
+                    let verify = crate::upstream_tls::rustls_error(&source)
+                        .is_some_and(crate::upstream_tls::is_verify_failure);
+                    return Err(TcpForwardError::Tls {
+                        upstream: upstream.original.clone(),
+                        verify,
+                        source,
+                    });
+                }
+                Ok(Ok(s)) => s,
+            };
+            Ok(pipe(&mut client, &mut up).await)
+        }
+    }
+}
+
+async fn pipe<A, B>(a: &mut A, b: &mut B) -> (u64, u64)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
     // An error mid-stream (reset by a peer) ends the stream; there is no one to tell.
-    Ok(tokio::io::copy_bidirectional(&mut client, &mut up)
-        .await
-        .unwrap_or((0, 0)))
+    tokio::io::copy_bidirectional(a, b).await.unwrap_or((0, 0))
 }
