@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use gatehouse_tests::deploy::{Env, WAIT, curl_with_root, http_listener, portal_and_engine, text};
 use gatehouse_tests::process::{Gatehouse, gatehouse_bin};
-use gatehouse_tests::upstream::{http_upstream, refused_addr, rt, tcp_echo_after_eof};
+use gatehouse_tests::upstream::{
+    http_upstream, http_upstream_closing_idle_after, refused_addr, rt, tcp_echo_after_eof,
+};
 use gatehouse_tests::{
     LeafSpec, STEP_TIMEOUT, connect, connect_with, inspecting_client_config, serial_of, temp_dir,
     write,
@@ -97,6 +99,9 @@ fn openssl_s_client_sees_the_full_chain_and_verifies_it() {
             "-servername",
             "engine.test",
             "-showcerts",
+            // AES-256 first, as OpenSSL lists it by default.
+            "-ciphersuites",
+            "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256",
             "-CAfile",
         ])
         .arg(env.path().join("root.pem"))
@@ -117,6 +122,10 @@ fn openssl_s_client_sees_the_full_chain_and_verifies_it() {
         "the intermediate is served: {out}"
     );
     assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+    assert!(
+        out.contains("TLS_AES_128_GCM_SHA256"),
+        "the server prefers AES-128-GCM (SHA-256 key schedule) over the client's order: {out}"
+    );
 }
 
 #[test]
@@ -241,6 +250,63 @@ fn unreachable_upstream_is_502_slow_upstream_is_504_and_the_listener_keeps_servi
         g.wait_for_log(|l| l.contains("504"), WAIT).is_some(),
         "{}",
         g.log_text()
+    );
+}
+
+/// The `peer=PORT` line of the echo upstream: which upstream connection served a request.
+fn upstream_peer(body: &str) -> String {
+    body.lines()
+        .find_map(|l| l.strip_prefix("peer="))
+        .unwrap_or_else(|| panic!("the upstream names its connection: {body}"))
+        .to_owned()
+}
+
+#[test]
+fn upstream_connections_are_kept_alive_and_reused_across_clients() {
+    const REQUESTS: usize = 8;
+    let (env, g) = portal_and_engine("");
+    let addr = g.addr("web");
+    let mut peers = std::collections::HashSet::new();
+    for i in 0..REQUESTS {
+        // Each curl is a new client connection; HTTP/1.1 and HTTP/2 clients alike.
+        let flag = if i % 2 == 0 { "--http1.1" } else { "--http2" };
+        let out = env.curl(addr, "portal.test", "/", &[flag]);
+        assert!(out.status.success(), "{}", text(&out));
+        peers.insert(upstream_peer(&text(&out)));
+    }
+    // One idle stack per worker thread: at most one connection per thread is opened.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        peers.len() <= threads.min(REQUESTS - 1),
+        "{REQUESTS} requests one after another reuse upstream connections, opened {}",
+        peers.len()
+    );
+}
+
+#[test]
+fn an_upstream_closing_idle_connections_is_reconnected_without_errors() {
+    let mut env = Env::new();
+    env.certificate("portal", &["portal.test"]);
+    env.certificate("engine", &["engine.test"]);
+    let upstream = http_upstream_closing_idle_after("portal", Duration::from_millis(200));
+    let g = Gatehouse::start(&env.config(&http_listener(upstream, "")));
+    let addr = g.addr("web");
+    let mut peers = std::collections::HashSet::new();
+    for _ in 0..3 {
+        let out = env.curl(addr, "portal.test", "/", &[]);
+        let body = text(&out);
+        assert!(
+            out.status.success() && body.contains("upstream=portal"),
+            "a closed idle connection is never used: {body}"
+        );
+        peers.insert(upstream_peer(&body));
+        // Longer than the upstream keeps an idle connection.
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    assert_eq!(
+        peers.len(),
+        3,
+        "each request found its idle connection closed and opened a new one"
     );
 }
 

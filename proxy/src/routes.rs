@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::forward::http::UpstreamBody;
+use crate::forward::pool::{self, H1Pool};
 use arc_swap::ArcSwap;
 use certstore::Timestamp;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
@@ -19,12 +19,17 @@ use crate::config::{Listener, Protocol, UpstreamTlsGlobal};
 use crate::upstream::{Upstream, UpstreamProtocol};
 use crate::upstream_tls::{self, UpstreamTlsError};
 
-/// How long an idle upstream connection stays in the pool; below common upstream
-/// keep-alive timeouts (nginx 75 s) so the upstream never closes one under a request.
-const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(50);
-
-/// The pooled HTTP client of one upstream (plain or TLS).
+/// The pooled HTTP client of one upstream that may speak HTTP/2.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+
+/// How requests reach an HTTP upstream.
+pub enum HttpUpstream {
+    /// An upstream that speaks HTTP/1.1: Gatehouse's own keep-alive pool.
+    Http1(H1Pool),
+    /// An upstream that may speak HTTP/2 (by ALPN or by configuration): hyper-util's client,
+    /// which multiplexes.
+    Pooled(HttpClient),
+}
 
 /// What a `tls://` upstream needs to connect.
 pub struct TlsUpstream {
@@ -35,8 +40,8 @@ pub struct TlsUpstream {
 /// One upstream as the forwarders use it.
 pub struct Target {
     pub upstream: Upstream,
-    /// For HTTP listeners: the pooled client.
-    pub http: Option<HttpClient>,
+    /// For HTTP listeners: how requests reach it.
+    pub http: Option<HttpUpstream>,
     /// For TCP listeners with a `tls://` upstream.
     pub tls: Option<TlsUpstream>,
 }
@@ -89,19 +94,33 @@ impl Target {
                         upstream_tls::server_name(upstream)?,
                     ));
                 }
-                let connector = match upstream.options.protocol {
-                    UpstreamProtocol::Http1 => builder.enable_http1().wrap_connector(http),
-                    UpstreamProtocol::Http2 => builder.enable_http2().wrap_connector(http),
-                    UpstreamProtocol::Auto => builder.enable_all_versions().wrap_connector(http),
+                let speaks_http1_only = match upstream.options.protocol {
+                    UpstreamProtocol::Http1 => true,
+                    UpstreamProtocol::Http2 => false,
+                    // ALPN may pick h2 on TLS; plain connections speak HTTP/1.1.
+                    UpstreamProtocol::Auto => !upstream.kind.is_tls(),
                 };
-                let client = Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(UPSTREAM_POOL_IDLE)
-                    .http2_only(upstream.options.protocol == UpstreamProtocol::Http2)
-                    .build(connector);
+                let http = if speaks_http1_only {
+                    HttpUpstream::Http1(H1Pool::new(
+                        builder.enable_http1().wrap_connector(http),
+                        upstream.uri.clone(),
+                    ))
+                } else {
+                    let connector = match upstream.options.protocol {
+                        UpstreamProtocol::Http2 => builder.enable_http2().wrap_connector(http),
+                        _ => builder.enable_all_versions().wrap_connector(http),
+                    };
+                    HttpUpstream::Pooled(
+                        Client::builder(TokioExecutor::new())
+                            .pool_timer(TokioTimer::new())
+                            .pool_idle_timeout(pool::IDLE_TIMEOUT)
+                            .http2_only(upstream.options.protocol == UpstreamProtocol::Http2)
+                            .build(connector),
+                    )
+                };
                 Ok(Self {
                     upstream: upstream.clone(),
-                    http: Some(client),
+                    http: Some(http),
                     tls: None,
                 })
             }

@@ -53,6 +53,8 @@ pub struct UpstreamOptions {
 pub struct Upstream {
     pub kind: UpstreamKind,
     pub authority: Authority,
+    /// The address as parsed (scheme and authority): what the HTTP connector connects to.
+    pub uri: Uri,
     /// `host:port`, with the scheme's default port filled in, for connecting.
     pub connect_to: String,
     /// As written in the configuration, for logs.
@@ -115,6 +117,7 @@ impl Upstream {
             .ok_or(UpstreamError::NoPort)?;
         Ok(Self {
             kind,
+            uri: uri.clone(),
             connect_to: format!("{}:{port}", authority.host()),
             authority,
             original: value.to_owned(),

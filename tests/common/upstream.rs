@@ -69,10 +69,12 @@ fn full(text: String) -> Body {
 /// - `/count`: reads the whole body and answers `count=N`;
 /// - `/download/N`: streams N zero bytes;
 /// - `Upgrade: websocket`: a WebSocket echo;
-/// - anything else: `upstream=NAME`, the method, path, version and every header.
+/// - anything else: `upstream=NAME`, `peer=PORT` (the proxy's end of this connection), the
+///   method, path, version and every header.
 pub fn http_upstream(name: &'static str) -> SocketAddr {
     spawn_server(move |tcp| async move {
-        let service = hyper::service::service_fn(move |req| handle(name, req));
+        let peer = tcp.peer_addr().map_or(0, |a| a.port());
+        let service = hyper::service::service_fn(move |req| handle(name, peer, req));
         let _ = hyper::server::conn::http1::Builder::new()
             .serve_connection(TokioIo::new(tcp), service)
             .with_upgrades()
@@ -80,8 +82,23 @@ pub fn http_upstream(name: &'static str) -> SocketAddr {
     })
 }
 
+/// [`http_upstream`] that closes a keep-alive connection after `idle` without a request,
+/// as nginx does after `keepalive_timeout`.
+pub fn http_upstream_closing_idle_after(name: &'static str, idle: Duration) -> SocketAddr {
+    spawn_server(move |tcp| async move {
+        let peer = tcp.peer_addr().map_or(0, |a| a.port());
+        let service = hyper::service::service_fn(move |req| handle(name, peer, req));
+        let _ = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(idle)
+            .serve_connection(TokioIo::new(tcp), service)
+            .await;
+    })
+}
+
 async fn handle(
     name: &'static str,
+    peer: u16,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
@@ -170,7 +187,7 @@ async fn handle(
         return Ok(resp);
     }
     let mut text = format!(
-        "upstream={name}\nmethod={}\npath={}\nversion={:?}\n",
+        "upstream={name}\npeer={peer}\nmethod={}\npath={}\nversion={:?}\n",
         req.method(),
         req.uri(),
         req.version()
@@ -228,6 +245,7 @@ pub fn https_upstream(name: &'static str, spec: &TlsUpstreamSpec) -> SocketAddr 
     spawn_server(move |tcp| {
         let acceptor = acceptor.clone();
         async move {
+            let peer = tcp.peer_addr().map_or(0, |a| a.port());
             let Ok(Ok(tls)) = tokio::time::timeout(MAX_SLEEP, acceptor.accept(tcp)).await else {
                 return;
             };
@@ -247,7 +265,7 @@ pub fn https_upstream(name: &'static str, spec: &TlsUpstreamSpec) -> SocketAddr 
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.headers_mut()
                     .insert("x-test-tls-client", client.clone());
-                handle(name, req)
+                handle(name, peer, req)
             });
             let _ =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())

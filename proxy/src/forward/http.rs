@@ -1,12 +1,13 @@
-//! HTTP mode: hyper serves HTTP/1.1 and HTTP/2 to the client, a pooled hyper-util client
-//! forwards to the upstream over HTTP/1.1 with keep-alive. Bodies stream both ways; 101
-//! upgrades (WebSocket) are spliced end to end.
+//! HTTP mode: hyper serves HTTP/1.1 and HTTP/2 to the client; requests go to the upstream
+//! over keep-alive HTTP/1.1 connections from [`super::pool`] (or hyper-util's client when the
+//! upstream may speak HTTP/2). Bodies stream both ways; 101 upgrades (WebSocket) are
+//! spliced end to end.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,9 @@ use crate::config::Listener;
 use crate::idle::{IdleTimeout, InFlight, InFlightGuard};
 use crate::listener::ConnectionSlot;
 use crate::metrics::ListenerMetrics;
-use crate::routes::{Routes, Target};
+use crate::routes::{HttpUpstream, Routes, Target};
+
+use super::pool::{Lease, PoolError};
 
 /// The body Gatehouse answers with: the upstream's, streamed, or a short one of its own.
 /// When metrics or the access log are on, it counts the bytes it passes and records the
@@ -36,13 +39,42 @@ pub struct ProxyBody {
     completion: Option<Completion>,
     /// The request counts as in flight (no idle timeout) until its response body ends.
     busy: Option<InFlightGuard>,
+    /// The upstream connection, given back to its pool when the body has ended.
+    lease: Option<Returnable>,
+}
+
+/// An upstream connection that can serve another request once this exchange is over.
+struct Returnable {
+    lease: Lease,
+    target: Arc<Target>,
+    /// The request body's progress; `None` when it had none.
+    upload: Option<Arc<Upload>>,
+}
+
+impl Returnable {
+    fn put_back(self) {
+        let uploaded = self.upload.is_none_or(|u| u.done.load(Ordering::Relaxed));
+        if let (true, Some(HttpUpstream::Http1(pool))) = (uploaded, &self.target.http) {
+            pool.put_back(self.lease);
+        }
+    }
+}
+
+/// How far a request body has gone upstream.
+#[derive(Default)]
+struct Upload {
+    /// Frames passed: the upstream timeout runs from the last one.
+    frames: AtomicU64,
+    /// The whole body was passed.
+    done: AtomicBool,
 }
 
 /// A request body on its way upstream; counts the frames it passes so the upstream
-/// timeout can tell a long upload from a silent upstream.
+/// timeout can tell a long upload from a silent upstream, and notes its end so the
+/// connection is reused only after a complete exchange.
 pub struct UpstreamBody {
     inner: Incoming,
-    progress: Option<Arc<AtomicU64>>,
+    progress: Option<Arc<Upload>>,
 }
 
 impl hyper::body::Body for UpstreamBody {
@@ -54,8 +86,14 @@ impl hyper::body::Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let (Poll::Ready(Some(Ok(_))), Some(p)) = (&polled, &self.progress) {
-            p.fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = &self.progress {
+            match &polled {
+                Poll::Ready(Some(Ok(_))) => {
+                    p.frames.fetch_add(1, Ordering::Relaxed);
+                }
+                Poll::Ready(None) => p.done.store(true, Ordering::Relaxed),
+                _ => {}
+            }
         }
         polled
     }
@@ -110,9 +148,25 @@ impl Completion {
 
 impl Drop for ProxyBody {
     fn drop(&mut self) {
+        // hyper does not poll a body that says it is over (empty, or all its bytes read).
+        if let Some(l) = self.lease.take()
+            && hyper::body::Body::is_end_stream(&self.inner)
+        {
+            l.put_back();
+        }
         if let Some(c) = self.completion.take() {
             c.finish();
         }
+    }
+}
+
+impl ProxyBody {
+    /// The response is over: record it and let the idle timer run.
+    fn end(&mut self) {
+        if let Some(c) = self.completion.take() {
+            c.finish();
+        }
+        self.busy = None;
     }
 }
 
@@ -131,11 +185,15 @@ impl hyper::body::Body for ProxyBody {
                     c.bytes += data.len() as u64;
                 }
             }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
-                if let Some(c) = self.completion.take() {
-                    c.finish();
+            Poll::Ready(None) => {
+                if let Some(l) = self.lease.take() {
+                    l.put_back();
                 }
-                self.busy = None;
+                self.end();
+            }
+            Poll::Ready(Some(Err(_))) => {
+                self.lease = None;
+                self.end();
             }
             Poll::Pending => {}
         }
@@ -208,12 +266,14 @@ impl HttpListener {
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             conn,
         });
+        // Boxed: hyper moves the future (into a task per HTTP/2 stream, into the connection
+        // per HTTP/1.1 request); a pointer moves cheaper than the whole exchange's state.
         let service = hyper::service::service_fn(move |req| {
             let ctx = conn_ctx.clone();
-            async move {
+            Box::pin(async move {
                 let busy = ctx.in_flight.enter();
                 Ok::<_, Infallible>(ctx.forward(req, busy).await)
-            }
+            })
         });
         let conn = self
             .server
@@ -255,8 +315,9 @@ struct ConnCtx {
     conn: Conn,
 }
 
-/// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1), and `Upgrade`, which
+/// is passed on only with a granted or requested upgrade.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -265,8 +326,19 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
+/// Which of [`HOP_BY_HOP`] a message carries, one bit each: one pass over the names present
+/// instead of a hashed lookup per hop-by-hop name.
+fn hop_by_hop_present(headers: &HeaderMap) -> u16 {
+    headers.keys().fold(0, |mask, name| {
+        match HOP_BY_HOP.iter().position(|h| h == name) {
+            Some(i) => mask | 1 << i,
+            None => mask,
+        }
+    })
+}
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -289,6 +361,11 @@ fn is_standard_connection_token(t: &str) -> bool {
 /// Removes hop-by-hop headers, including those the Connection header names. Returns the
 /// `Upgrade` value when the message asks for (or grants) an upgrade.
 fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    let present = hop_by_hop_present(headers);
+    if present == 0 {
+        // Most messages: HTTP/2 has none, HTTP/1.1 requests rarely any.
+        return None;
+    }
     let upgrade = if connection_has(headers, "upgrade") {
         headers.get(header::UPGRADE).cloned()
     } else {
@@ -316,16 +393,20 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & 1 << i != 0 {
+            headers.remove(name);
+        }
     }
-    headers.remove(header::UPGRADE);
     if let Some(proto) = &upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, proto.clone());
     }
     upgrade
 }
+
+/// An answer Gatehouse gives itself instead of the upstream's.
+struct Refusal(StatusCode, &'static str);
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Either<Incoming, Full<Bytes>>> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
@@ -359,7 +440,7 @@ impl ConnCtx {
                 upstream: self.conn.target.clone(),
             })
         });
-        let resp = self.exchange(req).await;
+        let (resp, lease) = self.exchange(req).await;
         let completion = start.map(|start| Completion {
             start,
             status: resp.status(),
@@ -371,6 +452,7 @@ impl ConnCtx {
             inner,
             completion,
             busy: Some(busy),
+            lease,
         })
     }
 
@@ -396,42 +478,55 @@ impl ConnCtx {
             )
     }
 
+    /// The upstream's response (or Gatehouse's own), and the connection to give back to the
+    /// pool once the response body has ended.
     async fn exchange(
         &self,
+        req: Request<Incoming>,
+    ) -> (Response<Either<Incoming, Full<Bytes>>>, Option<Returnable>) {
+        match self.try_exchange(req).await {
+            Ok((resp, lease)) => (resp.map(Either::Left), lease),
+            Err(Refusal(status, text)) => (plain(status, text), None),
+        }
+    }
+
+    async fn try_exchange(
+        &self,
         mut req: Request<Incoming>,
-    ) -> Response<Either<Incoming, Full<Bytes>>> {
-        let upstream = &self.conn.target.upstream;
+    ) -> Result<(Response<Incoming>, Option<Returnable>), Refusal> {
+        let target = &self.conn.target;
+        let upstream = &target.upstream;
+        let listener = &self.listener;
         let host = req.headers().get(header::HOST).cloned().or_else(|| {
             req.uri()
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
         if self.misdirected(host.as_ref()) {
-            return plain(
+            return Err(Refusal(
                 StatusCode::MISDIRECTED_REQUEST,
                 "421 Misdirected Request: open a new connection for this host\n",
-            );
+            ));
         }
-        let path = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let uri = match Uri::builder()
-            .scheme(upstream.scheme())
-            .authority(upstream.authority.clone())
-            .path_and_query(path)
-            .build()
-        {
-            Ok(uri) => uri,
-            Err(_) => return plain(StatusCode::BAD_REQUEST, "bad request target\n"),
+        let Some(http) = &target.http else {
+            return Err(Refusal(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: no HTTP upstream\n",
+            ));
         };
         let is_http1 = req.version() <= Version::HTTP_11;
         let headers = req.headers_mut();
         let upgrade = strip_hop_by_hop(headers).filter(|_| is_http1);
-        if let Some(host) = &host {
-            headers.insert(header::HOST, host.clone());
-            headers.insert(X_FORWARDED_HOST, host.clone());
+        match &host {
+            Some(host) => {
+                headers.insert(header::HOST, host.clone());
+                headers.insert(X_FORWARDED_HOST, host.clone());
+            }
+            None => {
+                if let Ok(h) = HeaderValue::from_str(upstream.authority.as_str()) {
+                    headers.insert(header::HOST, h);
+                }
+            }
         }
         if headers.contains_key(X_FORWARDED_FOR) {
             // Every earlier hop, in order, then the client.
@@ -448,108 +543,139 @@ impl ConnCtx {
             headers.insert(X_FORWARDED_FOR, self.peer.clone());
         }
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-        *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
-        let listener = &self.listener;
-        let Some(client) = &self.conn.target.http else {
-            return plain(
-                StatusCode::BAD_GATEWAY,
-                "502 Bad Gateway: no HTTP upstream\n",
-            );
-        };
         // The upstream has `upstream_timeout` to answer after the last request bytes it
         // received: a long upload is not cut while its body is still flowing.
-        let progress =
-            (!hyper::body::Body::is_end_stream(req.body())).then(|| Arc::new(AtomicU64::new(0)));
-        let req = req.map(|inner| UpstreamBody {
-            inner,
-            progress: progress.clone(),
-        });
-        let response = client.request(req);
-        tokio::pin!(response);
-        let mut seen = 0;
-        let result = loop {
-            match tokio::time::timeout(listener.upstream_timeout, &mut response).await {
-                Ok(r) => break Ok(r),
-                Err(elapsed) => match &progress {
-                    Some(p) if p.load(Ordering::Relaxed) != seen => {
-                        seen = p.load(Ordering::Relaxed);
-                    }
-                    _ => break Err(elapsed),
-                },
-            }
-        };
-        let mut resp = match result {
-            Err(_) => {
-                listener.metrics.upstream_error("timeout");
-                tracing::warn!(listener = %listener.name, upstream = %upstream, timeout = ?listener.upstream_timeout, "upstream timed out: 504");
-                return plain(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "504 Gateway Timeout: the upstream did not answer in time\n",
-                );
-            }
-            Ok(Err(e)) => {
-                if let Some(tls) = crate::upstream_tls::rustls_error(&e)
-                    && crate::upstream_tls::is_verify_failure(tls)
-                {
-                    listener.metrics.upstream_error("tls_verify");
-                    tracing::warn!(listener = %listener.name, upstream = %upstream, error = %tls, "upstream certificate not trusted: 502");
-                    return plain(
-                        StatusCode::BAD_GATEWAY,
-                        "502 Bad Gateway: the upstream's certificate is not trusted\n",
-                    );
+        let upload =
+            (!hyper::body::Body::is_end_stream(req.body())).then(|| Arc::new(Upload::default()));
+        let progress = upload.clone();
+        let (mut resp, lease) = match http {
+            HttpUpstream::Http1(pool) => {
+                // Origin form, as HTTP/1.1 clients send it (kept as is, not rebuilt).
+                if req.uri().scheme().is_some() || req.uri().path_and_query().is_none() {
+                    let path = req
+                        .uri()
+                        .path_and_query()
+                        .cloned()
+                        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+                    *req.uri_mut() = Uri::from(path);
                 }
-                listener.metrics.upstream_error(if e.is_connect() {
-                    "connect"
-                } else {
-                    "protocol"
-                });
-                let cause = std::error::Error::source(&e)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
-                tracing::warn!(listener = %listener.name, upstream = %upstream, error = %e, cause = %cause, "upstream unavailable: 502");
-                return plain(
-                    StatusCode::BAD_GATEWAY,
-                    "502 Bad Gateway: the upstream is unavailable\n",
-                );
+                let req = req.map(|inner| UpstreamBody { inner, progress });
+                match self.in_time(pool.send(req), upload.as_deref()).await? {
+                    Ok((resp, lease)) => (resp, Some(lease)),
+                    Err(PoolError::Connect(e)) => return Err(self.unavailable(&*e, true)),
+                    Err(PoolError::Http(e)) => return Err(self.unavailable(&e, false)),
+                }
             }
-            Ok(Ok(resp)) => resp,
+            HttpUpstream::Pooled(client) => {
+                let path = req
+                    .uri()
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or_else(|| PathAndQuery::from_static("/"));
+                *req.uri_mut() = Uri::builder()
+                    .scheme(upstream.scheme())
+                    .authority(upstream.authority.clone())
+                    .path_and_query(path)
+                    .build()
+                    .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "bad request target\n"))?;
+                let req = req.map(|inner| UpstreamBody { inner, progress });
+                match self.in_time(client.request(req), upload.as_deref()).await? {
+                    Ok(resp) => (resp, None),
+                    Err(e) => return Err(self.unavailable(&e, e.is_connect())),
+                }
+            }
         };
         let granted = strip_hop_by_hop(resp.headers_mut());
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            match (client_upgrade, granted) {
-                (Some(client_side), Some(_)) => {
-                    let upstream_side = hyper::upgrade::on(&mut resp);
-                    let name = listener.name.clone();
-                    // The upgraded stream keeps the connection's slot (max_connections,
-                    // connections_active) until it ends.
-                    let slot = self.conn.slot.clone();
-                    listener.tracker.spawn(async move {
-                        let _slot = slot;
-                        match tokio::try_join!(client_side, upstream_side) {
-                            Ok((c, u)) => {
-                                let mut c = TokioIo::new(c);
-                                let mut u = TokioIo::new(u);
-                                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-                            }
-                            Err(e) => {
-                                tracing::debug!(listener = %name, error = %e, "upgrade failed")
-                            }
-                        }
-                    });
+            let (Some(client_side), Some(_)) = (client_upgrade, granted) else {
+                listener.metrics.upstream_error("protocol");
+                tracing::warn!(listener = %listener.name, upstream = %upstream, "upstream switched protocols unasked: 502");
+                return Err(Refusal(
+                    StatusCode::BAD_GATEWAY,
+                    "502 Bad Gateway: the upstream sent an unexpected upgrade\n",
+                ));
+            };
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            let name = listener.name.clone();
+            // The upgraded stream keeps the connection's slot (max_connections,
+            // connections_active) until it ends.
+            let slot = self.conn.slot.clone();
+            listener.tracker.spawn(async move {
+                let _slot = slot;
+                match tokio::try_join!(client_side, upstream_side) {
+                    Ok((c, u)) => {
+                        let mut c = TokioIo::new(c);
+                        let mut u = TokioIo::new(u);
+                        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(listener = %name, error = %e, "upgrade failed")
+                    }
                 }
-                _ => {
-                    listener.metrics.upstream_error("protocol");
-                    tracing::warn!(listener = %listener.name, upstream = %upstream, "upstream switched protocols unasked: 502");
-                    return plain(
-                        StatusCode::BAD_GATEWAY,
-                        "502 Bad Gateway: the upstream sent an unexpected upgrade\n",
-                    );
-                }
+            });
+            // The connection now carries the upgraded stream: it is not reused.
+            return Ok((resp, None));
+        }
+        let lease = lease.map(|lease| Returnable {
+            lease,
+            target: target.clone(),
+            upload,
+        });
+        Ok((resp, lease))
+    }
+
+    /// Waits for the upstream's answer for `upstream_timeout` after the last request body
+    /// frame it was given; 504 when it stays silent.
+    async fn in_time<F: Future>(
+        &self,
+        answer: F,
+        upload: Option<&Upload>,
+    ) -> Result<F::Output, Refusal> {
+        let listener = &self.listener;
+        tokio::pin!(answer);
+        let mut seen = 0;
+        loop {
+            match tokio::time::timeout(listener.upstream_timeout, &mut answer).await {
+                Ok(r) => return Ok(r),
+                Err(_) => match upload.map(|u| u.frames.load(Ordering::Relaxed)) {
+                    Some(frames) if frames != seen => seen = frames,
+                    _ => break,
+                },
             }
         }
-        resp.map(Either::Left)
+        listener.metrics.upstream_error("timeout");
+        tracing::warn!(listener = %listener.name, upstream = %self.conn.target.upstream, timeout = ?listener.upstream_timeout, "upstream timed out: 504");
+        Err(Refusal(
+            StatusCode::GATEWAY_TIMEOUT,
+            "504 Gateway Timeout: the upstream did not answer in time\n",
+        ))
+    }
+
+    /// Counts and logs an upstream failure; the 502 to answer with.
+    fn unavailable(&self, e: &(dyn std::error::Error + 'static), connect: bool) -> Refusal {
+        let listener = &self.listener;
+        let upstream = &self.conn.target.upstream;
+        if let Some(tls) = crate::upstream_tls::rustls_error(e)
+            && crate::upstream_tls::is_verify_failure(tls)
+        {
+            listener.metrics.upstream_error("tls_verify");
+            tracing::warn!(listener = %listener.name, upstream = %upstream, error = %tls, "upstream certificate not trusted: 502");
+            return Refusal(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the upstream's certificate is not trusted\n",
+            );
+        }
+        listener
+            .metrics
+            .upstream_error(if connect { "connect" } else { "protocol" });
+        let cause = e.source().map(|s| s.to_string()).unwrap_or_default();
+        tracing::warn!(listener = %listener.name, upstream = %upstream, error = %e, cause = %cause, "upstream unavailable: 502");
+        Refusal(
+            StatusCode::BAD_GATEWAY,
+            "502 Bad Gateway: the upstream is unavailable\n",
+        )
     }
 }
