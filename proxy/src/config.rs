@@ -31,6 +31,14 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Request headers larger than this get 431.
 pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
+/// More worker threads than this is a typo, not a machine.
+pub const MAX_WORKERS: usize = 1024;
+
+/// One worker per core: each runs its own event loop, as nginx's `worker_processes auto`.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// The admin API listens on loopback only unless told otherwise (and then needs a token).
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9900";
 
@@ -41,6 +49,8 @@ pub struct RawConfig {
     pub pid_file: Option<PathBuf>,
     /// Seconds.
     pub shutdown_timeout: Option<u64>,
+    /// Threads serving connections; one per core when absent.
+    pub workers: Option<usize>,
     pub log_format: Option<String>,
     #[serde(default)]
     pub access_log: bool,
@@ -204,6 +214,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub shutdown_timeout: Duration,
+    /// Threads serving connections, each with its own event loop.
+    pub workers: usize,
     pub log_format: LogFormat,
     pub access_log: bool,
     pub metrics: bool,
@@ -761,6 +773,16 @@ impl Config {
             Some(s) => Duration::from_secs(s),
             None => DEFAULT_SHUTDOWN_TIMEOUT,
         };
+        let workers = match raw.workers {
+            None => default_workers(),
+            Some(n @ 1..=MAX_WORKERS) => n,
+            Some(n) => {
+                problems.push(format!(
+                    "workers = {n} is out of range; give 1 to {MAX_WORKERS}, or leave it out for one per core"
+                ));
+                1
+            }
+        };
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
@@ -769,6 +791,7 @@ impl Config {
         }
         Ok(Self {
             path: path.to_owned(),
+            workers,
             state_dir,
             internal,
             pid_file: raw.pid_file.as_deref().map(resolve),
@@ -933,6 +956,18 @@ mod tests {
         assert!(
             msg.contains("upstream_client_cert and upstream_client_key go together"),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn workers_default_to_one_per_core_and_zero_is_refused() {
+        assert_eq!(parse(GOOD).expect("good").workers, default_workers());
+        let two = format!("workers = 2\n{GOOD}");
+        assert_eq!(parse(&two).expect("two workers").workers, 2);
+        let err = parse(&format!("workers = 0\n{GOOD}")).expect_err("no worker");
+        assert!(
+            err.to_string().contains("workers = 0 is out of range; give 1 to 1024"),
+            "{err}"
         );
     }
 

@@ -7,6 +7,7 @@
 //! - `upstream_tls`: Gatehouse as a verifying TLS client of its upstreams.
 //! - `upstream`, `routes`: where each connection is forwarded (by SNI).
 //! - `tls`: the per-listener rustls configuration and the bounded handshake.
+//! - `workers`: the threads (one event loop each) that serve connections.
 //! - `listener`: accept loop with connection limits.
 //! - `idle`: closes connections idle too long.
 //! - `forward`: HTTP reverse proxying and TCP piping.
@@ -33,3 +34,4 @@ pub mod server;
 pub mod tls;
 pub mod upstream;
 pub mod upstream_tls;
+pub mod workers;

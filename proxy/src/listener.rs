@@ -30,14 +30,23 @@ pub struct ListenerState {
     pub metrics: &'static ListenerMetrics,
 }
 
-/// Accepts until `shutdown`, then drops the socket so new connections are refused.
+/// Accepts on this worker's handle of the listening socket until `shutdown`, then drops
+/// it; new connections are refused once every worker's handle is gone. `permits` is the
+/// listener's `max_connections`, shared by its workers.
 pub async fn accept_loop(
-    socket: TcpListener,
+    socket: std::net::TcpListener,
     state: Arc<ListenerState>,
+    permits: Arc<Semaphore>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(state.config.max_connections));
+    let socket = match TcpListener::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(listener = %state.config.name, error = %e, "cannot accept on this worker");
+            return;
+        }
+    };
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p {

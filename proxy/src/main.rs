@@ -74,8 +74,10 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// The main thread's event loop: signals, the admin API, reloads and the CLI's own work.
+/// Connections are served by the worker threads (`proxy::workers`).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
+    Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use certstore::{ReloadReport, Store, Timestamp};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -20,6 +21,7 @@ use crate::listener::{ListenerState, accept_loop};
 use crate::metrics::Metrics;
 use crate::routes::{RouteTable, Routes};
 use crate::tls::{self, ListenerTls, TlsOptions};
+use crate::workers::Workers;
 
 /// The file in `state_dir` where a running instance writes its admin address, so that
 /// `gatehouse reload` finds it even when the config says port 0.
@@ -58,6 +60,12 @@ pub enum StartError {
     Token { path: PathBuf, detail: String },
     #[error("internal CA: {0}")]
     Internal(#[from] certstore::IssueError),
+    #[error("cannot start {count} worker threads: {source}")]
+    Workers {
+        count: usize,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("listener \"{listener}\": {source}")]
     UpstreamTls {
         listener: String,
@@ -80,6 +88,8 @@ pub struct Running {
     /// Where the admin API listens, when it is on.
     pub admin: Option<SocketAddr>,
     inner: Arc<Inner>,
+    /// Stopped (after the drain) when this is dropped.
+    _workers: Workers,
 }
 
 pub(crate) struct Inner {
@@ -160,6 +170,12 @@ impl Running {
             };
             let socket = TcpListener::bind(l.bind).await.map_err(bind_error)?;
             let addr = socket.local_addr().map_err(bind_error)?;
+            // One handle of the socket per worker: each accepts on its own event loop.
+            let socket = socket.into_std().map_err(bind_error)?;
+            let handles = (0..config.workers)
+                .map(|_| socket.try_clone())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(bind_error)?;
             let resolver = store
                 .resolver(&l.name)
                 .expect("the store was loaded with every listener");
@@ -218,7 +234,7 @@ impl Running {
                 addr,
                 protocol: l.protocol,
             });
-            sockets.push((socket, state));
+            sockets.push((handles, state));
         }
         let admin_socket = match &config.admin {
             Some(a) => {
@@ -250,13 +266,26 @@ impl Running {
             write(pid_file, format!("{}\n", std::process::id()))?;
         }
         observe_upstreams(&metrics, &routes);
-        for (socket, state) in sockets {
-            tokio::spawn(accept_loop(
-                socket,
-                state,
-                tracker.clone(),
-                shutdown.clone(),
-            ));
+        let workers = Workers::start(config.workers).map_err(|source| StartError::Workers {
+            count: config.workers,
+            source,
+        })?;
+        tracing::info!(
+            workers = config.workers,
+            "serving connections on worker threads"
+        );
+        for (handles, state) in sockets {
+            // `max_connections` counts the listener's connections on every worker.
+            let permits = Arc::new(Semaphore::new(state.config.max_connections));
+            for (socket, worker) in handles.into_iter().zip(workers.handles()) {
+                worker.spawn(accept_loop(
+                    socket,
+                    state.clone(),
+                    permits.clone(),
+                    tracker.clone(),
+                    shutdown.clone(),
+                ));
+            }
         }
         let inner = Arc::new(Inner {
             config_path: config_path.to_owned(),
@@ -283,6 +312,7 @@ impl Running {
             listeners: bound,
             admin: admin_addr,
             inner,
+            _workers: workers,
         })
     }
 
@@ -367,6 +397,7 @@ impl Inner {
                 "shutdown_timeout",
                 new.shutdown_timeout != current.shutdown_timeout,
             ),
+            ("workers", new.workers != current.workers),
         ] {
             if changed {
                 needs_restart.push(format!("{key} changed; needs a restart"));
