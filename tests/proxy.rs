@@ -586,6 +586,30 @@ fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
 }
 
 #[test]
+fn a_client_that_never_sends_a_request_is_closed_after_idle_timeout() {
+    let (_env, g) = portal_and_engine("idle_timeout = 2");
+    let addr = g.addr("web");
+    rt().block_on(async {
+        let config = inspecting_client_config(&[b"http/1.1"]);
+        let (mut tls, _) = connect_with(config, addr, Some("portal.test"))
+            .await
+            .expect("handshake");
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(8), tls.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "a silent connection must be closed: {read:?}"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "not before idle_timeout: {:?}",
+            started.elapsed()
+        );
+    });
+}
+
+#[test]
 fn min_tls_version_1_3_refuses_tls_1_2_clients() {
     let (env, g) = portal_and_engine("min_tls_version = \"1.3\"");
     let addr = g.addr("web");

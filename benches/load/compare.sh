@@ -34,8 +34,9 @@ while [ $# -gt 0 ]; do
 done
 
 # --- parameters -------------------------------------------------------------------------
-# Gatehouse runs tokio's default multi-thread runtime: one worker per core. The anchors get
-# the same number of workers (nginx worker_processes, HAProxy nbthread).
+# Gatehouse runs one worker thread per core (its `workers` setting, written into its config
+# below). The anchors get the same number of workers (nginx worker_processes, HAProxy
+# nbthread).
 WORKERS=$(nproc)
 if [ "$QUICK" = 1 ]; then
     RUNS=${RUNS:-1}; DUR=${DUR:-3}; IDLE_CONNS=2000; METRICS_RUNS=2
@@ -258,6 +259,7 @@ start_gatehouse() { # NAME PORT MODE METRICS
 state_dir = "$d/state"
 shutdown_timeout = 1
 metrics = $metrics
+workers = $WORKERS
 
 [admin]
 listen = "127.0.0.1:0"
@@ -907,7 +909,7 @@ versions() {
     local cpu
     cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
     echo "Machine: $(nproc) cores ($cpu), $(free -g | awk '/^Mem:/ {print $2}') GiB, Linux $(uname -r)."
-    echo "Gatehouse $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?') ($WORKERS tokio workers);" \
+    echo "Gatehouse $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?') ($WORKERS workers);" \
         "$(nginx -v 2>&1 | sed 's/.*version: //') ($WORKERS workers);" \
         "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}') (nbthread $WORKERS);" \
         "$(openssl version | awk '{print $1, $2}');" \

@@ -966,7 +966,8 @@ mod tests {
         assert_eq!(parse(&two).expect("two workers").workers, 2);
         let err = parse(&format!("workers = 0\n{GOOD}")).expect_err("no worker");
         assert!(
-            err.to_string().contains("workers = 0 is out of range; give 1 to 1024"),
+            err.to_string()
+                .contains("workers = 0 is out of range; give 1 to 1024"),
             "{err}"
         );
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// Requests in flight on one connection; while any is, the connection is not idle.
@@ -40,6 +40,11 @@ impl Drop for InFlightGuard {
 /// `idle` and 1.5 × `idle`.
 pub struct IdleTimeout<S> {
     inner: S,
+    clock: IdleClock,
+}
+
+/// When the stream last moved, in half periods.
+struct IdleClock {
     timer: Pin<Box<Sleep>>,
     half_period: Duration,
     quiet_half_periods: u8,
@@ -52,14 +57,18 @@ impl<S> IdleTimeout<S> {
         let half_period = idle / 2;
         Self {
             inner,
-            timer: Box::pin(tokio::time::sleep(half_period)),
-            half_period,
-            quiet_half_periods: 0,
-            progressed: false,
-            in_flight,
+            clock: IdleClock {
+                timer: Box::pin(tokio::time::sleep(half_period)),
+                half_period,
+                quiet_half_periods: 0,
+                progressed: false,
+                in_flight,
+            },
         }
     }
+}
 
+impl IdleClock {
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
         while self.timer.as_mut().poll(cx).is_ready() {
             if self.progressed || self.in_flight.any() {
@@ -88,16 +97,39 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
                 if buf.filled().len() > before {
-                    self.progressed = true;
+                    self.clock.progressed = true;
                 }
                 Poll::Ready(r)
             }
-            Poll::Pending if self.expired(cx) => Poll::Ready(Err(io::Error::new(
+            Poll::Pending if self.clock.expired(cx) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "connection idle too long",
             ))),
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+impl<S: AsyncBufRead + Unpin> AsyncBufRead for IdleTimeout<S> {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_fill_buf(cx) {
+            Poll::Ready(r) => {
+                if matches!(&r, Ok(b) if !b.is_empty()) {
+                    this.clock.progressed = true;
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending if this.clock.expired(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle too long",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn consume(mut self: Pin<&mut Self>, amt: usize) {
+        Pin::new(&mut self.inner).consume(amt)
     }
 }
 
@@ -109,7 +141,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.progressed = true;
+            self.clock.progressed = true;
         }
         r
     }
@@ -121,7 +153,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.progressed = true;
+            self.clock.progressed = true;
         }
         r
     }

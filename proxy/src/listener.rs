@@ -96,7 +96,9 @@ async fn connection(
 ) {
     let _ = tcp.set_nodelay(true);
     let deadline = Instant::now() + state.config.handshake_timeout;
-    let stream = match tls::handshake(tcp, &state.tls, deadline).await {
+    // Boxed: the handshake's state is freed once it is done instead of sizing this task,
+    // which lives as long as the connection (memory per idle connection).
+    let stream = match Box::pin(tls::handshake(tcp, &state.tls, deadline)).await {
         Ok(s) => s,
         Err(e) => {
             state.metrics.handshake(e.as_label());
@@ -106,6 +108,7 @@ async fn connection(
     };
     state.metrics.handshake("ok");
     let sni = stream.get_ref().1.server_name();
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let routes = state.routes.load();
     let target = routes.pick(sni).clone();
     match (state.config.protocol, &state.http) {
@@ -124,7 +127,7 @@ async fn connection(
                 routes: state.routes.clone(),
                 slot,
             };
-            http.serve(stream, conn, shutdown).await
+            http.serve(stream, h2, conn, shutdown).await
         }
         _ => match tcp::forward(stream, &target, state.config.upstream_connect_timeout).await {
             Ok(_) => {}

@@ -17,9 +17,9 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncBufRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -215,7 +215,10 @@ pub struct HttpListener {
     metrics: &'static ListenerMetrics,
     /// One log line per request.
     pub access_log: bool,
-    server: auto::Builder<TokioExecutor>,
+    /// For clients that negotiated `http/1.1` (or no ALPN).
+    http1: http1::Builder,
+    /// For clients that negotiated `h2`.
+    http2: http2::Builder<TokioExecutor>,
     upstream_timeout: Duration,
     idle_timeout: Duration,
     tracker: TaskTracker,
@@ -228,15 +231,15 @@ impl HttpListener {
         metrics: &'static ListenerMetrics,
         access_log: bool,
     ) -> Self {
-        let mut server = auto::Builder::new(TokioExecutor::new());
-        server
-            .http1()
+        let mut http1 = http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(listener.header_timeout)
-            // Headers beyond the read buffer get 431 from hyper.
+            // Larger request headers get 431 from hyper.
+            .max_header_size(listener.max_header_size)
             .max_buf_size(listener.max_header_size.max(8192));
-        server
-            .http2()
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
             .timer(TokioTimer::new())
             // No keep-alive pings: they would count as activity; `IdleTimeout` closes
             // quiet (and dead) connections instead.
@@ -245,20 +248,43 @@ impl HttpListener {
             name: listener.name.as_str().into(),
             metrics,
             access_log,
-            server,
+            http1,
+            http2,
             upstream_timeout: listener.upstream_timeout,
             idle_timeout: listener.idle_timeout,
             tracker,
         }
     }
 
-    /// Serves one TLS connection until the client is done or shutdown drains it.
-    pub async fn serve<S>(self: &Arc<Self>, stream: S, conn: Conn, shutdown: CancellationToken)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    /// Serves one TLS connection until the client is done or shutdown drains it; `h2` is
+    /// whether the client negotiated HTTP/2 by ALPN.
+    pub async fn serve<S>(
+        self: &Arc<Self>,
+        stream: S,
+        h2: bool,
+        conn: Conn,
+        shutdown: CancellationToken,
+    ) where
+        S: AsyncBufRead + AsyncWrite + Unpin + Send + 'static,
     {
         let in_flight = Arc::new(InFlight::default());
-        let stream = IdleTimeout::new(stream, self.idle_timeout, in_flight.clone());
+        let mut stream = IdleTimeout::new(stream, self.idle_timeout, in_flight.clone());
+        // hyper's connection state (an 8 KiB read and an 8 KiB write buffer for HTTP/1.1) is
+        // built when the client starts talking: a client that only connected costs its TLS
+        // state alone. Silence here ends as anywhere: `idle_timeout`.
+        let first = std::future::poll_fn(|cx| {
+            Pin::new(&mut stream)
+                .poll_fill_buf(cx)
+                .map_ok(|b| !b.is_empty())
+        });
+        tokio::select! {
+            r = first => match r {
+                Ok(true) => {}
+                // Closed, or idle too long, before a request.
+                _ => return,
+            },
+            _ = shutdown.cancelled() => return,
+        }
         let conn_ctx = Arc::new(ConnCtx {
             in_flight,
             listener: self.clone(),
@@ -275,20 +301,37 @@ impl HttpListener {
                 Ok::<_, Infallible>(ctx.forward(req, busy).await)
             })
         });
-        let conn = self
-            .server
-            .serve_connection_with_upgrades(TokioIo::new(stream), service);
-        tokio::pin!(conn);
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(listener = %self.name, error = %e, "connection ended with an error");
-                }
-            }
-            _ = shutdown.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            }
+        // The protocol is known from ALPN: no sniffing of the first bytes, and each
+        // connection is boxed at its own protocol's size.
+        let io = TokioIo::new(stream);
+        let result = if h2 {
+            let conn = Box::pin(self.http2.serve_connection(io, service));
+            drain_on(conn, shutdown, |c| c.graceful_shutdown()).await
+        } else {
+            let conn = Box::pin(self.http1.serve_connection(io, service).with_upgrades());
+            drain_on(conn, shutdown, |c| c.graceful_shutdown()).await
+        };
+        if let Err(e) = result {
+            tracing::debug!(listener = %self.name, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// Runs a connection to its end; on `shutdown`, asks it to finish gracefully (in-flight
+/// requests complete, HTTP/2 clients get GOAWAY) and waits for that.
+async fn drain_on<C, E>(
+    mut conn: Pin<Box<C>>,
+    shutdown: CancellationToken,
+    graceful: impl FnOnce(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    tokio::select! {
+        res = conn.as_mut() => res,
+        _ = shutdown.cancelled() => {
+            graceful(conn.as_mut());
+            conn.await
         }
     }
 }
