@@ -107,6 +107,9 @@ async fn connection(
         }
     };
     state.metrics.handshake("ok");
+    // On the heap, once: moving the TLS state (1.2 KB) through the forwarders' futures
+    // would leave a copy of it in each one's state (memory per idle connection).
+    let stream = Box::new(stream);
     let sni = stream.get_ref().1.server_name();
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let routes = state.routes.load();
@@ -129,7 +132,15 @@ async fn connection(
             };
             http.serve(stream, h2, conn, shutdown).await
         }
-        _ => match tcp::forward(stream, &target, state.config.upstream_connect_timeout).await {
+        // Boxed: its upstream TLS handshake state would otherwise size every connection's
+        // task, HTTP ones included.
+        _ => match Box::pin(tcp::forward(
+            stream,
+            &target,
+            state.config.upstream_connect_timeout,
+        ))
+        .await
+        {
             Ok(_) => {}
             Err(e) => {
                 state.metrics.upstream_error(e.as_label());
