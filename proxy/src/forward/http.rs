@@ -386,19 +386,27 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    headers
+/// What the `Connection` header says, in one pass over its tokens: whether it asks for an
+/// upgrade, and whether it names other headers (beyond `keep-alive`, `close`, `upgrade`).
+fn connection_tokens(headers: &HeaderMap) -> (bool, bool) {
+    let (mut upgrade, mut names_others) = (false, false);
+    for t in headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-fn is_standard_connection_token(t: &str) -> bool {
-    ["keep-alive", "close", "upgrade"]
-        .iter()
-        .any(|s| t.eq_ignore_ascii_case(s))
+        .map(str::trim)
+    {
+        if t.eq_ignore_ascii_case("upgrade") {
+            upgrade = true;
+        } else if !t.is_empty()
+            && !t.eq_ignore_ascii_case("keep-alive")
+            && !t.eq_ignore_ascii_case("close")
+        {
+            names_others = true;
+        }
+    }
+    (upgrade, names_others)
 }
 
 /// Removes hop-by-hop headers, including those the Connection header names. Returns the
@@ -409,19 +417,17 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
         // Most messages: HTTP/2 has none, HTTP/1.1 requests rarely any.
         return None;
     }
-    let upgrade = if connection_has(headers, "upgrade") {
+    // Bit 0 is `Connection`; usually `keep-alive` (or close/upgrade), naming no header.
+    let (asks_upgrade, names_others) = if present & 1 != 0 {
+        connection_tokens(headers)
+    } else {
+        (false, false)
+    };
+    let upgrade = if asks_upgrade {
         headers.get(header::UPGRADE).cloned()
     } else {
         None
     };
-    // Usually `Connection: keep-alive` (or close/upgrade), which name no other header: only
-    // other tokens are collected and removed.
-    let names_others = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| !is_standard_connection_token(t.trim()));
     if names_others {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -429,7 +435,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|t| !is_standard_connection_token(t))
+            .filter(|t| {
+                !["keep-alive", "close", "upgrade"]
+                    .iter()
+                    .any(|s| t.eq_ignore_ascii_case(s))
+            })
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in named {
@@ -540,11 +550,15 @@ impl ConnCtx {
         let target = &self.conn.target;
         let upstream = &target.upstream;
         let listener = &self.listener;
-        let host = req.headers().get(header::HOST).cloned().or_else(|| {
-            req.uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        let (host, from_authority) = match req.headers().get(header::HOST) {
+            Some(h) => (Some(h.clone()), false),
+            None => (
+                req.uri()
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+                true,
+            ),
+        };
         if self.misdirected(host.as_ref()) {
             return Err(Refusal(
                 StatusCode::MISDIRECTED_REQUEST,
@@ -562,7 +576,10 @@ impl ConnCtx {
         let upgrade = strip_hop_by_hop(headers).filter(|_| is_http1);
         match &host {
             Some(host) => {
-                headers.insert(header::HOST, host.clone());
+                if from_authority {
+                    // HTTP/2 carries it as :authority; the upstream speaks HTTP/1.1.
+                    headers.insert(header::HOST, host.clone());
+                }
                 headers.insert(X_FORWARDED_HOST, host.clone());
             }
             None => {
@@ -720,5 +737,56 @@ impl ConnCtx {
             StatusCode::BAD_GATEWAY,
             "502 Bad Gateway: the upstream is unavailable\n",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("x-secret", "hop"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("content-type", "text/plain"),
+        ]);
+        assert_eq!(strip_hop_by_hop(&mut h), None);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["content-type"], "only end-to-end headers stay");
+    }
+
+    #[test]
+    fn an_upgrade_keeps_connection_upgrade_and_the_protocol() {
+        let mut h = headers(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("host", "portal.test"),
+        ]);
+        assert_eq!(
+            strip_hop_by_hop(&mut h),
+            Some(HeaderValue::from_static("websocket"))
+        );
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["host"], "portal.test");
+    }
+
+    #[test]
+    fn an_upgrade_header_without_connection_upgrade_is_dropped() {
+        let mut h = headers(&[("upgrade", "h2c"), ("accept", "*/*")]);
+        assert_eq!(strip_hop_by_hop(&mut h), None);
+        assert!(!h.contains_key("upgrade"));
+        assert_eq!(h.len(), 1);
     }
 }
