@@ -108,6 +108,39 @@ fn verified_with_ca_file_and_refused_without_it() {
 }
 
 #[test]
+fn an_untrusted_upstream_is_refused_over_http1_keep_alive_connections_too() {
+    // `upstream_protocol = "http1"` goes through Gatehouse's own HTTP/1.1 pool.
+    let up = UpstreamPki::new();
+    let addr = up.https(&["127.0.0.1"]);
+    let env = env_with_portal();
+    let g = Gatehouse::start(&env.config(&listener(
+        &format!("https://{addr}"),
+        "upstream_protocol = \"http1\"",
+    )));
+    let (body, code) = get(&env, &g);
+    assert_eq!(
+        code, "502",
+        "public roots do not know the private CA: {body}"
+    );
+    assert!(
+        body.contains("certificate is not trusted"),
+        "the client is told why: {body}"
+    );
+    assert!(
+        g.wait_for_log(|l| l.contains("UnknownIssuer"), WAIT)
+            .is_some(),
+        "the log says why:\n{}",
+        g.log_text()
+    );
+    assert!(
+        metrics(&g)
+            .contains(r#"gatehouse_upstream_errors_total{kind="tls_verify",listener="web"} 1"#),
+        "{}",
+        metrics(&g)
+    );
+}
+
+#[test]
 fn expired_upstream_certificate_is_refused() {
     let up = UpstreamPki::new();
     let leaf = up

@@ -69,6 +69,18 @@ impl<S> IdleTimeout<S> {
 }
 
 impl IdleClock {
+    /// What a read that would block returns: `TimedOut` once the stream was idle too long.
+    fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if self.expired(cx) {
+            Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle too long",
+            )))
+        } else {
+            Poll::Pending
+        }
+    }
+
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
         while self.timer.as_mut().poll(cx).is_ready() {
             if self.progressed || self.in_flight.any() {
@@ -101,11 +113,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
                 }
                 Poll::Ready(r)
             }
-            Poll::Pending if self.clock.expired(cx) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection idle too long",
-            ))),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => self.clock.pending(cx),
         }
     }
 }
@@ -120,11 +128,7 @@ impl<S: AsyncBufRead + Unpin> AsyncBufRead for IdleTimeout<S> {
                 }
                 Poll::Ready(r)
             }
-            Poll::Pending if this.clock.expired(cx) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection idle too long",
-            ))),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => this.clock.pending(cx),
         }
     }
 
