@@ -28,18 +28,21 @@ use tokio::task::JoinHandle;
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The files `tests/fixtures/make-fixtures.sh` makes with the `openssl` CLI, made once per
-/// test process into a temp dir of its own.
+/// test process into `$TMPDIR/gatehouse-fixtures-<pid>`.
+///
+/// A static is never dropped, so the directory outlives the process; each process first
+/// removes the directories of test processes that are gone.
 pub fn openssl_fixtures() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("gatehouse-fixtures-")
-            .tempdir()
-            .expect("temp dir for fixtures");
+        remove_stale_fixtures();
+        let dir = std::env::temp_dir().join(format!("{FIXTURES_PREFIX}{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir for fixtures");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/make-fixtures.sh");
         let out = Command::new("bash")
             .arg(&script)
-            .arg(dir.path())
+            .arg(&dir)
             .output()
             .expect("run make-fixtures.sh (is the openssl CLI installed?)");
         assert!(
@@ -49,7 +52,28 @@ pub fn openssl_fixtures() -> &'static Path {
         );
         dir
     })
-    .path()
+}
+
+const FIXTURES_PREFIX: &str = "gatehouse-fixtures-";
+
+/// Removes `gatehouse-fixtures-<pid>` directories whose process no longer runs.
+fn remove_stale_fixtures() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(FIXTURES_PREFIX))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A fresh temp dir, removed when dropped.
