@@ -30,6 +30,10 @@ use super::http::UpstreamBody;
 /// timeouts (nginx 75 s) so the upstream never closes one under a request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 
+/// How long a connection given back after a complete exchange may take to be ready for the
+/// next request; hyper gets there within microseconds unless the connection is stuck.
+const READY_WAIT: Duration = Duration::from_secs(1);
+
 /// Idle connections kept per worker thread and upstream; beyond, a finished connection is
 /// closed. Above the concurrency one upstream sees on one thread in normal use.
 const MAX_IDLE_PER_THREAD: usize = 256;
@@ -132,9 +136,15 @@ impl H1Pool {
         mut req: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, Lease), PoolError> {
         while let Some(mut sender) = self.take_idle() {
-            // Put back only once both bodies ended: readiness is a moment away, or the
-            // connection is closing.
-            if sender.ready().await.is_err() {
+            // Put back only once both bodies ended: readiness is usually there already, or
+            // a moment away. One still not ready is closing, or stuck writing to an
+            // upstream that stopped reading: it is dropped.
+            if !sender.is_ready()
+                && !matches!(
+                    tokio::time::timeout(READY_WAIT, sender.ready()).await,
+                    Ok(Ok(()))
+                )
+            {
                 continue;
             }
             match sender.try_send_request(req).await {
