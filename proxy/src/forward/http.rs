@@ -386,27 +386,23 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// What the `Connection` header says, in one pass over its tokens: whether it asks for an
-/// upgrade, and whether it names other headers (beyond `keep-alive`, `close`, `upgrade`).
-fn connection_tokens(headers: &HeaderMap) -> (bool, bool) {
-    let (mut upgrade, mut names_others) = (false, false);
-    for t in headers
+/// The tokens of the `Connection` header, trimmed, empty ones skipped.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-    {
-        if t.eq_ignore_ascii_case("upgrade") {
-            upgrade = true;
-        } else if !t.is_empty()
-            && !t.eq_ignore_ascii_case("keep-alive")
-            && !t.eq_ignore_ascii_case("close")
-        {
-            names_others = true;
-        }
-    }
-    (upgrade, names_others)
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether a `Connection` token names a header (anything but `keep-alive`, `close` and
+/// `upgrade`).
+fn names_a_header(token: &str) -> bool {
+    !["keep-alive", "close", "upgrade"]
+        .iter()
+        .any(|s| token.eq_ignore_ascii_case(s))
 }
 
 /// Removes hop-by-hop headers, including those the Connection header names. Returns the
@@ -419,7 +415,12 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     }
     // Bit 0 is `Connection`; usually `keep-alive` (or close/upgrade), naming no header.
     let (asks_upgrade, names_others) = if present & 1 != 0 {
-        connection_tokens(headers)
+        connection_tokens(headers).fold((false, false), |(upgrade, names), t| {
+            (
+                upgrade || t.eq_ignore_ascii_case("upgrade"),
+                names || names_a_header(t),
+            )
+        })
     } else {
         (false, false)
     };
@@ -429,17 +430,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
         None
     };
     if names_others {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| {
-                !["keep-alive", "close", "upgrade"]
-                    .iter()
-                    .any(|s| t.eq_ignore_ascii_case(s))
-            })
+        let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter(|t| names_a_header(t))
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in named {
