@@ -59,6 +59,7 @@ impl Target {
         listener: &Listener,
         upstream: &Upstream,
         global: &UpstreamTlsGlobal,
+        workers: usize,
         now: Timestamp,
     ) -> Result<Self, UpstreamTlsError> {
         let tls_config = if upstream.kind.is_tls() {
@@ -104,6 +105,7 @@ impl Target {
                     HttpUpstream::Http1(H1Pool::new(
                         builder.enable_http1().wrap_connector(http),
                         upstream.uri.clone(),
+                        workers,
                     ))
                 } else {
                     let connector = match upstream.options.protocol {
@@ -147,22 +149,30 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Builds every upstream's client; fails if a trust file or client certificate does not
-    /// load (the caller keeps the previous table).
+    /// Builds every upstream's client, HTTP/1.1 pools with an idle stack for each of
+    /// `workers`; fails if a trust file or client certificate does not load (the caller keeps
+    /// the previous table).
     pub fn build(
         listener: &Listener,
         global: &UpstreamTlsGlobal,
+        workers: usize,
         now: Timestamp,
     ) -> Result<Self, UpstreamTlsError> {
         let mut by_name = HashMap::new();
         for r in &listener.routes {
             by_name.insert(
                 r.server_name.clone(),
-                Arc::new(Target::build(listener, &r.upstream, global, now)?),
+                Arc::new(Target::build(listener, &r.upstream, global, workers, now)?),
             );
         }
         Ok(Self {
-            default: Arc::new(Target::build(listener, &listener.upstream, global, now)?),
+            default: Arc::new(Target::build(
+                listener,
+                &listener.upstream,
+                global,
+                workers,
+                now,
+            )?),
             by_name,
         })
     }

@@ -195,12 +195,12 @@ impl Running {
                         source,
                     }
                 })?;
-            let table = RouteTable::build(l, &config.upstream_tls, now).map_err(|source| {
-                StartError::UpstreamTls {
+            let table = RouteTable::build(l, &config.upstream_tls, config.workers, now).map_err(
+                |source| StartError::UpstreamTls {
                     listener: l.name.clone(),
                     source: Box::new(source),
-                }
-            })?;
+                },
+            )?;
             let listener_routes: Routes = Arc::new(ArcSwap::from_pointee(table));
             routes.push((l.name.clone(), listener_routes.clone()));
             let listener_metrics = metrics.listener(&l.name);
@@ -498,7 +498,7 @@ impl Inner {
         let mut upstream_errors = Vec::new();
         for l in &applied.listeners {
             if let Some((_, routes)) = self.routes.iter().find(|(n, _)| n == &l.name) {
-                match RouteTable::build(l, &applied.upstream_tls, now) {
+                match RouteTable::build(l, &applied.upstream_tls, applied.workers, now) {
                     Ok(table) => routes.store(Arc::new(table)),
                     Err(e) => {
                         tracing::error!(listener = %l.name, "{e}; the listener keeps its previous upstreams");

@@ -6,11 +6,22 @@
 //! threads to steal it: a quarter of the CPU per proxied request on a 2-core machine
 //! (`benches/RESULTS.md`). The main runtime keeps the admin API, signals and reloads.
 
+use std::cell::Cell;
 use std::io;
 use std::thread::JoinHandle;
 
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
+
+thread_local! {
+    static INDEX: Cell<usize> = const { Cell::new(0) };
+}
+
+/// This thread's worker index, `0..count`; 0 on threads that are not workers. Per-worker
+/// state (the upstream pools' idle stacks) is indexed by it.
+pub fn current() -> usize {
+    INDEX.with(Cell::get)
+}
 
 /// Running worker threads; stopped when dropped (after the connections were drained).
 pub struct Workers {
@@ -36,7 +47,10 @@ impl Workers {
             let stop = stop.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("gatehouse-worker-{i}"))
-                .spawn(move || runtime.block_on(stop.cancelled()))?;
+                .spawn(move || {
+                    INDEX.with(|c| c.set(i));
+                    runtime.block_on(stop.cancelled())
+                })?;
             workers.threads.push(thread);
         }
         Ok(workers)
@@ -72,12 +86,12 @@ mod tests {
                 let (tx, rx) = std::sync::mpsc::channel();
                 h.spawn(async move {
                     let name = std::thread::current().name().map(str::to_owned);
-                    let _ = tx.send(name.unwrap_or_default());
+                    let _ = tx.send(format!("{} {}", name.unwrap_or_default(), current()));
                 });
                 rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap()
             })
             .collect();
-        assert_eq!(names, ["gatehouse-worker-0", "gatehouse-worker-1"]);
+        assert_eq!(names, ["gatehouse-worker-0 0", "gatehouse-worker-1 1"]);
         drop(workers);
     }
 }

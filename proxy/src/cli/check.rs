@@ -23,7 +23,9 @@ pub fn check(config_path: &Path) -> i32 {
     // What else `run` checks before it serves: every upstream's TLS client, the token.
     let mut problems = Vec::new();
     for l in &config.listeners {
-        if let Err(e) = crate::routes::RouteTable::build(l, &config.upstream_tls, now) {
+        if let Err(e) =
+            crate::routes::RouteTable::build(l, &config.upstream_tls, config.workers, now)
+        {
             problems.push(format!("listener \"{}\": {e}", l.name));
         }
     }

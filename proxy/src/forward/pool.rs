@@ -4,8 +4,8 @@
 //! hot path (profiled with callgrind, see `benches/RESULTS.md`): it hashes a pool key, takes
 //! a mutex shared by every thread, and spawns a task per response to wait until the
 //! connection can be reused. This pool belongs to one upstream (no key), keeps a stack of
-//! idle connections per worker thread (its mutex is only contended when a thread's index
-//! collides), and takes a connection back when the response body has ended, when it is
+//! idle connections per worker thread (`crate::workers::current`; only that worker takes
+//! its mutex), and takes a connection back when the response body has ended, when it is
 //! known to be reusable: no task, no waiting.
 //!
 //! An idle connection is reused for at most [`IDLE_TIMEOUT`] after its last response, and
@@ -14,7 +14,6 @@
 //! is sent once more on a new connection.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, Uri};
@@ -79,27 +78,21 @@ impl std::fmt::Debug for H1Pool {
     }
 }
 
-/// This thread's stack among `n`: threads take indexes in turn, once.
-fn shard(n: usize) -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    INDEX.with(|i| *i % n)
-}
-
 impl H1Pool {
-    pub fn new(connector: HttpsConnector<HttpConnector>, connect_to: Uri) -> Self {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    /// A pool with one idle stack for each of `workers` worker threads.
+    pub fn new(connector: HttpsConnector<HttpConnector>, connect_to: Uri, workers: usize) -> Self {
         Self {
             connector,
             connect_to,
-            idle: (0..threads).map(|_| Mutex::new(Vec::new())).collect(),
+            idle: (0..workers.max(1))
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
         }
     }
 
+    /// This worker's stack.
     fn stack(&self) -> &Mutex<Vec<Idle>> {
-        &self.idle[shard(self.idle.len())]
+        &self.idle[crate::workers::current() % self.idle.len()]
     }
 
     /// The most recently used idle connection that is still open and fresh.
