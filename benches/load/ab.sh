@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# A/B of two Gatehouse binaries: the proxy's CPU per operation, runs alternating A, B, A,
+# B, ... so that a change is judged against the machine's drift, not against a number
+# from another hour. Uses the PKI, upstream and configs a `compare.sh --keep` run left.
+#
+# Usage: benches/load/ab.sh WORKDIR MODE PAIRS BIN_A BIN_B
+#   WORKDIR  the work dir `benches/load/compare.sh --keep` printed
+#   MODE     h1 (keep-alive HTTP/1.1, wrk -c32), h2 (h2load -c8 -m10), ecdsa or rsa (full
+#            handshakes: wrk -c16 with Connection: close, session resumption off)
+#   PAIRS    how many A/B pairs (5 is a useful minimum on a shared 2-core VM)
+# Environment: DUR (seconds per run, default 4).
+# Prints one line per pair (µs per operation and operations/s for A and B) and the median
+# of the B/A ratios of CPU per operation. Everything listens on 127.0.0.1; every command is
+# bounded by `timeout`; every process started here is stopped on exit.
+set -euo pipefail
+
+[ $# -eq 5 ] || { sed -n '2,15p' "$0"; exit 2; }
+WORK=$(cd "$1" && pwd)
+MODE=$2 PAIRS=$3 BIN_A=$4 BIN_B=$5
+DUR=${DUR:-4}
+case "$MODE" in h1|h2|ecdsa|rsa) ;; *) echo "MODE must be h1, h2, ecdsa or rsa" >&2; exit 2 ;; esac
+for b in "$BIN_A" "$BIN_B"; do [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }; done
+for t in nginx wrk h2load python3; do
+    command -v "$t" >/dev/null 2>&1 || { echo "$t is missing: run compare.sh first" >&2; exit 2; }
+done
+
+OUT=$WORK/ab
+rm -rf "$OUT"
+mkdir -p "$OUT/state"
+TICK=$(getconf CLK_TCK)
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+wait_port() {
+    local _attempt
+    for _attempt in $(seq 100); do
+        timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+nginx -e "$OUT/upstream.log" -c "$WORK/upstream/nginx.conf" &
+PIDS+=($!)
+up_port=$(grep -o 'listen 127.0.0.1:[0-9]*' "$WORK/upstream/nginx.conf" | head -1 | cut -d: -f2)
+wait_port "$up_port" || { echo "the upstream did not start: $(tail -3 "$OUT/upstream.log")" >&2; exit 1; }
+
+# Handshake modes use the resumption-off instance's config, the others the default one.
+case "$MODE" in
+    ecdsa|rsa) config=$WORK/gatehouse-off/gatehouse.toml ;;
+    *) config=$WORK/gatehouse/gatehouse.toml ;;
+esac
+port=$(free_port)
+sed -e "s|^bind = .*|bind = \"127.0.0.1:$port\"|" -e "s|^state_dir = .*|state_dir = \"$OUT/state\"|" \
+    "$config" >"$OUT/gatehouse.toml"
+
+name=ecdsa
+if [ "$MODE" = rsa ]; then name=rsa; fi
+url="https://$name.bench.test:$port/"
+
+# utime + stime of the process, in clock ticks.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# Starts BIN, warms it up, runs the load, stops it; prints "µs/op ops/s". Runs in this
+# shell (not a subshell), so that an exit here still stops what it started.
+run() { # BIN
+    local pid before after out ops
+    GATEHOUSE_LOG=warn "$1" run --config "$OUT/gatehouse.toml" 2>>"$OUT/gatehouse.log" &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port "$port" || { echo "gatehouse did not start: $(tail -3 "$OUT/gatehouse.log")" >&2; exit 1; }
+    timeout 10 curl -sk --resolve "$name.bench.test:$port:127.0.0.1" "$url" >/dev/null
+    before=$(ticks "$pid")
+    case "$MODE" in
+        h1)
+            out=$(timeout $((DUR + 15)) wrk -t1 -c32 -d"${DUR}s" -s "$WORK/loopback.lua" "$url" 2>&1)
+            ops=$(awk '/ requests in / { print $1 }' <<<"$out") ;;
+        h2)
+            out=$(timeout $((DUR + 15)) h2load -t1 -c8 -m10 -D "$DUR" --connect-to="127.0.0.1:$port" "$url" 2>&1)
+            ops=$(awk '/^requests:/ { print $8 }' <<<"$out") ;;
+        *)
+            out=$(timeout $((DUR + 15)) wrk -t1 -c16 -d"${DUR}s" -H "Connection: close" -s "$WORK/loopback.lua" "$url" 2>&1)
+            ops=$(awk '/ requests in / { print $1 }' <<<"$out") ;;
+    esac
+    after=$(ticks "$pid")
+    kill -TERM "$pid"
+    wait "$pid" 2>/dev/null || true
+    [ "${ops:-0}" -gt 0 ] || { echo "no operations completed: $out" >&2; exit 1; }
+    awk -v b="$before" -v a="$after" -v o="$ops" -v t="$TICK" -v d="$DUR" \
+        'BEGIN { printf "%.2f %.0f\n", (a - b) / t / o * 1e6, o / d }'
+}
+
+: >"$OUT/pairs.txt"
+for i in $(seq "$PAIRS"); do
+    run "$BIN_A" >"$OUT/a.txt"
+    run "$BIN_B" >"$OUT/b.txt"
+    read -r a_cpu a_rate <"$OUT/a.txt"
+    read -r b_cpu b_rate <"$OUT/b.txt"
+    echo "$a_cpu $b_cpu" >>"$OUT/pairs.txt"
+    printf 'pair %d: A %s µs/op %s op/s   B %s µs/op %s op/s\n' "$i" "$a_cpu" "$a_rate" "$b_cpu" "$b_rate"
+done
+awk '{ print $2 / $1 }' "$OUT/pairs.txt" | sort -g |
+    awk '{ r[NR] = $1 } END {
+        m = (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+        printf "B/A CPU per operation: median %.3f (pairs from %.3f to %.3f)\n", m, r[1], r[NR] }'
