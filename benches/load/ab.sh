@@ -7,7 +7,8 @@
 #   WORKDIR  the work dir `benches/load/compare.sh --keep` printed
 #   MODE     h1 (keep-alive HTTP/1.1, wrk -c32), h2 (h2load -c8 -m10), ecdsa or rsa (full
 #            handshakes: wrk -c16 with Connection: close, session resumption off)
-#   PAIRS    how many A/B pairs (5 is a useful minimum on a shared 2-core VM)
+#   PAIRS    how many A/B pairs: 5 at least on a shared 2-core VM, where one binary against
+#            itself scatters by up to ±8% per pair
 # Environment: DUR (seconds per run, default 4).
 # Prints one line per pair (µs per operation and operations/s for A and B) and the median
 # of the B/A ratios of CPU per operation. Everything listens on 127.0.0.1; every command is
@@ -28,23 +29,9 @@ OUT=$WORK/ab
 rm -rf "$OUT"
 mkdir -p "$OUT/state"
 TICK=$(getconf CLK_TCK)
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-
-wait_port() {
-    local _attempt
-    for _attempt in $(seq 100); do
-        timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=benches/load/lib.sh
+. "$(dirname "$0")/lib.sh"
+trap stop_started EXIT
 
 nginx -e "$OUT/upstream.log" -c "$WORK/upstream/nginx.conf" &
 PIDS+=($!)
@@ -56,7 +43,7 @@ case "$MODE" in
     ecdsa|rsa) config=$WORK/gatehouse-off/gatehouse.toml ;;
     *) config=$WORK/gatehouse/gatehouse.toml ;;
 esac
-port=$(free_port)
+port=$(free_ports 1)
 sed -e "s|^bind = .*|bind = \"127.0.0.1:$port\"|" -e "s|^state_dir = .*|state_dir = \"$OUT/state\"|" \
     "$config" >"$OUT/gatehouse.toml"
 

@@ -18,6 +18,8 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
+# shellcheck source=benches/load/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 
 QUICK=0
 OUT=""
@@ -100,18 +102,11 @@ fi
 # --- work dir and cleanup ---------------------------------------------------------------
 WORK=$(mktemp -d /tmp/gatehouse-compare.XXXXXX)
 RESULTS=$WORK/results.tsv
-PIDS=()
 WATCHDOG=""
 cleanup() {
     local rc=$?
     set +e
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null
-    done
+    stop_started
     [ -n "$WATCHDOG" ] && kill "$WATCHDOG" 2>/dev/null
     if [ "$KEEP" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
     exit "$rc"
@@ -125,17 +120,6 @@ trap 'exit 130' INT TERM
     wait "$nap" && kill -TERM $$
 ) >/dev/null 2>&1 &
 WATCHDOG=$!
-
-# Free loopback ports, picked by the kernel.
-free_ports() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
 
 # --- test PKI with the openssl CLI ------------------------------------------------------
 # Two chains, root -> intermediate -> leaf, one ECDSA P-256 and one RSA-2048. Keys stay in
@@ -236,15 +220,6 @@ EOF
     nginx -e "$d/error.log" -c "$d/nginx.conf" &
     PIDS+=($!)
     wait_port "$UP_PORT" || die "upstream nginx did not start: $(cat "$d/error.log")"
-}
-
-wait_port() {
-    local _
-    for _ in $(seq 100); do
-        if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    return 1
 }
 
 # --- the three terminators --------------------------------------------------------------

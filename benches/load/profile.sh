@@ -27,23 +27,9 @@ if ! command -v valgrind >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq valgrind >/dev/null
 fi
 
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-
-wait_port() {
-    local _attempt
-    for _attempt in $(seq 300); do
-        timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=benches/load/lib.sh
+. "$REPO/benches/load/lib.sh"
+trap stop_started EXIT
 
 nginx -e "$OUT/upstream.log" -c "$WORK/upstream/nginx.conf" &
 PIDS+=($!)
@@ -57,7 +43,7 @@ profile() { # TAG PORT COMMAND...
         --callgrind-out-file="$OUT/callgrind.out.$tag.%p" "$@" >"$OUT/$tag.log" 2>&1 &
     wrapper=$!
     PIDS+=("$wrapper")
-    wait_port "$port" || { echo "$tag did not start: $(tail -3 "$OUT/$tag.log")" >&2; exit 1; }
+    wait_port "$port" 300 || { echo "$tag did not start: $(tail -3 "$OUT/$tag.log")" >&2; exit 1; }
     pid=$(pgrep -P "$wrapper")  # valgrind itself, which callgrind_control talks to
     local url="https://ecdsa.bench.test:$port/" to="--connect-to=127.0.0.1:$port"
     timeout 120 h2load --h1 -n 400 -c 4 "$to" "$url" >/dev/null
@@ -85,14 +71,14 @@ profile() { # TAG PORT COMMAND...
     wait "$wrapper" 2>/dev/null || true
 }
 
-port=$(free_port)
+port=$(free_ports 1)
 sed -e "s|^bind = .*|bind = \"127.0.0.1:$port\"|" -e "s|^state_dir = .*|state_dir = \"$OUT/state\"|" \
     "$WORK/gatehouse/gatehouse.toml" >"$OUT/gatehouse.toml"
 mkdir -p "$OUT/state"
 GATEHOUSE_LOG=warn profile gatehouse "$port" "$GH_BIN" run --config "$OUT/gatehouse.toml"
 
 # nginx in one process (no master), for scale.
-port=$(free_port)
+port=$(free_ports 1)
 sed -e "s|^worker_processes .*|worker_processes 1; master_process off;|" \
     -e "s|127.0.0.1:[0-9]* ssl|127.0.0.1:$port ssl|" -e "s|^pid .*|pid $OUT/nginx.pid;|" \
     "$WORK/nginx/nginx.conf" >"$OUT/nginx.conf"
