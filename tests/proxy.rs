@@ -335,6 +335,35 @@ fn slowloris_is_closed_by_the_header_timeout() {
 }
 
 #[test]
+fn a_keep_alive_connection_waits_idle_timeout_not_header_timeout_for_its_next_request() {
+    let (_env, g) = portal_and_engine("header_timeout = 1\nidle_timeout = 30");
+    let addr = g.addr("web");
+    rt().block_on(async {
+        let (tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .expect("h1");
+        tokio::spawn(conn);
+        for round in 0..2 {
+            let req = http::Request::get("/")
+                .header("host", "portal.test")
+                .body(Empty::<bytes::Bytes>::new())
+                .expect("req");
+            let resp = tokio::time::timeout(STEP_TIMEOUT, send.send_request(req))
+                .await
+                .expect("in time")
+                .unwrap_or_else(|e| {
+                    panic!("request {round} on the kept-alive connection failed: {e}")
+                });
+            assert_eq!(resp.status(), 200);
+            let _ = resp.into_body().collect().await;
+            // Longer than header_timeout (1 s) plus its tick, well under idle_timeout.
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+        }
+    });
+}
+
+#[test]
 fn sighup_rotates_the_certificate_while_keep_alive_connections_keep_working() {
     let (mut env, g) = portal_and_engine("");
     let addr = g.addr("web");

@@ -1,11 +1,13 @@
 //! Closes connections that have been idle too long: no bytes either way and no request in
-//! flight. Cheap on the hot path: reads and writes only set a flag; the clock is consulted
-//! once per half-period, when the timer fires.
+//! flight; and, on HTTP/1.1, connections whose request head does not arrive within the
+//! header timeout of its first byte (slowloris). Cheap on the hot path: reads and writes
+//! only set flags; the clock is consulted once per tick, when the one timer of the
+//! connection fires. No timer is created per request.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,17 +16,32 @@ use tokio::time::{Instant, Sleep};
 
 /// Requests in flight on one connection; while any is, the connection is not idle.
 #[derive(Debug, Default)]
-pub struct InFlight(AtomicUsize);
+pub struct InFlight {
+    active: AtomicUsize,
+    /// Set by the clock when bytes of a new request head arrive, cleared when the head is
+    /// complete (a request enters flight).
+    head_pending: AtomicBool,
+    /// The connection was upgraded (WebSocket): what it carries now are not requests.
+    upgraded: AtomicBool,
+}
 
 impl InFlight {
-    /// Marks a request in flight until the guard is dropped.
+    /// Marks a request in flight until the guard is dropped; its head has arrived.
     pub fn enter(self: &Arc<Self>) -> InFlightGuard {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.head_pending.store(false, Ordering::Relaxed);
         InFlightGuard(self.clone())
     }
 
+    /// From now on the connection carries an upgraded protocol: no more request heads to
+    /// time, only idleness.
+    pub fn upgraded(&self) {
+        self.upgraded.store(true, Ordering::Relaxed);
+        self.head_pending.store(false, Ordering::Relaxed);
+    }
+
     fn any(&self) -> bool {
-        self.0.load(Ordering::Relaxed) > 0
+        self.active.load(Ordering::Relaxed) > 0
     }
 }
 
@@ -32,70 +49,117 @@ pub struct InFlightGuard(Arc<InFlight>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// An I/O stream that fails reads with `TimedOut` once it has been idle for between
-/// `idle` and 1.5 × `idle`.
+/// An I/O stream that fails reads with `TimedOut` once it has been idle for between `idle`
+/// and `idle` + one tick, or (with a header timeout) once a request head has taken between
+/// `header` and `header` + one tick since its first byte. A tick is half the shorter of
+/// the two.
 pub struct IdleTimeout<S> {
     inner: S,
     clock: IdleClock,
 }
 
-/// When the stream last moved, in half periods.
+/// How long the stream has been quiet, and how long the current request head has taken,
+/// in ticks.
 struct IdleClock {
     timer: Pin<Box<Sleep>>,
-    half_period: Duration,
-    quiet_half_periods: u8,
+    tick: Duration,
+    /// Quiet ticks that make the connection idle.
+    idle_ticks: u32,
+    quiet_ticks: u32,
     progressed: bool,
     in_flight: Arc<InFlight>,
+    /// Ticks a request head may take; `None`: no header timeout (HTTP/2).
+    head_limit: Option<u32>,
+    /// Ticks since the current request head's first byte, while one is arriving.
+    head_ticks: Option<u32>,
+}
+
+/// Ticks that cover `span`, at least one.
+fn ticks(span: Duration, tick: Duration) -> u32 {
+    let n = span.as_nanos().div_ceil(tick.as_nanos().max(1));
+    u32::try_from(n).unwrap_or(u32::MAX).max(1)
 }
 
 impl<S> IdleTimeout<S> {
-    pub fn new(inner: S, idle: Duration, in_flight: Arc<InFlight>) -> Self {
-        let half_period = idle / 2;
+    /// `header`: the time a request head may take from its first byte (HTTP/1.1), or
+    /// `None`.
+    pub fn new(
+        inner: S,
+        idle: Duration,
+        header: Option<Duration>,
+        in_flight: Arc<InFlight>,
+    ) -> Self {
+        let shortest = header.map_or(idle, |h| h.min(idle));
+        let tick = (shortest / 2).max(Duration::from_millis(1));
         Self {
             inner,
             clock: IdleClock {
-                timer: Box::pin(tokio::time::sleep(half_period)),
-                half_period,
-                quiet_half_periods: 0,
+                timer: Box::pin(tokio::time::sleep(tick)),
+                tick,
+                idle_ticks: ticks(idle, tick),
+                quiet_ticks: 0,
                 progressed: false,
                 in_flight,
+                head_limit: header.map(|h| ticks(h, tick)),
+                head_ticks: None,
             },
         }
     }
 }
 
 impl IdleClock {
-    /// What a read that would block returns: `TimedOut` once the stream was idle too long.
+    /// What a read that would block returns: `TimedOut` once the stream was idle too long
+    /// or a request head took too long.
     fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        if self.expired(cx) {
-            Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection idle too long",
-            )))
-        } else {
-            Poll::Pending
+        match self.expired(cx) {
+            Some(why) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why))),
+            None => Poll::Pending,
         }
     }
 
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Bytes arrived. With a header timeout and no request in flight, they start a request
+    /// head unless one is already arriving.
+    fn read_progress(&mut self) {
+        self.progressed = true;
+        if self.head_limit.is_some()
+            && !self.in_flight.any()
+            && !self.in_flight.head_pending.load(Ordering::Relaxed)
+            && !self.in_flight.upgraded.load(Ordering::Relaxed)
+        {
+            self.in_flight.head_pending.store(true, Ordering::Relaxed);
+            self.head_ticks = Some(0);
+        }
+    }
+
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
         while self.timer.as_mut().poll(cx).is_ready() {
             if self.progressed || self.in_flight.any() {
                 self.progressed = false;
-                self.quiet_half_periods = 0;
+                self.quiet_ticks = 0;
             } else {
-                self.quiet_half_periods += 1;
-                if self.quiet_half_periods >= 2 {
-                    return true;
+                self.quiet_ticks += 1;
+                if self.quiet_ticks >= self.idle_ticks {
+                    return Some("connection idle too long");
                 }
             }
-            let next = Instant::now() + self.half_period;
+            if let (Some(limit), Some(t)) = (self.head_limit, self.head_ticks) {
+                if !self.in_flight.head_pending.load(Ordering::Relaxed) {
+                    // The head arrived: its request entered flight.
+                    self.head_ticks = None;
+                } else if t >= limit {
+                    return Some("request headers took too long");
+                } else {
+                    self.head_ticks = Some(t + 1);
+                }
+            }
+            let next = Instant::now() + self.tick;
             self.timer.as_mut().reset(next);
         }
-        false
+        None
     }
 }
 
@@ -109,7 +173,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
                 if buf.filled().len() > before {
-                    self.clock.progressed = true;
+                    self.clock.read_progress();
                 }
                 Poll::Ready(r)
             }
@@ -124,7 +188,7 @@ impl<S: AsyncBufRead + Unpin> AsyncBufRead for IdleTimeout<S> {
         match Pin::new(&mut this.inner).poll_fill_buf(cx) {
             Poll::Ready(r) => {
                 if matches!(&r, Ok(b) if !b.is_empty()) {
-                    this.clock.progressed = true;
+                    this.clock.read_progress();
                 }
                 Poll::Ready(r)
             }
@@ -184,7 +248,7 @@ mod tests {
     async fn idle_connection_times_out_but_not_while_a_request_is_in_flight() {
         let (client, server) = duplex(64);
         let in_flight = Arc::new(InFlight::default());
-        let mut io = IdleTimeout::new(server, Duration::from_secs(60), in_flight.clone());
+        let mut io = IdleTimeout::new(server, Duration::from_secs(60), None, in_flight.clone());
         let mut client = client;
         client.write_all(b"x").await.unwrap();
         let mut buf = [0u8; 1];
@@ -205,6 +269,124 @@ mod tests {
         assert!(
             idle >= Duration::from_secs(60) && idle <= Duration::from_secs(90),
             "closed after {idle:?}"
+        );
+    }
+
+    /// Reads until the stream fails; returns how long that took and the error.
+    async fn read_until_error<S: AsyncRead + Unpin>(io: &mut S) -> (Duration, io::Error) {
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) => panic!("the peer closed first"),
+                Ok(_) => {}
+                Err(e) => return (started.elapsed(), e),
+            }
+        }
+    }
+
+    /// Writes one byte every `gap`, `count` times, then stays open.
+    fn trickle(mut client: tokio::io::DuplexStream, gap: Duration, count: usize) {
+        tokio::spawn(async move {
+            for _ in 0..count {
+                if client.write_all(b"x").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(gap).await;
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_head_trickling_in_is_cut_at_the_header_timeout() {
+        let (client, server) = duplex(64);
+        let in_flight = Arc::new(InFlight::default());
+        let mut io = IdleTimeout::new(
+            server,
+            Duration::from_secs(60),
+            Some(Duration::from_secs(10)),
+            in_flight,
+        );
+        trickle(client, Duration::from_secs(1), 1000);
+        let (took, err) = read_until_error(&mut io).await;
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            took >= Duration::from_secs(10) && took <= Duration::from_secs(16),
+            "a head still arriving after header_timeout is cut, bytes or not: {took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn between_requests_only_the_idle_timeout_applies() {
+        let (mut client, server) = duplex(64);
+        let in_flight = Arc::new(InFlight::default());
+        let mut io = IdleTimeout::new(
+            server,
+            Duration::from_secs(60),
+            Some(Duration::from_secs(10)),
+            in_flight.clone(),
+        );
+        let mut buf = [0u8; 1];
+        client.write_all(b"x").await.unwrap();
+        io.read_exact(&mut buf).await.unwrap();
+        // The head is complete: its request runs for 20 s, then the connection waits.
+        let guard = in_flight.enter();
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        drop(guard);
+        let (took, err) = read_until_error(&mut io).await;
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            took >= Duration::from_secs(60) && took <= Duration::from_secs(66),
+            "a keep-alive connection waits idle_timeout for its next request, not header_timeout: {took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_request_head_gets_its_own_header_timeout() {
+        let (mut client, server) = duplex(64);
+        let in_flight = Arc::new(InFlight::default());
+        let mut io = IdleTimeout::new(
+            server,
+            Duration::from_secs(60),
+            Some(Duration::from_secs(10)),
+            in_flight.clone(),
+        );
+        let mut buf = [0u8; 1];
+        // Requests every 7 s for a minute: each head arrives at once.
+        for _ in 0..9 {
+            client.write_all(b"x").await.unwrap();
+            io.read_exact(&mut buf).await.unwrap();
+            drop(in_flight.enter());
+            tokio::time::sleep(Duration::from_secs(7)).await;
+        }
+        // Then a head that never completes.
+        trickle(client, Duration::from_secs(1), 1000);
+        let (took, err) = read_until_error(&mut io).await;
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            took >= Duration::from_secs(10) && took <= Duration::from_secs(16),
+            "the unfinished head is cut after header_timeout of its own: {took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upgraded_connection_has_no_header_timeout() {
+        let (client, server) = duplex(64);
+        let in_flight = Arc::new(InFlight::default());
+        let mut io = IdleTimeout::new(
+            server,
+            Duration::from_secs(60),
+            Some(Duration::from_secs(10)),
+            in_flight.clone(),
+        );
+        in_flight.upgraded();
+        trickle(client, Duration::from_secs(1), 100);
+        let (took, err) = read_until_error(&mut io).await;
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            took >= Duration::from_secs(160),
+            "WebSocket traffic keeps it open; only silence (idle_timeout) ends it: {took:?}"
         );
     }
 }

@@ -221,6 +221,7 @@ pub struct HttpListener {
     http2: http2::Builder<TokioExecutor>,
     upstream_timeout: Duration,
     idle_timeout: Duration,
+    header_timeout: Duration,
     tracker: TaskTracker,
 }
 
@@ -233,8 +234,8 @@ impl HttpListener {
     ) -> Self {
         let mut http1 = http1::Builder::new();
         http1
-            .timer(TokioTimer::new())
-            .header_read_timeout(listener.header_timeout)
+            // `header_timeout` is enforced by `IdleTimeout`, without a timer per request.
+            .header_read_timeout(None)
             // Larger request headers get 431 from hyper.
             .max_header_size(listener.max_header_size)
             .max_buf_size(listener.max_header_size.max(8192));
@@ -252,6 +253,7 @@ impl HttpListener {
             http2,
             upstream_timeout: listener.upstream_timeout,
             idle_timeout: listener.idle_timeout,
+            header_timeout: listener.header_timeout,
             tracker,
         }
     }
@@ -268,7 +270,12 @@ impl HttpListener {
         S: AsyncBufRead + AsyncWrite + Unpin + Send + 'static,
     {
         let in_flight = Arc::new(InFlight::default());
-        let mut stream = IdleTimeout::new(stream, self.idle_timeout, in_flight.clone());
+        // HTTP/1.1 request heads get `header_timeout` from their first byte (slowloris);
+        // hyper's own header timer is off: it cost a timer per request, and it ran while
+        // waiting for the next request, which is `idle_timeout`'s job.
+        let header_timeout = (!h2).then_some(self.header_timeout);
+        let mut stream =
+            IdleTimeout::new(stream, self.idle_timeout, header_timeout, in_flight.clone());
         // hyper's connection state (an 8 KiB read and an 8 KiB write buffer for HTTP/1.1) is
         // built when the client starts talking: a client that only connected costs its TLS
         // state alone. Silence here ends as anywhere: `idle_timeout`.
@@ -651,6 +658,7 @@ impl ConnCtx {
                 ));
             };
             let upstream_side = hyper::upgrade::on(&mut resp);
+            self.in_flight.upgraded();
             let name = listener.name.clone();
             // The upgraded stream keeps the connection's slot (max_connections,
             // connections_active) until it ends.
