@@ -272,15 +272,35 @@ mod tests {
         );
     }
 
-    /// Reads until the stream fails; returns how long that took and the error.
-    async fn read_until_error<S: AsyncRead + Unpin>(io: &mut S) -> (Duration, io::Error) {
+    /// An HTTP/1.1 connection's stream: idle_timeout 60 s, header_timeout 10 s.
+    fn http1() -> (
+        tokio::io::DuplexStream,
+        IdleTimeout<tokio::io::DuplexStream>,
+        Arc<InFlight>,
+    ) {
+        let (client, server) = duplex(64);
+        let in_flight = Arc::new(InFlight::default());
+        let io = IdleTimeout::new(
+            server,
+            Duration::from_secs(60),
+            Some(Duration::from_secs(10)),
+            in_flight.clone(),
+        );
+        (client, io, in_flight)
+    }
+
+    /// Reads until the stream fails, which must be a timeout; returns how long it took.
+    async fn time_until_timeout<S: AsyncRead + Unpin>(io: &mut S) -> Duration {
         let started = Instant::now();
         let mut buf = [0u8; 64];
         loop {
             match io.read(&mut buf).await {
                 Ok(0) => panic!("the peer closed first"),
                 Ok(_) => {}
-                Err(e) => return (started.elapsed(), e),
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+                    return started.elapsed();
+                }
             }
         }
     }
@@ -298,94 +318,66 @@ mod tests {
         });
     }
 
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_request_head_trickling_in_is_cut_at_the_header_timeout() {
-        let (client, server) = duplex(64);
-        let in_flight = Arc::new(InFlight::default());
-        let mut io = IdleTimeout::new(
-            server,
-            Duration::from_secs(60),
-            Some(Duration::from_secs(10)),
-            in_flight,
-        );
-        trickle(client, Duration::from_secs(1), 1000);
-        let (took, err) = read_until_error(&mut io).await;
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let (client, mut io, _in_flight) = http1();
+        trickle(client, secs(1), 1000);
+        let took = time_until_timeout(&mut io).await;
         assert!(
-            took >= Duration::from_secs(10) && took <= Duration::from_secs(16),
+            took >= secs(10) && took <= secs(16),
             "a head still arriving after header_timeout is cut, bytes or not: {took:?}"
         );
     }
 
     #[tokio::test(start_paused = true)]
     async fn between_requests_only_the_idle_timeout_applies() {
-        let (mut client, server) = duplex(64);
-        let in_flight = Arc::new(InFlight::default());
-        let mut io = IdleTimeout::new(
-            server,
-            Duration::from_secs(60),
-            Some(Duration::from_secs(10)),
-            in_flight.clone(),
-        );
+        let (mut client, mut io, in_flight) = http1();
         let mut buf = [0u8; 1];
         client.write_all(b"x").await.unwrap();
         io.read_exact(&mut buf).await.unwrap();
         // The head is complete: its request runs for 20 s, then the connection waits.
         let guard = in_flight.enter();
-        tokio::time::sleep(Duration::from_secs(20)).await;
+        tokio::time::sleep(secs(20)).await;
         drop(guard);
-        let (took, err) = read_until_error(&mut io).await;
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let took = time_until_timeout(&mut io).await;
         assert!(
-            took >= Duration::from_secs(60) && took <= Duration::from_secs(66),
+            took >= secs(60) && took <= secs(66),
             "a keep-alive connection waits idle_timeout for its next request, not header_timeout: {took:?}"
         );
     }
 
     #[tokio::test(start_paused = true)]
     async fn each_request_head_gets_its_own_header_timeout() {
-        let (mut client, server) = duplex(64);
-        let in_flight = Arc::new(InFlight::default());
-        let mut io = IdleTimeout::new(
-            server,
-            Duration::from_secs(60),
-            Some(Duration::from_secs(10)),
-            in_flight.clone(),
-        );
+        let (mut client, mut io, in_flight) = http1();
         let mut buf = [0u8; 1];
         // Requests every 7 s for a minute: each head arrives at once.
         for _ in 0..9 {
             client.write_all(b"x").await.unwrap();
             io.read_exact(&mut buf).await.unwrap();
             drop(in_flight.enter());
-            tokio::time::sleep(Duration::from_secs(7)).await;
+            tokio::time::sleep(secs(7)).await;
         }
         // Then a head that never completes.
-        trickle(client, Duration::from_secs(1), 1000);
-        let (took, err) = read_until_error(&mut io).await;
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        trickle(client, secs(1), 1000);
+        let took = time_until_timeout(&mut io).await;
         assert!(
-            took >= Duration::from_secs(10) && took <= Duration::from_secs(16),
+            took >= secs(10) && took <= secs(16),
             "the unfinished head is cut after header_timeout of its own: {took:?}"
         );
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_upgraded_connection_has_no_header_timeout() {
-        let (client, server) = duplex(64);
-        let in_flight = Arc::new(InFlight::default());
-        let mut io = IdleTimeout::new(
-            server,
-            Duration::from_secs(60),
-            Some(Duration::from_secs(10)),
-            in_flight.clone(),
-        );
+        let (client, mut io, in_flight) = http1();
         in_flight.upgraded();
-        trickle(client, Duration::from_secs(1), 100);
-        let (took, err) = read_until_error(&mut io).await;
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        trickle(client, secs(1), 100);
+        let took = time_until_timeout(&mut io).await;
         assert!(
-            took >= Duration::from_secs(160),
+            took >= secs(160),
             "WebSocket traffic keeps it open; only silence (idle_timeout) ends it: {took:?}"
         );
     }
