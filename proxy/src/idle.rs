@@ -37,7 +37,6 @@ impl InFlight {
     /// time, only idleness.
     pub fn upgraded(&self) {
         self.upgraded.store(true, Ordering::Relaxed);
-        self.head_pending.store(false, Ordering::Relaxed);
     }
 
     fn any(&self) -> bool {
@@ -74,8 +73,9 @@ struct IdleClock {
     in_flight: Arc<InFlight>,
     /// Ticks a request head may take; `None`: no header timeout (HTTP/2).
     head_limit: Option<u32>,
-    /// Ticks since the current request head's first byte, while one is arriving.
-    head_ticks: Option<u32>,
+    /// Ticks since the current request head's first byte; counts while
+    /// `in_flight.head_pending` says a head is arriving.
+    head_ticks: u32,
 }
 
 /// Ticks that cover `span`, at least one.
@@ -105,7 +105,7 @@ impl<S> IdleTimeout<S> {
                 progressed: false,
                 in_flight,
                 head_limit: header.map(|h| ticks(h, tick)),
-                head_ticks: None,
+                head_ticks: 0,
             },
         }
     }
@@ -131,7 +131,7 @@ impl IdleClock {
             && !self.in_flight.upgraded.load(Ordering::Relaxed)
         {
             self.in_flight.head_pending.store(true, Ordering::Relaxed);
-            self.head_ticks = Some(0);
+            self.head_ticks = 0;
         }
     }
 
@@ -146,15 +146,14 @@ impl IdleClock {
                     return Some("connection idle too long");
                 }
             }
-            if let (Some(limit), Some(t)) = (self.head_limit, self.head_ticks) {
-                if !self.in_flight.head_pending.load(Ordering::Relaxed) {
-                    // The head arrived: its request entered flight.
-                    self.head_ticks = None;
-                } else if t >= limit {
+            // `head_pending` is cleared when the head's request enters flight.
+            if let Some(limit) = self.head_limit
+                && self.in_flight.head_pending.load(Ordering::Relaxed)
+            {
+                if self.head_ticks >= limit {
                     return Some("request headers took too long");
-                } else {
-                    self.head_ticks = Some(t + 1);
                 }
+                self.head_ticks += 1;
             }
             let next = Instant::now() + self.tick;
             self.timer.as_mut().reset(next);
