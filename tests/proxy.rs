@@ -334,22 +334,40 @@ fn slowloris_is_closed_by_the_header_timeout() {
     });
 }
 
+type KeepAlive = hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>;
+
+/// A keep-alive HTTP/1.1 connection to portal.test (its connection driven on a task), and
+/// the certificate chain it was served.
+async fn portal_keep_alive(
+    addr: std::net::SocketAddr,
+) -> (KeepAlive, Vec<rustls::pki_types::CertificateDer<'static>>) {
+    let (tls, chain) = connect(addr, Some("portal.test")).await.expect("handshake");
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("h1");
+    tokio::spawn(conn);
+    (send, chain)
+}
+
+/// `GET /` for portal.test on `send`.
+fn get_portal(
+    send: &mut KeepAlive,
+) -> impl Future<Output = hyper::Result<hyper::Response<hyper::body::Incoming>>> + use<> {
+    let req = http::Request::get("/")
+        .header("host", "portal.test")
+        .body(Empty::new())
+        .expect("req");
+    send.send_request(req)
+}
+
 #[test]
 fn a_keep_alive_connection_waits_idle_timeout_not_header_timeout_for_its_next_request() {
     let (_env, g) = portal_and_engine("header_timeout = 1\nidle_timeout = 30");
     let addr = g.addr("web");
     rt().block_on(async {
-        let (tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .expect("h1");
-        tokio::spawn(conn);
+        let (mut send, _) = portal_keep_alive(addr).await;
         for round in 0..2 {
-            let req = http::Request::get("/")
-                .header("host", "portal.test")
-                .body(Empty::<bytes::Bytes>::new())
-                .expect("req");
-            let resp = tokio::time::timeout(STEP_TIMEOUT, send.send_request(req))
+            let resp = tokio::time::timeout(STEP_TIMEOUT, get_portal(&mut send))
                 .await
                 .expect("in time")
                 .unwrap_or_else(|e| {
@@ -369,20 +387,9 @@ fn sighup_rotates_the_certificate_while_keep_alive_connections_keep_working() {
     let addr = g.addr("web");
     let old_serial = env.serials["portal"].clone();
     rt().block_on(async {
-        let (tls, chain) = connect(addr, Some("portal.test")).await.expect("handshake");
+        let (mut send, chain) = portal_keep_alive(addr).await;
         assert_eq!(serial_of(&chain[0]), old_serial);
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .expect("h1");
-        tokio::spawn(conn);
-        let get = |send: &mut hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>| {
-            let req = http::Request::get("/")
-                .header("host", "portal.test")
-                .body(Empty::new())
-                .expect("req");
-            send.send_request(req)
-        };
-        let resp = get(&mut send).await.expect("first request");
+        let resp = get_portal(&mut send).await.expect("first request");
         assert_eq!(resp.status(), 200);
         let _ = resp.into_body().collect().await;
 
@@ -404,7 +411,7 @@ fn sighup_rotates_the_certificate_while_keep_alive_connections_keep_working() {
             new_serial,
             "the next handshake gets the new certificate"
         );
-        let resp = get(&mut send)
+        let resp = get_portal(&mut send)
             .await
             .expect("the open keep-alive connection still works");
         assert_eq!(resp.status(), 200);
