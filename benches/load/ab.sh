@@ -5,8 +5,8 @@
 #
 # Usage: benches/load/ab.sh WORKDIR MODE PAIRS BIN_A BIN_B
 #   WORKDIR  the work dir `benches/load/compare.sh --keep` printed
-#   MODE     h1 (keep-alive HTTP/1.1, wrk -c32), h2 (h2load -c8 -m10), ecdsa or rsa (full
-#            handshakes: wrk -c16 with Connection: close, session resumption off)
+#   MODE     h1 (keep-alive HTTP/1.1), h2, ecdsa or rsa (full handshakes, session
+#            resumption off): the loads of compare.sh, with its connection counts
 #   PAIRS    how many A/B pairs: 5 at least on a shared 2-core VM, where one binary against
 #            itself scatters by up to ±8% per pair
 # Environment: DUR (seconds per run, default 4).
@@ -28,7 +28,6 @@ done
 OUT=$WORK/ab
 rm -rf "$OUT"
 mkdir -p "$OUT/state"
-TICK=$(getconf CLK_TCK)
 # shellcheck source=benches/load/lib.sh
 . "$(dirname "$0")/lib.sh"
 trap stop_started EXIT
@@ -51,36 +50,28 @@ name=ecdsa
 if [ "$MODE" = rsa ]; then name=rsa; fi
 url="https://$name.bench.test:$port/"
 
-# utime + stime of the process, in clock ticks.
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-
 # Starts BIN, warms it up, runs the load, stops it; prints "µs/op ops/s". Runs in this
 # shell (not a subshell), so that an exit here still stops what it started.
 run() { # BIN
-    local pid before after out ops
+    local pid before after ops
     GATEHOUSE_LOG=warn "$1" run --config "$OUT/gatehouse.toml" 2>>"$OUT/gatehouse.log" &
     pid=$!
     PIDS+=("$pid")
     wait_port "$port" || { echo "gatehouse did not start: $(tail -3 "$OUT/gatehouse.log")" >&2; exit 1; }
     timeout 10 curl -sk --resolve "$name.bench.test:$port:127.0.0.1" "$url" >/dev/null
-    before=$(ticks "$pid")
+    before=$(cpu_ticks "$pid")
     case "$MODE" in
-        h1)
-            out=$(timeout $((DUR + 15)) wrk -t1 -c32 -d"${DUR}s" -s "$WORK/loopback.lua" "$url" 2>&1)
-            ops=$(awk '/ requests in / { print $1 }' <<<"$out") ;;
-        h2)
-            out=$(timeout $((DUR + 15)) h2load -t1 -c8 -m10 -D "$DUR" --connect-to="127.0.0.1:$port" "$url" 2>&1)
-            ops=$(awk '/^requests:/ { print $8 }' <<<"$out") ;;
-        *)
-            out=$(timeout $((DUR + 15)) wrk -t1 -c16 -d"${DUR}s" -H "Connection: close" -s "$WORK/loopback.lua" "$url" 2>&1)
-            ops=$(awk '/ requests in / { print $1 }' <<<"$out") ;;
+        h1) read -r _ ops _ < <(run_wrk "$url" "$H1_CONNS") ;;
+        h2) read -r _ ops _ < <(run_h2load "$url" -c"$H2_CONNS" -m"$H2_STREAMS") ;;
+        *) read -r _ ops _ < <(run_wrk "$url" "$HS_CONNS" -H "Connection: close") ;;
     esac
-    after=$(ticks "$pid")
+    after=$(cpu_ticks "$pid")
     kill -TERM "$pid"
     wait "$pid" 2>/dev/null || true
-    [ "${ops:-0}" -gt 0 ] || { echo "no operations completed: $out" >&2; exit 1; }
-    awk -v b="$before" -v a="$after" -v o="$ops" -v t="$TICK" -v d="$DUR" \
-        'BEGIN { printf "%.2f %.0f\n", (a - b) / t / o * 1e6, o / d }'
+    [ "${ops:-0}" -gt 0 ] || { echo "no operations completed: see $WORK/tools.log" >&2; exit 1; }
+    awk -v b="$before" -v a="$after" -v o="$ops" -v t="$TICK" -v d="$DUR" 'BEGIN {
+        split(b, x, " "); split(a, y, " ")
+        printf "%.2f %.0f\n", (y[1] + y[2] - x[1] - x[2]) / t / o * 1e6, o / d }'
 }
 
 : >"$OUT/pairs.txt"

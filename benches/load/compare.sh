@@ -49,11 +49,7 @@ fi
 # schedule is cheaper than AES-256-GCM-SHA384's); the anchors are given the same order so
 # that handshakes compare like for like.
 TLS13_SUITES=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
-# Connections per load: enough to keep 2 workers busy, few enough for 2 shared cores.
-H1_CONNS=32          # wrk, keep-alive HTTP/1.1
-H2_CONNS=8           # h2load, HTTP/2 ...
-H2_STREAMS=10        # ... with this many concurrent streams per connection
-HS_CONNS=16          # wrk with "Connection: close": one handshake per request
+# Connections per load (H1_CONNS, H2_CONNS, H2_STREAMS and HS_CONNS are in lib.sh):
 BIG_CONNS=4          # wrk, 1 MiB responses
 LAT_CLIENTS=20       # h2load --h1 --rps: fixed rate = LAT_CLIENTS x LAT_RPS req/s
 LAT_RPS=250
@@ -390,22 +386,6 @@ stop_server() {
     PIDS=("${kept[@]}")
 }
 
-# The process and its children (nginx: master and workers).
-# shellcheck disable=SC2046 # one pid per word
-tree_pids() { echo "$1" $(pgrep -P "$1" || true); }
-
-# "utime stime" in clock ticks, summed over the tree (fields 14 and 15 of /proc/PID/stat).
-cpu_ticks() {
-    local user=0 sys=0 pid line u s
-    for pid in $(tree_pids "$1"); do
-        line=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-        line=${line##*) }
-        read -r u s < <(echo "$line" | awk '{print $12, $13}')
-        user=$(( user + u )); sys=$(( sys + s ))
-    done
-    echo "$user $sys"
-}
-TICK=$(getconf CLK_TCK)
 # "cpu_seconds sys_seconds" between two cpu_ticks readings.
 cpu_delta() { awk -v t="$TICK" -v b="$1" -v a="$2" 'BEGIN { split(b, x, " "); split(a, y, " ");
     printf "%.3f %.3f\n", (y[1] + y[2] - x[1] - x[2]) / t, (y[2] - x[2]) / t }'; }
@@ -492,34 +472,6 @@ function wrk.resolve(host, service)
     wrk.addrs = wrk.lookup("127.0.0.1", service)
 end
 EOF
-
-# Each run_* prints "RATE OPS ERRORS": the tool's rate, the operations done, the failures.
-run_wrk() { # URL CONNS [extra wrk args...]
-    local url=$1 conns=$2 out
-    shift 2
-    out=$(timeout $(( DUR + 15 )) wrk -t1 -c"$conns" -d"${DUR}s" --timeout 5s \
-        -s "$WORK/loopback.lua" "$@" "$url" 2>&1) || { echo "0 0 1"; return; }
-    echo "$out" >>"$WORK/tools.log"
-    awk '
-        / requests in / { ops = $1 }
-        /^Requests\/sec:/ { rate = $2 }
-        /Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
-        /Non-2xx or 3xx responses:/ { err += $5 }
-        END { printf "%s %s %d\n", rate + 0, ops + 0, err }' <<<"$out"
-}
-
-run_h2load() { # URL [extra h2load args...]
-    local url=$1 out port
-    shift
-    port=${url##*:}; port=${port%%/*}
-    out=$(timeout $(( DUR + 15 )) h2load -t1 -D "$DUR" --connect-to="127.0.0.1:$port" \
-        "$@" "$url" 2>&1) || { echo "0 0 1"; return; }
-    echo "$out" >>"$WORK/tools.log"
-    awk '
-        /^finished in/ { rate = $4 }
-        /^requests:/ { ops = $8; err = $10 + $12 }
-        END { printf "%s %s %d\n", rate + 0, ops + 0, err }' <<<"$out"
-}
 
 # One measured run: the tool's rate and ops, and the proxy's CPU over the tool's run.
 # Appends "measure proxy run rate ops errors cpu_seconds" to the results.

@@ -1,4 +1,5 @@
-# Helpers shared by the scripts in benches/load (sourced, not run).
+# Helpers shared by the scripts in benches/load (sourced, not run): stopping what a script
+# started, ports, the load shapes and tools (wrk, h2load) and the proxy's CPU reading.
 #
 # PIDS: processes a script started; stop_started signals them (TERM), waits up to 5 s
 # each, then kills what is left. Scripts call it from their EXIT trap.
@@ -32,4 +33,57 @@ for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
+}
+
+# Connections per load (compare.sh and ab.sh): enough to keep 2 workers busy, few enough
+# for 2 shared cores.
+H1_CONNS=32          # wrk, keep-alive HTTP/1.1
+H2_CONNS=8           # h2load, HTTP/2 ...
+H2_STREAMS=10        # ... with this many concurrent streams per connection
+HS_CONNS=16          # wrk with "Connection: close": one handshake per request
+
+# The process and its children (nginx: master and workers).
+# shellcheck disable=SC2046 # one pid per word
+tree_pids() { echo "$1" $(pgrep -P "$1" || true); }
+
+# "utime stime" in clock ticks, summed over the tree (fields 14 and 15 of /proc/PID/stat).
+cpu_ticks() {
+    local user=0 sys=0 pid line u s
+    for pid in $(tree_pids "$1"); do
+        line=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+        line=${line##*) }
+        read -r u s < <(echo "$line" | awk '{print $12, $13}')
+        user=$(( user + u )); sys=$(( sys + s ))
+    done
+    echo "$user $sys"
+}
+TICK=$(getconf CLK_TCK)
+
+# The load tools, run for DUR seconds against URL; WORK holds loopback.lua and tools.log.
+# Each run_* prints "RATE OPS ERRORS": the tool's rate, the operations done, the failures.
+run_wrk() { # URL CONNS [extra wrk args...]
+    local url=$1 conns=$2 out
+    shift 2
+    out=$(timeout $(( DUR + 15 )) wrk -t1 -c"$conns" -d"${DUR}s" --timeout 5s \
+        -s "$WORK/loopback.lua" "$@" "$url" 2>&1) || { echo "0 0 1"; return; }
+    echo "$out" >>"$WORK/tools.log"
+    awk '
+        / requests in / { ops = $1 }
+        /^Requests\/sec:/ { rate = $2 }
+        /Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
+        /Non-2xx or 3xx responses:/ { err += $5 }
+        END { printf "%s %s %d\n", rate + 0, ops + 0, err }' <<<"$out"
+}
+
+run_h2load() { # URL [extra h2load args...]
+    local url=$1 out port
+    shift
+    port=${url##*:}; port=${port%%/*}
+    out=$(timeout $(( DUR + 15 )) h2load -t1 -D "$DUR" --connect-to="127.0.0.1:$port" \
+        "$@" "$url" 2>&1) || { echo "0 0 1"; return; }
+    echo "$out" >>"$WORK/tools.log"
+    awk '
+        /^finished in/ { rate = $4 }
+        /^requests:/ { ops = $8; err = $10 + $12 }
+        END { printf "%s %s %d\n", rate + 0, ops + 0, err }' <<<"$out"
 }
