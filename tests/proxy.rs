@@ -579,6 +579,72 @@ fn demo_serves_three_components_and_stops_on_ctrl_c() {
     let _ = std::io::stdout().flush();
 }
 
+/// `GET https://portal.test{path}` on an HTTP/2 connection: the body as text.
+fn get_portal_h2(
+    send: &hyper::client::conn::http2::SendRequest<Empty<bytes::Bytes>>,
+    path: &str,
+) -> impl Future<Output = hyper::Result<String>> + use<> {
+    let mut send = send.clone();
+    let req = http::Request::get(format!("https://portal.test{path}"))
+        .body(Empty::new())
+        .expect("req");
+    async move {
+        let resp = send.send_request(req).await?;
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+#[test]
+fn http2_streams_of_one_connection_do_not_wait_for_a_slow_one_which_sigterm_lets_finish() {
+    let (_env, mut g) = portal_and_engine("");
+    let addr = g.addr("web");
+    rt().block_on(async {
+        let config = inspecting_client_config(&[b"h2"]);
+        let (tls, _) = connect_with(config, addr, Some("portal.test"))
+            .await
+            .expect("handshake");
+        let (send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(tls),
+        )
+        .await
+        .expect("h2");
+        tokio::spawn(conn);
+        let slow = tokio::spawn(get_portal_h2(&send, "/slow/3000"));
+        let quick: Vec<_> = (0..20)
+            .map(|i| tokio::spawn(get_portal_h2(&send, &format!("/quick/{i}"))))
+            .collect();
+        for (i, q) in quick.into_iter().enumerate() {
+            let body = tokio::time::timeout(STEP_TIMEOUT, q)
+                .await
+                .expect("quick stream answered")
+                .expect("client task")
+                .expect("quick response");
+            assert!(
+                body.contains(&format!("path=/quick/{i}")),
+                "each stream gets its own answer: {body}"
+            );
+        }
+        assert!(
+            !slow.is_finished(),
+            "the quick streams were answered while the slow one still waited for its upstream"
+        );
+        g.signal("TERM");
+        let body = tokio::time::timeout(STEP_TIMEOUT, slow)
+            .await
+            .expect("slow stream answered")
+            .expect("client task")
+            .expect("slow response");
+        assert!(
+            body.contains("slow=3000"),
+            "an HTTP/2 stream in flight at SIGTERM completes: {body}"
+        );
+    });
+    let status = g.wait_exit(WAIT).expect("exit after drain");
+    assert!(status.success(), "exit 0 after a clean drain: {status:?}");
+}
+
 #[test]
 fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
     let (_env, g) = portal_and_engine("idle_timeout = 2");

@@ -18,7 +18,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncBufRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,6 +30,7 @@ use crate::metrics::ListenerMetrics;
 use crate::routes::{HttpUpstream, Routes, Target};
 
 use super::pool::{Lease, PoolError};
+use super::streams::{StreamExec, WithStreams};
 
 /// The body Gatehouse answers with: the upstream's, streamed, or a short one of its own.
 /// When metrics or the access log are on, it counts the bytes it passes and records the
@@ -217,8 +218,8 @@ pub struct HttpListener {
     pub access_log: bool,
     /// For clients that negotiated `http/1.1` (or no ALPN).
     http1: http1::Builder,
-    /// For clients that negotiated `h2`.
-    http2: http2::Builder<TokioExecutor>,
+    /// For clients that negotiated `h2`; its streams run in their connection's task.
+    http2: http2::Builder<StreamExec>,
     upstream_timeout: Duration,
     idle_timeout: Duration,
     header_timeout: Duration,
@@ -239,7 +240,7 @@ impl HttpListener {
             // Larger request headers get 431 from hyper.
             .max_header_size(listener.max_header_size)
             .max_buf_size(listener.max_header_size.max(8192));
-        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        let mut http2 = http2::Builder::new(StreamExec);
         http2
             .timer(TokioTimer::new())
             // No keep-alive pings: they would count as activity; `IdleTimeout` closes
@@ -299,8 +300,8 @@ impl HttpListener {
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             conn,
         });
-        // Boxed: hyper moves the future (into a task per HTTP/2 stream, into the connection
-        // per HTTP/1.1 request); a pointer moves cheaper than the whole exchange's state.
+        // Boxed: hyper moves the future (into each HTTP/2 stream, into the connection per
+        // HTTP/1.1 request); a pointer moves cheaper than the whole exchange's state.
         let service = hyper::service::service_fn(move |req| {
             let ctx = conn_ctx.clone();
             Box::pin(async move {
@@ -312,11 +313,11 @@ impl HttpListener {
         // connection is boxed at its own protocol's size.
         let io = TokioIo::new(stream);
         let result = if h2 {
-            let conn = Box::pin(self.http2.serve_connection(io, service));
-            drain_on(conn, shutdown, |c| c.graceful_shutdown()).await
+            let conn = WithStreams::new(Box::pin(self.http2.serve_connection(io, service)));
+            drain_on(conn, shutdown, |c| c.conn().graceful_shutdown()).await
         } else {
             let conn = Box::pin(self.http1.serve_connection(io, service).with_upgrades());
-            drain_on(conn, shutdown, |c| c.graceful_shutdown()).await
+            drain_on(conn, shutdown, |c| c.as_mut().graceful_shutdown()).await
         };
         if let Err(e) = result {
             tracing::debug!(listener = %self.name, error = %e, "connection ended with an error");
@@ -326,18 +327,15 @@ impl HttpListener {
 
 /// Runs a connection to its end; on `shutdown`, asks it to finish gracefully (in-flight
 /// requests complete, HTTP/2 clients get GOAWAY) and waits for that.
-async fn drain_on<C, E>(
-    mut conn: Pin<Box<C>>,
+async fn drain_on<C: Future + Unpin>(
+    mut conn: C,
     shutdown: CancellationToken,
-    graceful: impl FnOnce(Pin<&mut C>),
-) -> Result<(), E>
-where
-    C: Future<Output = Result<(), E>>,
-{
+    graceful: impl FnOnce(&mut C),
+) -> C::Output {
     tokio::select! {
-        res = conn.as_mut() => res,
+        res = &mut conn => res,
         _ = shutdown.cancelled() => {
-            graceful(conn.as_mut());
+            graceful(&mut conn);
             conn.await
         }
     }

@@ -4,8 +4,10 @@
 //! - `http`: hyper server (HTTP/1.1 + HTTP/2) → upstream over HTTP/1.1 (`pool`) or, when
 //!   the upstream may speak HTTP/2, hyper-util's pooled client; with upgrades.
 //! - `pool`: keep-alive HTTP/1.1 upstream connections, reused without a task per request.
+//! - `streams`: HTTP/2 streams polled in their connection's task, not a task each.
 //! - `tcp`: `copy_bidirectional` to a TCP upstream, honouring half-close.
 
 pub mod http;
 pub mod pool;
+pub mod streams;
 pub mod tcp;
