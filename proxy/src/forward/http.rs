@@ -620,7 +620,8 @@ impl ConnCtx {
                     *req.uri_mut() = Uri::from(path);
                 }
                 let req = req.map(|inner| UpstreamBody { inner, progress });
-                match self.in_time(pool.send(req), upload.as_deref()).await? {
+                let answer = std::pin::pin!(pool.send(req));
+                match self.in_time(answer, upload.as_deref()).await? {
                     Ok((resp, lease)) => (resp, Some(lease)),
                     Err(PoolError::Connect(e)) => return Err(self.unavailable(&*e, true)),
                     Err(PoolError::Http(e)) => return Err(self.unavailable(&e, false)),
@@ -639,7 +640,8 @@ impl ConnCtx {
                     .build()
                     .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "bad request target\n"))?;
                 let req = req.map(|inner| UpstreamBody { inner, progress });
-                match self.in_time(client.request(req), upload.as_deref()).await? {
+                let answer = std::pin::pin!(client.request(req));
+                match self.in_time(answer, upload.as_deref()).await? {
                     Ok(resp) => (resp, None),
                     Err(e) => return Err(self.unavailable(&e, e.is_connect())),
                 }
@@ -687,16 +689,16 @@ impl ConnCtx {
 
     /// Waits for the upstream's answer for `upstream_timeout` after the last request body
     /// frame it was given; 504 when it stays silent.
+    /// The answer is pinned by the caller: this future holds a pointer to it, not a copy.
     async fn in_time<F: Future>(
         &self,
-        answer: F,
+        mut answer: Pin<&mut F>,
         upload: Option<&Upload>,
     ) -> Result<F::Output, Refusal> {
         let listener = &self.listener;
-        tokio::pin!(answer);
         let mut seen = 0;
         loop {
-            match tokio::time::timeout(listener.upstream_timeout, &mut answer).await {
+            match tokio::time::timeout(listener.upstream_timeout, answer.as_mut()).await {
                 Ok(r) => return Ok(r),
                 Err(_) => match upload.map(|u| u.frames.load(Ordering::Relaxed)) {
                     Some(frames) if frames != seen => seen = frames,

@@ -149,7 +149,9 @@ impl H1Pool {
                 },
             }
         }
-        let mut sender = self.connect().await?;
+        // Boxed: connecting (TCP, perhaps TLS) is the rare path, and its state is most of
+        // this future's size, which every request would otherwise carry and move.
+        let mut sender = Box::pin(self.connect()).await?;
         let resp = sender.send_request(req).await?;
         Ok((resp, Lease { sender }))
     }
