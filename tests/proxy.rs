@@ -41,6 +41,8 @@ fn http1_and_http2_requests_are_forwarded_with_proxy_headers() {
                 "X-Secret: hop-only",
                 "-H",
                 "X-Forwarded-For: 203.0.113.7",
+                "-H",
+                "X-Forwarded-For: 198.51.100.1",
             ],
         );
         let body = text(&out);
@@ -55,7 +57,7 @@ fn http1_and_http2_requests_are_forwarded_with_proxy_headers() {
             format!("host: portal.test:{}", addr.port()),
             format!("x-forwarded-host: portal.test:{}", addr.port()),
             "x-forwarded-proto: https".into(),
-            "x-forwarded-for: 203.0.113.7, 127.0.0.1".into(),
+            "x-forwarded-for: 203.0.113.7, 198.51.100.1, 127.0.0.1".into(),
         ] {
             assert!(
                 body.contains(&expected),
