@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# A/B of two Gatehouse binaries: the proxy's CPU per operation, runs alternating A, B, A,
-# B, ... so that a change is judged against the machine's drift, not against a number
-# from another hour. Uses the PKI, upstream and configs a `compare.sh --keep` run left.
+# A/B of two Gatehouse binaries: the proxy's CPU per operation, in pairs run back to back
+# (A B, B A, A B, ...) so that a change is judged against the machine's drift, not against
+# a number from another hour, and neither binary always runs second. Uses the PKI, upstream and configs a `compare.sh --keep` run left.
 #
 # Usage: benches/load/ab.sh WORKDIR MODE PAIRS BIN_A BIN_B
 #   WORKDIR  the work dir `benches/load/compare.sh --keep` printed
@@ -76,8 +76,15 @@ run() { # BIN
 
 : >"$OUT/pairs.txt"
 for i in $(seq "$PAIRS"); do
-    run "$BIN_A" >"$OUT/a.txt"
-    run "$BIN_B" >"$OUT/b.txt"
+    # Which goes first alternates: the second run of a pair tends to come out faster (one
+    # binary against itself: 6 of 6 pairs, median 0.92), which would favour B.
+    if [ $((i % 2)) = 1 ]; then
+        run "$BIN_A" >"$OUT/a.txt"
+        run "$BIN_B" >"$OUT/b.txt"
+    else
+        run "$BIN_B" >"$OUT/b.txt"
+        run "$BIN_A" >"$OUT/a.txt"
+    fi
     read -r a_cpu a_rate <"$OUT/a.txt"
     read -r b_cpu b_rate <"$OUT/b.txt"
     echo "$a_cpu $b_cpu" >>"$OUT/pairs.txt"
