@@ -172,47 +172,6 @@ fn upstream_errors_are_counted_by_kind() {
 }
 
 #[test]
-fn a_burst_of_connections_is_spread_over_the_workers() {
-    let mut env = Env::new();
-    env.certificate("portal", &["portal.test"]);
-    let config = env.config_with(
-        "workers = 2",
-        &http_listener(http_upstream("portal"), "").replace(", \"engine\"", ""),
-    );
-    let g = Gatehouse::start(&config);
-    let addr = g.addr("web");
-    // 20 connections at once, as a client pool or a browser opens them: held open, idle.
-    let held = rt().block_on(async {
-        let tasks: Vec<_> = (0..20)
-            .map(|_| tokio::spawn(connect(addr, Some("portal.test"))))
-            .collect();
-        let mut held = Vec::new();
-        for t in tasks {
-            let (tls, _) = t.await.expect("client task").expect("handshake");
-            held.push(tls);
-        }
-        held
-    });
-    let m = scrape(&g);
-    let per_worker: Vec<f64> = ["0", "1"]
-        .iter()
-        .map(|w| {
-            metric(
-                &m,
-                &format!(r#"gatehouse_worker_connections{{worker="{w}"}}"#),
-            )
-            .unwrap_or_else(|| panic!("no gauge for worker {w}:\n{m}"))
-        })
-        .collect();
-    assert_eq!(per_worker.iter().sum::<f64>(), 20.0, "{m}");
-    assert!(
-        (per_worker[0] - per_worker[1]).abs() <= 2.0,
-        "connections are spread evenly over the two workers: {per_worker:?}"
-    );
-    drop(held);
-}
-
-#[test]
 fn certs_json_matches_the_served_chain_and_holds_no_key() {
     let (env, g) = portal_and_engine("");
     let (body, code) = curl(&[&g.admin_url("/certs")]);

@@ -39,7 +39,6 @@ pub struct Metrics {
     reload_timestamp: IntGauge,
     handshakes: IntCounterVec,
     connections_active: IntGaugeVec,
-    worker_connections: IntGaugeVec,
     requests: IntCounterVec,
     request_duration: HistogramVec,
     upstream_errors: IntCounterVec,
@@ -95,13 +94,6 @@ impl Metrics {
             Opts::new("gatehouse_connections_active", "Open client connections"),
             &["listener"],
         ));
-        let worker_connections = must(IntGaugeVec::new(
-            Opts::new(
-                "gatehouse_worker_connections",
-                "Open client connections on each worker thread, every listener together",
-            ),
-            &["worker"],
-        ));
         let requests = must(IntCounterVec::new(
             Opts::new(
                 "gatehouse_http_requests_total",
@@ -138,7 +130,6 @@ impl Metrics {
             Box::new(reload_timestamp.clone()),
             Box::new(handshakes.clone()),
             Box::new(connections_active.clone()),
-            Box::new(worker_connections.clone()),
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(upstream_errors.clone()),
@@ -154,7 +145,6 @@ impl Metrics {
             reload_timestamp,
             handshakes,
             connections_active,
-            worker_connections,
             requests,
             request_duration,
             upstream_errors,
@@ -217,22 +207,6 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         replace_series(&self.upstream_insecure, &mut published.insecure, series);
-    }
-
-    /// One gauge per worker thread, counting the connections it serves: what spreads new
-    /// connections across workers (`crate::listener::Spread`). Exported when metrics are on;
-    /// counted all the same when they are off.
-    pub fn worker_connections(&self, workers: usize) -> Box<[IntGauge]> {
-        (0..workers)
-            .map(|w| {
-                if self.enabled {
-                    self.worker_connections
-                        .with_label_values(&[w.to_string().as_str()])
-                } else {
-                    must(IntGauge::new("worker_connections", "unexported"))
-                }
-            })
-            .collect()
     }
 
     /// Handles for one listener, resolved now so recording never looks labels up.

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin;
 use crate::config::{Config, ConfigError, Protocol};
 use crate::forward::http::HttpListener;
-use crate::listener::{ListenerState, Spread, accept_loop};
+use crate::listener::{ListenerState, accept_loop};
 use crate::metrics::Metrics;
 use crate::routes::{RouteTable, Routes};
 use crate::tls::{self, ListenerTls, TlsOptions};
@@ -274,22 +274,16 @@ impl Running {
             workers = config.workers,
             "serving connections on worker threads"
         );
-        let spread = Arc::new(Spread::new(
-            workers.handles(),
-            metrics.worker_connections(config.workers),
-        ));
         for (handles, state) in sockets {
             // `max_connections` counts the listener's connections on every worker.
             let permits = Arc::new(Semaphore::new(state.config.max_connections));
-            for (me, (socket, worker)) in handles.into_iter().zip(workers.handles()).enumerate() {
+            for (socket, worker) in handles.into_iter().zip(workers.handles()) {
                 worker.spawn(accept_loop(
                     socket,
                     state.clone(),
                     permits.clone(),
                     tracker.clone(),
                     shutdown.clone(),
-                    spread.clone(),
-                    me,
                 ));
             }
         }

@@ -1,9 +1,8 @@
 //! The threads that serve connections: one single-threaded tokio runtime per worker, each
 //! accepting on its own handle of every listening socket, as nginx's worker processes do.
 //!
-//! A connection, its requests, its upstream connections and its timers stay on one thread:
-//! the one that accepted it, or the less busy one it was handed to right after
-//! (`crate::listener::Spread`). tokio's multi-thread runtime moved work between threads and woke idle
+//! A connection, its requests, its upstream connections and its timers stay on the thread
+//! that accepted it. tokio's multi-thread runtime moved work between threads and woke idle
 //! threads to steal it: a quarter of the CPU per proxied request on a 2-core machine
 //! (`benches/RESULTS.md`). The main runtime keeps the admin API, signals and reloads.
 
