@@ -581,6 +581,32 @@ fn demo_serves_three_components_and_stops_on_ctrl_c() {
     let _ = std::io::stdout().flush();
 }
 
+/// An HTTP/2 connection to portal.test (ALPN checked); its connection task runs on `rt()`
+/// and ends when the connection closes.
+async fn portal_h2(
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let config = inspecting_client_config(&[b"h2"]);
+    let (tls, _) = connect_with(config, addr, Some("portal.test"))
+        .await
+        .expect("handshake");
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "ALPN picks h2"
+    );
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .expect("h2");
+    (send, tokio::spawn(conn))
+}
+
 /// `GET https://portal.test{path}` on an HTTP/2 connection: the body as text.
 fn get_portal_h2(
     send: &hyper::client::conn::http2::SendRequest<Empty<bytes::Bytes>>,
@@ -602,17 +628,7 @@ fn http2_streams_of_one_connection_do_not_wait_for_a_slow_one_which_sigterm_lets
     let (_env, mut g) = portal_and_engine("");
     let addr = g.addr("web");
     rt().block_on(async {
-        let config = inspecting_client_config(&[b"h2"]);
-        let (tls, _) = connect_with(config, addr, Some("portal.test"))
-            .await
-            .expect("handshake");
-        let (send, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            TokioIo::new(tls),
-        )
-        .await
-        .expect("h2");
-        tokio::spawn(conn);
+        let (send, _conn) = portal_h2(addr).await;
         let slow = tokio::spawn(get_portal_h2(&send, "/slow/3000"));
         let quick: Vec<_> = (0..20)
             .map(|i| tokio::spawn(get_portal_h2(&send, &format!("/quick/{i}"))))
@@ -652,22 +668,7 @@ fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
     let (_env, g) = portal_and_engine("idle_timeout = 2");
     let addr = g.addr("web");
     rt().block_on(async {
-        let config = inspecting_client_config(&[b"h2"]);
-        let (tls, _) = connect_with(config, addr, Some("portal.test"))
-            .await
-            .expect("handshake");
-        assert_eq!(
-            tls.get_ref().1.alpn_protocol(),
-            Some(&b"h2"[..]),
-            "ALPN picks h2"
-        );
-        let (mut send, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            TokioIo::new(tls),
-        )
-        .await
-        .expect("h2");
-        let conn = tokio::spawn(conn);
+        let (mut send, conn) = portal_h2(addr).await;
         let req = http::Request::get("https://portal.test/")
             .body(Empty::<bytes::Bytes>::new())
             .expect("req");
