@@ -623,6 +623,15 @@ fn get_portal_h2(
     }
 }
 
+/// What a spawned [`get_portal_h2`] got, within `STEP_TIMEOUT`.
+async fn body_of(task: tokio::task::JoinHandle<hyper::Result<String>>, what: &str) -> String {
+    tokio::time::timeout(STEP_TIMEOUT, task)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer in {STEP_TIMEOUT:?}"))
+        .expect("client task")
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
 #[test]
 fn http2_streams_of_one_connection_do_not_wait_for_a_slow_one_which_sigterm_lets_finish() {
     let (_env, mut g) = portal_and_engine("");
@@ -634,11 +643,7 @@ fn http2_streams_of_one_connection_do_not_wait_for_a_slow_one_which_sigterm_lets
             .map(|i| tokio::spawn(get_portal_h2(&send, &format!("/quick/{i}"))))
             .collect();
         for (i, q) in quick.into_iter().enumerate() {
-            let body = tokio::time::timeout(STEP_TIMEOUT, q)
-                .await
-                .expect("quick stream answered")
-                .expect("client task")
-                .expect("quick response");
+            let body = body_of(q, "quick stream").await;
             assert!(
                 body.contains(&format!("path=/quick/{i}")),
                 "each stream gets its own answer: {body}"
@@ -649,11 +654,7 @@ fn http2_streams_of_one_connection_do_not_wait_for_a_slow_one_which_sigterm_lets
             "the quick streams were answered while the slow one still waited for its upstream"
         );
         g.signal("TERM");
-        let body = tokio::time::timeout(STEP_TIMEOUT, slow)
-            .await
-            .expect("slow stream answered")
-            .expect("client task")
-            .expect("slow response");
+        let body = body_of(slow, "slow stream").await;
         assert!(
             body.contains("slow=3000"),
             "an HTTP/2 stream in flight at SIGTERM completes: {body}"
