@@ -11,7 +11,8 @@
 //! The streams of one connection therefore run on one thread, with the connection, like
 //! everything else of the connection (`crate::workers`). They end with it: when the
 //! connection is over (the client went away, or every stream finished after a graceful
-//! shutdown), no stream has anyone left to answer.
+//! shutdown), no stream has anyone left to answer. A panic in a stream (a bug: nothing
+//! here panics on input) ends its connection, where it used to end only its task.
 
 use std::cell::RefCell;
 use std::pin::Pin;
@@ -110,18 +111,22 @@ impl<C: Future> Future for WithStreams<C> {
 
 /// Runs `poll` with [`StreamExec`] putting the streams it starts into `started`.
 fn collect_started<T>(started: &mut Vec<Stream>, poll: impl FnOnce() -> T) -> T {
-    /// Takes the collected streams back even if `poll` panics, so that no later
-    /// [`StreamExec::execute`] on this thread puts a stream where nobody polls it.
-    struct Collecting<'a>(&'a mut Vec<Stream>);
+    /// Takes the collected streams back and restores what was collecting before, even if
+    /// `poll` panics, so that no later [`StreamExec::execute`] on this thread puts a stream
+    /// where nobody polls it.
+    struct Collecting<'a> {
+        started: &'a mut Vec<Stream>,
+        outer: Option<Vec<Stream>>,
+    }
     impl Drop for Collecting<'_> {
         fn drop(&mut self) {
-            if let Some(started) = STARTED.take() {
-                *self.0 = started;
+            if let Some(started) = STARTED.replace(self.outer.take()) {
+                *self.started = started;
             }
         }
     }
-    STARTED.set(Some(std::mem::take(started)));
-    let _collecting = Collecting(started);
+    let outer = STARTED.replace(Some(std::mem::take(started)));
+    let _collecting = Collecting { started, outer };
     poll()
 }
 
@@ -185,6 +190,18 @@ mod tests {
             [conn_task; 3],
             "every stream ran in the connection's task, none in a task of its own"
         );
+    }
+
+    #[test]
+    fn a_nested_collection_leaves_the_outer_one_its_streams() {
+        let (mut outer, mut inner) = (Vec::new(), Vec::new());
+        collect_started(&mut outer, || {
+            StreamExec.execute(async {});
+            collect_started(&mut inner, || StreamExec.execute(async {}));
+            StreamExec.execute(async {});
+        });
+        assert_eq!((outer.len(), inner.len()), (2, 1));
+        assert!(STARTED.take().is_none(), "nothing collects afterwards");
     }
 
     #[tokio::test]
