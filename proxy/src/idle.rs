@@ -304,6 +304,19 @@ mod tests {
         }
     }
 
+    /// A one-byte request head from the client, read by the server: its request enters
+    /// flight until the guard is dropped.
+    async fn one_head(
+        client: &mut tokio::io::DuplexStream,
+        io: &mut IdleTimeout<tokio::io::DuplexStream>,
+        in_flight: &Arc<InFlight>,
+    ) -> InFlightGuard {
+        let mut buf = [0u8; 1];
+        client.write_all(b"x").await.unwrap();
+        io.read_exact(&mut buf).await.unwrap();
+        in_flight.enter()
+    }
+
     /// Writes one byte every `gap`, `count` times, then stays open.
     fn trickle(mut client: tokio::io::DuplexStream, gap: Duration, count: usize) {
         tokio::spawn(async move {
@@ -335,11 +348,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn between_requests_only_the_idle_timeout_applies() {
         let (mut client, mut io, in_flight) = http1();
-        let mut buf = [0u8; 1];
-        client.write_all(b"x").await.unwrap();
-        io.read_exact(&mut buf).await.unwrap();
         // The head is complete: its request runs for 20 s, then the connection waits.
-        let guard = in_flight.enter();
+        let guard = one_head(&mut client, &mut io, &in_flight).await;
         tokio::time::sleep(secs(20)).await;
         drop(guard);
         let took = time_until_timeout(&mut io).await;
@@ -352,12 +362,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn each_request_head_gets_its_own_header_timeout() {
         let (mut client, mut io, in_flight) = http1();
-        let mut buf = [0u8; 1];
         // Requests every 7 s for a minute: each head arrives at once.
         for _ in 0..9 {
-            client.write_all(b"x").await.unwrap();
-            io.read_exact(&mut buf).await.unwrap();
-            drop(in_flight.enter());
+            drop(one_head(&mut client, &mut io, &in_flight).await);
             tokio::time::sleep(secs(7)).await;
         }
         // Then a head that never completes.
