@@ -255,6 +255,73 @@ fn unreachable_upstream_is_502_slow_upstream_is_504_and_the_listener_keeps_servi
     );
 }
 
+#[test]
+fn upstream_timeout_applies_afresh_to_every_request_of_a_keep_alive_connection() {
+    // Each connection keeps its upstream timer between requests (`proxy::deadline`). The
+    // requests start 1.5 s apart (curl's --rate), so the first request's deadline passes
+    // while the connection waits: the second request's 504 must still come a full
+    // `upstream_timeout` after it was sent, and a timer that fired must fire again.
+    let (env, g) = portal_and_engine("upstream_timeout = 1");
+    let addr = g.addr("web");
+    let url = |path: &str| format!("https://portal.test:{}{path}", addr.port());
+    for protocol in ["--http1.1", "--http2"] {
+        let (first, second, third) = (url("/slow/700"), url("/hang"), url("/"));
+        let out = env.curl(
+            addr,
+            "portal.test",
+            "/hang",
+            &[
+                protocol,
+                "--rate",
+                "40/m",
+                "-o",
+                "/dev/null",
+                "-o",
+                "/dev/null",
+                "-o",
+                "/dev/null",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{num_connects} %{time_total}\n",
+                &first,
+                &second,
+                &third,
+            ],
+        );
+        let lines: Vec<(String, String, f64)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split(' ');
+                Some((
+                    f.next()?.to_owned(),
+                    f.next()?.to_owned(),
+                    f.next()?.parse().ok()?,
+                ))
+            })
+            .collect();
+        let codes: Vec<&str> = lines.iter().map(|(c, _, _)| c.as_str()).collect();
+        let connects: Vec<&str> = lines.iter().map(|(_, n, _)| n.as_str()).collect();
+        assert_eq!(
+            codes,
+            ["200", "504", "200", "504"],
+            "{protocol}: {}",
+            text(&out)
+        );
+        assert_eq!(
+            connects,
+            ["1", "0", "0", "0"],
+            "{protocol}: one connection for all four"
+        );
+        for (i, (_, _, took)) in lines.iter().enumerate().filter(|(_, l)| l.0 == "504") {
+            assert!(
+                (0.9..10.0).contains(took),
+                "{protocol}: request {i} got its 504 after {took} s, not after upstream_timeout (1 s)"
+            );
+        }
+    }
+}
+
 /// The `peer=PORT` line of the echo upstream: which upstream connection served a request.
 fn upstream_peer(body: &str) -> String {
     body.lines()

@@ -12,7 +12,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
+
+use crate::deadline::Deadline;
 
 /// Requests in flight on one connection; while any is, the connection is not idle.
 #[derive(Debug, Default)]
@@ -64,7 +66,8 @@ pub struct IdleTimeout<S> {
 /// How long the stream has been quiet, and how long the current request head has taken,
 /// in ticks.
 struct IdleClock {
-    timer: Pin<Box<Sleep>>,
+    /// The next tick; a read that would block waits on it.
+    timer: Deadline,
     tick: Duration,
     /// Quiet ticks that make the connection idle.
     idle_ticks: u32,
@@ -98,7 +101,7 @@ impl<S> IdleTimeout<S> {
         Self {
             inner,
             clock: IdleClock {
-                timer: Box::pin(tokio::time::sleep(tick)),
+                timer: Deadline::new(Instant::now() + tick),
                 tick,
                 idle_ticks: ticks(idle, tick),
                 quiet_ticks: 0,
@@ -136,7 +139,7 @@ impl IdleClock {
     }
 
     fn expired(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
-        while self.timer.as_mut().poll(cx).is_ready() {
+        while self.timer.poll_expired(cx).is_ready() {
             if self.progressed || self.in_flight.any() {
                 self.progressed = false;
                 self.quiet_ticks = 0;
@@ -156,7 +159,7 @@ impl IdleClock {
                 self.head_ticks += 1;
             }
             let next = Instant::now() + self.tick;
-            self.timer.as_mut().reset(next);
+            self.timer.reset(next);
         }
         None
     }

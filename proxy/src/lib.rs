@@ -10,6 +10,7 @@
 //! - `workers`: the threads (one event loop each) that serve connections.
 //! - `listener`: accept loop with connection limits.
 //! - `idle`: closes connections idle too long.
+//! - `deadline`: a timer reused by waits that repeat (idle clock, upstream answers).
 //! - `forward`: HTTP reverse proxying and TCP piping.
 //! - `server`: a running instance ([`server::Running`]): start, reload, drain.
 //! - `metrics`: Prometheus metrics with per-listener handles.
@@ -23,6 +24,7 @@ pub mod admin;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod deadline;
 pub mod forward;
 pub mod host;
 pub mod idle;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Listener;
+use crate::deadline::Deadline;
 use crate::idle::{IdleTimeout, InFlight, InFlightGuard};
 use crate::listener::ConnectionSlot;
 use crate::metrics::ListenerMetrics;
@@ -299,6 +300,7 @@ impl HttpListener {
             peer: HeaderValue::from_str(&conn.peer.to_canonical().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             conn,
+            timers: Timers::default(),
         });
         // Boxed: hyper moves the future (into each HTTP/2 stream, into the connection per
         // HTTP/1.1 request); a pointer moves cheaper than the whole exchange's state.
@@ -361,6 +363,36 @@ struct ConnCtx {
     /// The client's address, rendered once per connection.
     peer: HeaderValue,
     conn: Conn,
+    /// Upstream-answer timers, kept for the connection's next requests.
+    timers: Timers,
+}
+
+/// The [`Deadline`]s a connection's requests wait on for their upstream's answer, kept
+/// between requests: a kept timer moved to a later deadline stays in tokio's timer wheel,
+/// where a new one per request was filed and removed under the wheel's lock. HTTP/1.1
+/// keeps one; HTTP/2 as many as streams waited at the same time.
+#[derive(Default)]
+struct Timers(std::sync::Mutex<Vec<Deadline>>);
+
+impl Timers {
+    /// A kept timer moved to `at`, or a new one.
+    fn take(&self, at: tokio::time::Instant) -> Deadline {
+        match self.0.lock().ok().and_then(|mut kept| kept.pop()) {
+            Some(mut timer) => {
+                timer.reset(at);
+                timer
+            }
+            None => Deadline::new(at),
+        }
+    }
+
+    /// Keeps `timer` for a later request. (A request dropped while it waits drops its
+    /// timer; the next one makes a new one.)
+    fn put_back(&self, timer: Deadline) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.push(timer);
+        }
+    }
 }
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1), and `Upgrade`, which
@@ -700,18 +732,32 @@ impl ConnCtx {
         upload: Option<&Upload>,
     ) -> Result<F::Output, Refusal> {
         let listener = &self.listener;
+        let timeout = listener.upstream_timeout;
+        let mut timer = self.timers.take(tokio::time::Instant::now() + timeout);
         let mut seen = 0;
-        loop {
-            match tokio::time::timeout(listener.upstream_timeout, answer.as_mut()).await {
-                Ok(r) => return Ok(r),
-                Err(_) => match upload.map(|u| u.frames.load(Ordering::Relaxed)) {
-                    Some(frames) if frames != seen => seen = frames,
-                    _ => break,
-                },
+        let answered = std::future::poll_fn(|cx| {
+            loop {
+                if let Poll::Ready(r) = answer.as_mut().poll(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                std::task::ready!(timer.poll_expired(cx));
+                match upload.map(|u| u.frames.load(Ordering::Relaxed)) {
+                    // The body is still flowing: the upstream's time starts again.
+                    Some(frames) if frames != seen => {
+                        seen = frames;
+                        timer.reset(tokio::time::Instant::now() + timeout);
+                    }
+                    _ => return Poll::Ready(None),
+                }
             }
+        });
+        let answered = answered.await;
+        self.timers.put_back(timer);
+        if let Some(r) = answered {
+            return Ok(r);
         }
         listener.metrics.upstream_error("timeout");
-        tracing::warn!(listener = %listener.name, upstream = %self.conn.target.upstream, timeout = ?listener.upstream_timeout, "upstream timed out: 504");
+        tracing::warn!(listener = %listener.name, upstream = %self.conn.target.upstream, timeout = ?timeout, "upstream timed out: 504");
         Err(Refusal(
             StatusCode::GATEWAY_TIMEOUT,
             "504 Gateway Timeout: the upstream did not answer in time\n",

@@ -1,0 +1,196 @@
+//! A timer kept for waits that repeat: the upstream's answer to each request of a
+//! connection, the tick of a connection's idle clock.
+//!
+//! A fresh tokio [`Sleep`] per wait is filed into the runtime's timer wheel on its first
+//! poll and taken out again when dropped, each under the wheel's lock. A kept `Sleep` moved
+//! to a later deadline stays filed: tokio stores the new deadline with one atomic operation
+//! and re-files the timer when the wheel reaches the old one. And a poll of a timer that
+//! already holds this task's waker and has not fired changes nothing, so
+//! [`Deadline::poll_expired`] skips it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::time::{Instant, Sleep};
+
+/// A reusable deadline; see the module doc.
+#[derive(Debug)]
+pub struct Deadline {
+    sleep: Pin<Box<Sleep>>,
+    /// The waker the timer holds since it was last polled pending; `None` when that is not
+    /// known (never polled, fired, or moved earlier).
+    armed: Option<Waker>,
+    /// The runtime is single-threaded: its timers fire only while it parks, never during a
+    /// poll of this timer's task, so `armed` stays true until the next poll sees it fired.
+    /// On a multi-threaded runtime a timer can fire between a check and a reset, and every
+    /// wait polls the timer.
+    exclusive: bool,
+}
+
+impl Deadline {
+    /// A deadline at `at`. Must be called within a tokio runtime with time enabled.
+    pub fn new(at: Instant) -> Self {
+        let exclusive = Handle::try_current()
+            .is_ok_and(|h| matches!(h.runtime_flavor(), RuntimeFlavor::CurrentThread));
+        Self {
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+            armed: None,
+            exclusive,
+        }
+    }
+
+    /// Moves the deadline. A later one (the usual case) keeps the timer filed and its waker.
+    pub fn reset(&mut self, at: Instant) {
+        // A fired timer gave its waker away; an earlier deadline re-files it and may fire it
+        // on the spot: either way the next wait polls it.
+        if self.sleep.is_elapsed() || at < self.sleep.deadline() {
+            self.armed = None;
+        }
+        self.sleep.as_mut().reset(at);
+    }
+
+    /// Ready once the deadline has passed; until then the task of `cx` is woken when it
+    /// passes.
+    pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(waker) = &self.armed
+            && waker.will_wake(cx.waker())
+            && !self.sleep.is_elapsed()
+        {
+            return Poll::Pending;
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.armed = None;
+                Poll::Ready(())
+            }
+            Poll::Pending => {
+                if self.exclusive && !self.armed.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    self.armed = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    /// Counts its wakes.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn waker() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count::default());
+        (count.clone(), Waker::from(count))
+    }
+
+    /// Lets the paused clock run to `at` and the timer driver fire what is due.
+    async fn advance_to(at: Instant) {
+        tokio::time::advance(at.saturating_duration_since(Instant::now())).await;
+        tokio::task::yield_now().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_moved_later_wakes_its_waiter_at_the_new_time_only() {
+        let start = Instant::now();
+        let mut d = Deadline::new(start + Duration::from_secs(10));
+        let (count, w) = waker();
+        let mut cx = Context::from_waker(&w);
+        assert!(d.poll_expired(&mut cx).is_pending());
+        d.reset(start + Duration::from_secs(30));
+        assert!(d.poll_expired(&mut cx).is_pending());
+        advance_to(start + Duration::from_secs(20)).await;
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            0,
+            "the old deadline wakes no one"
+        );
+        assert!(d.poll_expired(&mut cx).is_pending());
+        advance_to(start + Duration::from_secs(31)).await;
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "the new deadline wakes the waiter"
+        );
+        assert!(d.poll_expired(&mut cx).is_ready());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fired_deadline_reset_later_wakes_again() {
+        let start = Instant::now();
+        let mut d = Deadline::new(start + Duration::from_secs(1));
+        let (count, w) = waker();
+        let mut cx = Context::from_waker(&w);
+        assert!(d.poll_expired(&mut cx).is_pending());
+        advance_to(start + Duration::from_secs(2)).await;
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        // Reset before the fired timer is polled: it gave its waker away when it fired.
+        d.reset(start + Duration::from_secs(5));
+        assert!(d.poll_expired(&mut cx).is_pending());
+        advance_to(start + Duration::from_secs(6)).await;
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            2,
+            "a fired timer that is reset must take the waker again"
+        );
+        assert!(d.poll_expired(&mut cx).is_ready());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_waited_on_by_another_task_wakes_that_task() {
+        let start = Instant::now();
+        let mut d = Deadline::new(start + Duration::from_secs(5));
+        let (first, w1) = waker();
+        let (second, w2) = waker();
+        assert!(d.poll_expired(&mut Context::from_waker(&w1)).is_pending());
+        assert!(d.poll_expired(&mut Context::from_waker(&w2)).is_pending());
+        advance_to(start + Duration::from_secs(6)).await;
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            second.0.load(Ordering::SeqCst),
+            1,
+            "the last waiter is woken"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_moved_earlier_fires_at_the_earlier_time() {
+        let start = Instant::now();
+        let mut d = Deadline::new(start + Duration::from_secs(30));
+        let (count, w) = waker();
+        let mut cx = Context::from_waker(&w);
+        assert!(d.poll_expired(&mut cx).is_pending());
+        d.reset(start + Duration::from_secs(3));
+        assert!(d.poll_expired(&mut cx).is_pending());
+        advance_to(start + Duration::from_secs(4)).await;
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(d.poll_expired(&mut cx).is_ready());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_multi_threaded_runtime_every_wait_polls_the_timer() {
+        let mut d = Deadline::new(Instant::now() + Duration::from_millis(50));
+        let (_count, w) = waker();
+        assert!(d.poll_expired(&mut Context::from_waker(&w)).is_pending());
+        assert!(d.armed.is_none(), "no waker is trusted to stay registered");
+        let waited = std::future::poll_fn(|cx| d.poll_expired(cx));
+        tokio::time::timeout(Duration::from_secs(10), waited)
+            .await
+            .expect("the deadline fires");
+    }
+}
