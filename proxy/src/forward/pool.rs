@@ -162,17 +162,18 @@ impl H1Pool {
         if lease.sender.is_closed() {
             return;
         }
+        let now = Instant::now();
         let mut stack = self.stack().lock().unwrap_or_else(|e| e.into_inner());
         // The bottom of the stack is the longest idle.
         let expired = stack
             .iter()
-            .take_while(|i| i.since.elapsed() >= IDLE_TIMEOUT)
+            .take_while(|i| now.saturating_duration_since(i.since) >= IDLE_TIMEOUT)
             .count();
         stack.drain(..expired);
         if stack.len() < MAX_IDLE_PER_THREAD {
             stack.push(Idle {
                 sender: lease.sender,
-                since: Instant::now(),
+                since: now,
             });
         }
     }
