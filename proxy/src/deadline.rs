@@ -94,57 +94,60 @@ mod tests {
         }
     }
 
+    /// A waker and the count of its wakes.
     fn waker() -> (Arc<Count>, Waker) {
         let count = Arc::new(Count::default());
         (count.clone(), Waker::from(count))
     }
 
-    /// Lets the paused clock run to `at` and the timer driver fire what is due.
-    async fn advance_to(at: Instant) {
+    fn wakes(count: &Count) -> usize {
+        count.0.load(Ordering::SeqCst)
+    }
+
+    /// `secs` after `start`: lets the paused clock run there and the timer driver fire what
+    /// is due.
+    async fn advance_to(start: Instant, secs: u64) {
+        let at = start + Duration::from_secs(secs);
         tokio::time::advance(at.saturating_duration_since(Instant::now())).await;
         tokio::task::yield_now().await;
     }
 
+    /// A deadline `secs` from now that a waiter has polled once; the start, the deadline,
+    /// the waiter's waker and the count of its wakes.
+    fn waited_on(secs: u64) -> (Instant, Deadline, Waker, Arc<Count>) {
+        let start = Instant::now();
+        let mut d = Deadline::new(start + Duration::from_secs(secs));
+        let (count, w) = waker();
+        assert!(d.poll_expired(&mut Context::from_waker(&w)).is_pending());
+        (start, d, w, count)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_deadline_moved_later_wakes_its_waiter_at_the_new_time_only() {
-        let start = Instant::now();
-        let mut d = Deadline::new(start + Duration::from_secs(10));
-        let (count, w) = waker();
+        let (start, mut d, w, count) = waited_on(10);
         let mut cx = Context::from_waker(&w);
-        assert!(d.poll_expired(&mut cx).is_pending());
         d.reset(start + Duration::from_secs(30));
         assert!(d.poll_expired(&mut cx).is_pending());
-        advance_to(start + Duration::from_secs(20)).await;
-        assert_eq!(
-            count.0.load(Ordering::SeqCst),
-            0,
-            "the old deadline wakes no one"
-        );
+        advance_to(start, 20).await;
+        assert_eq!(wakes(&count), 0, "the old deadline wakes no one");
         assert!(d.poll_expired(&mut cx).is_pending());
-        advance_to(start + Duration::from_secs(31)).await;
-        assert_eq!(
-            count.0.load(Ordering::SeqCst),
-            1,
-            "the new deadline wakes the waiter"
-        );
+        advance_to(start, 31).await;
+        assert_eq!(wakes(&count), 1, "the new deadline wakes the waiter");
         assert!(d.poll_expired(&mut cx).is_ready());
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_fired_deadline_reset_later_wakes_again() {
-        let start = Instant::now();
-        let mut d = Deadline::new(start + Duration::from_secs(1));
-        let (count, w) = waker();
+        let (start, mut d, w, count) = waited_on(1);
         let mut cx = Context::from_waker(&w);
-        assert!(d.poll_expired(&mut cx).is_pending());
-        advance_to(start + Duration::from_secs(2)).await;
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        advance_to(start, 2).await;
+        assert_eq!(wakes(&count), 1);
         // Reset before the fired timer is polled: it gave its waker away when it fired.
         d.reset(start + Duration::from_secs(5));
         assert!(d.poll_expired(&mut cx).is_pending());
-        advance_to(start + Duration::from_secs(6)).await;
+        advance_to(start, 6).await;
         assert_eq!(
-            count.0.load(Ordering::SeqCst),
+            wakes(&count),
             2,
             "a fired timer that is reset must take the waker again"
         );
@@ -153,32 +156,22 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_deadline_waited_on_by_another_task_wakes_that_task() {
-        let start = Instant::now();
-        let mut d = Deadline::new(start + Duration::from_secs(5));
-        let (first, w1) = waker();
+        let (start, mut d, _, first) = waited_on(5);
         let (second, w2) = waker();
-        assert!(d.poll_expired(&mut Context::from_waker(&w1)).is_pending());
         assert!(d.poll_expired(&mut Context::from_waker(&w2)).is_pending());
-        advance_to(start + Duration::from_secs(6)).await;
-        assert_eq!(first.0.load(Ordering::SeqCst), 0);
-        assert_eq!(
-            second.0.load(Ordering::SeqCst),
-            1,
-            "the last waiter is woken"
-        );
+        advance_to(start, 6).await;
+        assert_eq!(wakes(&first), 0);
+        assert_eq!(wakes(&second), 1, "the last waiter is woken");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_deadline_moved_earlier_fires_at_the_earlier_time() {
-        let start = Instant::now();
-        let mut d = Deadline::new(start + Duration::from_secs(30));
-        let (count, w) = waker();
+        let (start, mut d, w, count) = waited_on(30);
         let mut cx = Context::from_waker(&w);
-        assert!(d.poll_expired(&mut cx).is_pending());
         d.reset(start + Duration::from_secs(3));
         assert!(d.poll_expired(&mut cx).is_pending());
-        advance_to(start + Duration::from_secs(4)).await;
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        advance_to(start, 4).await;
+        assert_eq!(wakes(&count), 1);
         assert!(d.poll_expired(&mut cx).is_ready());
     }
 
