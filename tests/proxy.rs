@@ -732,6 +732,54 @@ fn http2_streams_of_one_connection_do_not_wait_for_a_slow_one_which_sigterm_lets
 }
 
 #[test]
+fn sigterm_closes_idle_keep_alive_connections_and_stops_accepting_at_once() {
+    // Only requests in flight are waited for (up to shutdown_timeout, 30 s here): an idle
+    // HTTP/1.1 connection is closed and an idle HTTP/2 one gets GOAWAY at once, and the
+    // listening socket closes, so the process exits while both clients still hold theirs.
+    let (_env, mut g) = portal_and_engine("");
+    let addr = g.addr("web");
+    rt().block_on(async {
+        let (tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
+        let (mut h1, h1_conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .expect("h1");
+        let h1_conn = tokio::spawn(h1_conn);
+        let resp = get_portal(&mut h1).await.expect("HTTP/1.1 request");
+        assert_eq!(resp.status(), 200);
+        let _ = resp.into_body().collect().await;
+        let (h2, h2_conn) = portal_h2(addr).await;
+        let body = get_portal_h2(&h2, "/").await.expect("HTTP/2 request");
+        assert!(body.contains("upstream=portal"), "{body}");
+
+        let signalled = Instant::now();
+        g.signal("TERM");
+        for (what, conn) in [("HTTP/1.1", h1_conn), ("HTTP/2", h2_conn)] {
+            tokio::time::timeout(Duration::from_secs(5), conn)
+                .await
+                .unwrap_or_else(|_| panic!("the idle {what} connection is closed at SIGTERM"))
+                .expect("client connection task")
+                .unwrap_or_else(|e| panic!("the idle {what} connection ends cleanly: {e}"));
+        }
+        // Both clients are still alive; only the server could have ended their connections.
+        drop((h1, h2));
+        let refused = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(addr).is_ok() {
+            assert!(
+                Instant::now() < refused,
+                "new connections are refused at once"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(10),
+            "well before shutdown_timeout"
+        );
+    });
+    let status = g.wait_exit(WAIT).expect("exit after drain");
+    assert!(status.success(), "exit 0 after a clean drain: {status:?}");
+}
+
+#[test]
 fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
     let (_env, g) = portal_and_engine("idle_timeout = 2");
     let addr = g.addr("web");

@@ -13,6 +13,7 @@
 //! - `deadline`: a timer reused by waits that repeat (idle clock, upstream answers).
 //! - `forward`: HTTP reverse proxying and TCP piping.
 //! - `server`: a running instance ([`server::Running`]): start, reload, drain.
+//! - `shutdown`: waiting for shutdown without a lock per poll.
 //! - `metrics`: Prometheus metrics with per-listener handles.
 //! - `admin`: the admin API (`/metrics`, `/healthz`, `/certs`, `POST /reload`).
 //! - `backup`: backups of certificate files (install, restore).
@@ -33,6 +34,7 @@ pub mod listener;
 pub mod metrics;
 pub mod routes;
 pub mod server;
+pub mod shutdown;
 pub mod tls;
 pub mod upstream;
 pub mod upstream_tls;

@@ -16,6 +16,7 @@ use crate::forward::http::HttpListener;
 use crate::forward::tcp;
 use crate::metrics::{ConnectionGuard, ListenerMetrics};
 use crate::routes::Routes;
+use crate::shutdown::Cancelled;
 use crate::tls::{self, ListenerTls};
 
 /// Pause after an accept error (EMFILE and friends) so the loop does not spin.
@@ -47,13 +48,18 @@ pub async fn accept_loop(
             return;
         }
     };
+    // One wait for shutdown for the loop, polled at every accept without a lock; the
+    // connections hold a child of the listener's token, whose lock they share with this
+    // worker's connections only.
+    let shutdown = shutdown.child_token();
+    let mut stop = Cancelled::new(shutdown.clone());
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
-            _ = shutdown.cancelled() => break,
+            _ = &mut stop => break,
         };
         let (tcp, peer) = tokio::select! {
             r = socket.accept() => match r {
@@ -64,7 +70,7 @@ pub async fn accept_loop(
                     continue;
                 }
             },
-            _ = shutdown.cancelled() => break,
+            _ = &mut stop => break,
         };
         let state = state.clone();
         let shutdown = shutdown.clone();

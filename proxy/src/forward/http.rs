@@ -29,6 +29,7 @@ use crate::idle::{IdleTimeout, InFlight, InFlightGuard};
 use crate::listener::ConnectionSlot;
 use crate::metrics::ListenerMetrics;
 use crate::routes::{HttpUpstream, Routes, Target};
+use crate::shutdown::Cancelled;
 
 use super::pool::{Lease, PoolError};
 use super::streams::{StreamExec, WithStreams};
@@ -334,9 +335,11 @@ async fn drain_on<C: Future + Unpin>(
     shutdown: CancellationToken,
     graceful: impl FnOnce(&mut C),
 ) -> C::Output {
+    // Polled next to the connection every time its task runs: without a lock each time.
+    let mut shutdown = Cancelled::new(shutdown);
     tokio::select! {
         res = &mut conn => res,
-        _ = shutdown.cancelled() => {
+        _ = &mut shutdown => {
             graceful(&mut conn);
             conn.await
         }
