@@ -6,7 +6,8 @@
 # Usage: benches/load/ab.sh WORKDIR MODE PAIRS BIN_A BIN_B
 #   WORKDIR  the work dir `benches/load/compare.sh --keep` printed
 #   MODE     h1 (keep-alive HTTP/1.1), h2, ecdsa or rsa (full handshakes, session
-#            resumption off): the loads of compare.sh, with its connection counts
+#            resumption off), 1m (1 MiB responses; an operation is one MiB): the loads
+#            of compare.sh, with its connection counts
 #   PAIRS    how many A/B pairs: 5 at least on a shared 2-core VM, where one binary against
 #            itself scatters by up to ±8% per pair
 # Environment: DUR (seconds per run, default 4).
@@ -15,11 +16,11 @@
 # bounded by `timeout`; every process started here is stopped on exit.
 set -euo pipefail
 
-[ $# -eq 5 ] || { sed -n '2,15p' "$0"; exit 2; }
+[ $# -eq 5 ] || { sed -n '2,16p' "$0"; exit 2; }
 WORK=$(cd "$1" && pwd)
 MODE=$2 PAIRS=$3 BIN_A=$4 BIN_B=$5
 DUR=${DUR:-4}
-case "$MODE" in h1|h2|ecdsa|rsa) ;; *) echo "MODE must be h1, h2, ecdsa or rsa" >&2; exit 2 ;; esac
+case "$MODE" in h1|h2|ecdsa|rsa|1m) ;; *) echo "MODE must be h1, h2, ecdsa, rsa or 1m" >&2; exit 2 ;; esac
 for b in "$BIN_A" "$BIN_B"; do [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }; done
 for t in nginx wrk h2load python3; do
     command -v "$t" >/dev/null 2>&1 || { echo "$t is missing: run compare.sh first" >&2; exit 2; }
@@ -63,6 +64,7 @@ run() { # BIN
     case "$MODE" in
         h1) read -r _ ops _ < <(run_wrk "$url" "$H1_CONNS") ;;
         h2) read -r _ ops _ < <(run_h2load "$url" -c"$H2_CONNS" -m"$H2_STREAMS") ;;
+        1m) read -r _ ops _ < <(run_wrk "${url}1m" "$BIG_CONNS") ;;
         *) read -r _ ops _ < <(run_wrk "$url" "$HS_CONNS" -H "Connection: close") ;;
     esac
     after=$(cpu_ticks "$pid")

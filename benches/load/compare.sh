@@ -49,8 +49,7 @@ fi
 # schedule is cheaper than AES-256-GCM-SHA384's); the anchors are given the same order so
 # that handshakes compare like for like.
 TLS13_SUITES=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
-# Connections per load (H1_CONNS, H2_CONNS, H2_STREAMS and HS_CONNS are in lib.sh):
-BIG_CONNS=4          # wrk, 1 MiB responses
+# Connections per load (H1_CONNS, H2_CONNS, H2_STREAMS, HS_CONNS and BIG_CONNS are in lib.sh):
 LAT_CLIENTS=20       # h2load --h1 --rps: fixed rate = LAT_CLIENTS x LAT_RPS req/s
 LAT_RPS=250
 BUDGET=600           # seconds for the whole measuring part; later runs are skipped

@@ -41,6 +41,7 @@ H1_CONNS=32          # wrk, keep-alive HTTP/1.1
 H2_CONNS=8           # h2load, HTTP/2 ...
 H2_STREAMS=10        # ... with this many concurrent streams per connection
 HS_CONNS=16          # wrk with "Connection: close": one handshake per request
+BIG_CONNS=4          # wrk, 1 MiB responses
 
 # The process and its children (nginx: master and workers).
 # shellcheck disable=SC2046 # one pid per word
