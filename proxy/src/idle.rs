@@ -295,16 +295,24 @@ mod tests {
     async fn time_until_timeout<S: AsyncRead + Unpin>(io: &mut S) -> Duration {
         let started = Instant::now();
         let mut buf = [0u8; 64];
-        loop {
-            match io.read(&mut buf).await {
-                Ok(0) => panic!("the peer closed first"),
-                Ok(_) => {}
-                Err(e) => {
-                    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-                    return started.elapsed();
+        let timed_out = async {
+            loop {
+                match io.read(&mut buf).await {
+                    Ok(0) => panic!("the peer closed first"),
+                    Ok(_) => {}
+                    Err(e) => {
+                        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+                        return;
+                    }
                 }
             }
-        }
+        };
+        // Bounded: a clock that never fires would otherwise wait forever (paused time only
+        // jumps to timers that exist).
+        tokio::time::timeout(Duration::from_secs(3600), timed_out)
+            .await
+            .expect("the connection times out within an hour");
+        started.elapsed()
     }
 
     /// A one-byte request head from the client, read by the server: its request enters
