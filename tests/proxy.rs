@@ -405,17 +405,20 @@ fn slowloris_is_closed_by_the_header_timeout() {
 
 type KeepAlive = hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>;
 
-/// A keep-alive HTTP/1.1 connection to portal.test (its connection driven on a task), and
-/// the certificate chain it was served.
+/// A keep-alive HTTP/1.1 connection to portal.test, the certificate chain it was served,
+/// and the task driving the connection, which ends when the connection closes.
 async fn portal_keep_alive(
     addr: std::net::SocketAddr,
-) -> (KeepAlive, Vec<rustls::pki_types::CertificateDer<'static>>) {
+) -> (
+    KeepAlive,
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
     let (tls, chain) = connect(addr, Some("portal.test")).await.expect("handshake");
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .expect("h1");
-    tokio::spawn(conn);
-    (send, chain)
+    (send, chain, tokio::spawn(conn))
 }
 
 /// `GET /` for portal.test on `send`.
@@ -434,7 +437,7 @@ fn a_keep_alive_connection_waits_idle_timeout_not_header_timeout_for_its_next_re
     let (_env, g) = portal_and_engine("header_timeout = 1\nidle_timeout = 30");
     let addr = g.addr("web");
     rt().block_on(async {
-        let (mut send, _) = portal_keep_alive(addr).await;
+        let (mut send, _, _) = portal_keep_alive(addr).await;
         for round in 0..2 {
             let resp = tokio::time::timeout(STEP_TIMEOUT, get_portal(&mut send))
                 .await
@@ -456,7 +459,7 @@ fn sighup_rotates_the_certificate_while_keep_alive_connections_keep_working() {
     let addr = g.addr("web");
     let old_serial = env.serials["portal"].clone();
     rt().block_on(async {
-        let (mut send, chain) = portal_keep_alive(addr).await;
+        let (mut send, chain, _) = portal_keep_alive(addr).await;
         assert_eq!(serial_of(&chain[0]), old_serial);
         let resp = get_portal(&mut send).await.expect("first request");
         assert_eq!(resp.status(), 200);
@@ -739,11 +742,7 @@ fn sigterm_closes_idle_keep_alive_connections_and_stops_accepting_at_once() {
     let (_env, mut g) = portal_and_engine("");
     let addr = g.addr("web");
     rt().block_on(async {
-        let (tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
-        let (mut h1, h1_conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .expect("h1");
-        let h1_conn = tokio::spawn(h1_conn);
+        let (mut h1, _, h1_conn) = portal_keep_alive(addr).await;
         let resp = get_portal(&mut h1).await.expect("HTTP/1.1 request");
         assert_eq!(resp.status(), 200);
         let _ = resp.into_body().collect().await;
