@@ -5,48 +5,41 @@
 //! poll and taken out again when dropped, each under the wheel's lock. A kept `Sleep` moved
 //! to a later deadline stays filed: tokio stores the new deadline with one atomic operation
 //! and re-files the timer when the wheel reaches the old one. And a poll of a timer that
-//! already holds this task's waker and has not fired changes nothing, so
-//! [`Deadline::poll_expired`] skips it.
+//! has not fired changes nothing, so [`Deadline::poll_expired`] goes through a
+//! [`WakeGate`] and skips it.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
-use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::time::{Instant, Sleep};
+
+use crate::wake_gate::WakeGate;
 
 /// A reusable deadline; see the module doc.
 #[derive(Debug)]
 pub struct Deadline {
     sleep: Pin<Box<Sleep>>,
-    /// The waker the timer holds since it was last polled pending; `None` when that is not
-    /// known (never polled, fired, or moved earlier).
-    armed: Option<Waker>,
-    /// The runtime is single-threaded: its timers fire only while it parks, never during a
-    /// poll of this timer's task, so `armed` stays true until the next poll sees it fired.
-    /// On a multi-threaded runtime a timer can fire between a check and a reset, and every
-    /// wait polls the timer.
-    exclusive: bool,
+    /// Polls `sleep` only after its waker fired or it was moved in a way that may have left
+    /// it without one.
+    gate: WakeGate,
 }
 
 impl Deadline {
     /// A deadline at `at`. Must be called within a tokio runtime with time enabled.
     pub fn new(at: Instant) -> Self {
-        let exclusive = Handle::try_current()
-            .is_ok_and(|h| matches!(h.runtime_flavor(), RuntimeFlavor::CurrentThread));
         Self {
             sleep: Box::pin(tokio::time::sleep_until(at)),
-            armed: None,
-            exclusive,
+            gate: WakeGate::new(),
         }
     }
 
     /// Moves the deadline. A later one (the usual case) keeps the timer filed and its waker.
     pub fn reset(&mut self, at: Instant) {
-        // A fired timer gave its waker away; an earlier deadline re-files it and may fire it
-        // on the spot: either way the next wait polls it.
-        if self.sleep.is_elapsed() || at < self.sleep.deadline() {
-            self.armed = None;
+        // A timer that fired opened the gate as it did, so the next wait polls it and gives
+        // it a waker again. An earlier deadline re-files the timer: polled again too.
+        if at < self.sleep.deadline() {
+            self.gate.open();
         }
         self.sleep.as_mut().reset(at);
     }
@@ -54,24 +47,8 @@ impl Deadline {
     /// Ready once the deadline has passed; until then the task of `cx` is woken when it
     /// passes.
     pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if let Some(waker) = &self.armed
-            && waker.will_wake(cx.waker())
-            && !self.sleep.is_elapsed()
-        {
-            return Poll::Pending;
-        }
-        match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                self.armed = None;
-                Poll::Ready(())
-            }
-            Poll::Pending => {
-                if self.exclusive && !self.armed.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    self.armed = Some(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        }
+        let sleep = &mut self.sleep;
+        self.gate.poll(cx, |cx| sleep.as_mut().poll(cx))
     }
 }
 
@@ -82,7 +59,7 @@ mod tests {
 
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
+    use std::task::{Wake, Waker};
 
     /// Counts its wakes.
     #[derive(Default)]
@@ -176,11 +153,12 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn on_a_multi_threaded_runtime_every_wait_polls_the_timer() {
+    async fn on_a_multi_threaded_runtime_a_moved_deadline_still_fires() {
         let mut d = Deadline::new(Instant::now() + Duration::from_millis(50));
         let (_count, w) = waker();
         assert!(d.poll_expired(&mut Context::from_waker(&w)).is_pending());
-        assert!(d.armed.is_none(), "no waker is trusted to stay registered");
+        // Moved later while the timer may be firing on the other thread.
+        d.reset(Instant::now() + Duration::from_millis(60));
         let waited = std::future::poll_fn(|cx| d.poll_expired(cx));
         tokio::time::timeout(Duration::from_secs(10), waited)
             .await

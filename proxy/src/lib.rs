@@ -14,6 +14,8 @@
 //! - `forward`: HTTP reverse proxying and TCP piping.
 //! - `server`: a running instance ([`server::Running`]): start, reload, drain.
 //! - `shutdown`: waiting for shutdown without a lock per poll.
+//! - `wake_gate`: polling a costly future only after its waker fired (`deadline`,
+//!   `shutdown`).
 //! - `metrics`: Prometheus metrics with per-listener handles.
 //! - `admin`: the admin API (`/metrics`, `/healthz`, `/certs`, `POST /reload`).
 //! - `backup`: backups of certificate files (install, restore).
@@ -38,4 +40,5 @@ pub mod shutdown;
 pub mod tls;
 pub mod upstream;
 pub mod upstream_tls;
+pub mod wake_gate;
 pub mod workers;

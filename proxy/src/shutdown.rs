@@ -4,53 +4,27 @@
 //! waits: the token's (to read whether it is cancelled) and its notifier's (to check the
 //! waker). A connection's task polls its shutdown branch next to the connection, every time
 //! it runs (several times per request), and every connection of every worker shares the
-//! token. [`Cancelled`] gives that future a waker of its own and polls it again only once
-//! that waker fired; every other poll is two atomic operations.
+//! token. [`Cancelled`] polls that future through a [`WakeGate`]: again only once its
+//! waker fired; every other poll is two atomic operations.
 
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 
-use futures_util::task::AtomicWaker;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::wake_gate::WakeGate;
 
 /// Completes when the token is cancelled; see the module doc.
 pub struct Cancelled {
     wait: Pin<Box<WaitForCancellationFutureOwned>>,
-    flag: Arc<Flag>,
-    /// `flag` as a waker, made once: the waker `wait` is polled with.
-    waker: Waker,
-}
-
-/// Set when `wait`'s waker fires; wakes the task that polls [`Cancelled`].
-struct Flag {
-    woken: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Wake for Flag {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.task.wake();
-    }
+    gate: WakeGate,
 }
 
 impl Cancelled {
     pub fn new(token: CancellationToken) -> Self {
-        let flag = Arc::new(Flag {
-            // The first poll polls `wait`, which registers its waker.
-            woken: AtomicBool::new(true),
-            task: AtomicWaker::new(),
-        });
         Self {
             wait: Box::pin(token.cancelled_owned()),
-            waker: Waker::from(flag.clone()),
-            flag,
+            gate: WakeGate::new(),
         }
     }
 }
@@ -60,14 +34,8 @@ impl Future for Cancelled {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        // Registered before the flag is read: a wake in between wakes this task again.
-        this.flag.task.register(cx.waker());
-        if !this.flag.woken.swap(false, Ordering::AcqRel) {
-            return Poll::Pending;
-        }
-        this.wait
-            .as_mut()
-            .poll(&mut Context::from_waker(&this.waker))
+        let wait = &mut this.wait;
+        this.gate.poll(cx, |cx| wait.as_mut().poll(cx))
     }
 }
 
@@ -122,15 +90,12 @@ mod tests {
         let mut cancelled = Cancelled::new(token.clone());
         assert!(poll_once(&mut cancelled).await.is_pending());
         assert!(
-            !cancelled.flag.woken.load(Ordering::Acquire),
+            !cancelled.gate.is_open(),
             "nothing woke the token's future: the next poll skips it"
         );
         assert!(poll_once(&mut cancelled).await.is_pending());
         token.cancel();
-        assert!(
-            cancelled.flag.woken.load(Ordering::Acquire),
-            "the cancel sets the flag"
-        );
+        assert!(cancelled.gate.is_open(), "the cancel sets the flag");
         assert!(poll_once(&mut cancelled).await.is_ready());
     }
 }
