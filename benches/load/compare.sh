@@ -3,10 +3,14 @@
 # loopback, on this machine, in one run (issue 7). See benches/RESULTS.md for what each
 # measure means and the last results.
 #
-# Usage: benches/load/compare.sh [--quick] [--out FILE] [--keep]
+# Usage: benches/load/compare.sh [--quick | --only MEASURES] [--out FILE] [--keep]
 #   --quick   one run each of a subset (keep-alive HTTP/1.1 and HTTP/2, full ECDSA and
 #             resumed handshakes, 2,000 idle connections, 2 metrics on/off pairs): about
 #             a minute and a half
+#   --only    only these measures, comma-separated, from h1_keepalive h1_metrics h2
+#             full_ecdsa full_rsa resumed mib1 p99 idle_memory; with RUNS=9, to settle a
+#             target that lands on either side of its line from run to run (3 measures
+#             of 9 rounds: about 7 minutes)
 #   --out     also write the summary (markdown) to FILE
 #   --keep    keep the work dir (configs, raw results, logs; test keys are in it)
 # Environment: GATEHOUSE_BIN (skip `cargo build --release`), RUNS, DUR (seconds per run).
@@ -22,18 +26,36 @@ REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
 . "$SCRIPT_DIR/lib.sh"
 
 QUICK=0
+ONLY=""
 OUT=""
 KEEP=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
+        --only) ONLY=${2:-}; shift ;;
         --out) OUT=$2; shift ;;
         --keep) KEEP=1 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
+# Every measure, in the order they run; --quick runs the first list, --only its own.
+ALL_MEASURES="h1_keepalive h1_metrics h2 full_ecdsa full_rsa resumed mib1 p99 idle_memory"
+QUICK_MEASURES="h1_keepalive h1_metrics h2 full_ecdsa resumed idle_memory"
+MEASURES=$ALL_MEASURES
+[ "$QUICK" = 1 ] && MEASURES=$QUICK_MEASURES
+if [ -n "$ONLY" ]; then
+    [ "$QUICK" = 1 ] && { echo "--quick and --only exclude each other (see --help)" >&2; exit 2; }
+    for m in ${ONLY//,/ }; do
+        case " $ALL_MEASURES " in
+            *" $m "*) ;;
+            *) echo "--only: unknown measure \"$m\"; the measures are: $ALL_MEASURES" >&2; exit 2 ;;
+        esac
+    done
+    # Kept in the order of ALL_MEASURES, whatever the order given.
+    MEASURES=$(for m in $ALL_MEASURES; do case ",$ONLY," in *",$m,"*) printf '%s ' "$m" ;; esac; done)
+fi
 
 # --- parameters -------------------------------------------------------------------------
 # Gatehouse runs one worker thread per core (its `workers` setting, written into its config
@@ -686,24 +708,19 @@ log "checks passed: SNI, full chain, ALPN h2, 200 and 1 MiB through every termin
 log "negotiated with the openssl CLI: gatehouse ${NEGOTIATED[gatehouse]}; nginx ${NEGOTIATED[nginx]}; haproxy ${NEGOTIATED[haproxy]}"
 
 PROXIES="gatehouse nginx haproxy"
-if [ "$QUICK" = 1 ]; then
-    rounds h1_keepalive "$PROXIES" m_h1
-    rounds h1_metrics "gatehouse gatehouse-nometrics" m_h1 "$METRICS_RUNS"
-    rounds h2 "$PROXIES" m_h2
-    rounds full_ecdsa "$PROXIES" m_full_ecdsa
-    rounds resumed "$PROXIES" m_resumed
-    rounds idle_memory "$PROXIES" m_idle
-else
-    rounds h1_keepalive "$PROXIES" m_h1
-    rounds h1_metrics "gatehouse gatehouse-nometrics" m_h1 "$METRICS_RUNS"
-    rounds h2 "$PROXIES" m_h2
-    rounds full_ecdsa "$PROXIES" m_full_ecdsa
-    rounds full_rsa "$PROXIES" m_full_rsa
-    rounds resumed "$PROXIES" m_resumed
-    rounds mib1 "$PROXIES" m_1mib
-    rounds p99 "$PROXIES" m_p99
-    rounds idle_memory "$PROXIES" m_idle
-fi
+for m in $MEASURES; do
+    case $m in
+        h1_keepalive) rounds h1_keepalive "$PROXIES" m_h1 ;;
+        h1_metrics) rounds h1_metrics "gatehouse gatehouse-nometrics" m_h1 "$METRICS_RUNS" ;;
+        h2) rounds h2 "$PROXIES" m_h2 ;;
+        full_ecdsa) rounds full_ecdsa "$PROXIES" m_full_ecdsa ;;
+        full_rsa) rounds full_rsa "$PROXIES" m_full_rsa ;;
+        resumed) rounds resumed "$PROXIES" m_resumed ;;
+        mib1) rounds mib1 "$PROXIES" m_1mib ;;
+        p99) rounds p99 "$PROXIES" m_p99 ;;
+        idle_memory) rounds idle_memory "$PROXIES" m_idle ;;
+    esac
+done
 log "measuring done in $(( $(date +%s) - T0 ))s"
 
 # --- summary ----------------------------------------------------------------------------
@@ -714,10 +731,12 @@ from collections import defaultdict
 
 path, runs, dur, idle, rate = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 rows = defaultdict(list)
+by_round = defaultdict(dict)  # (measure, proxy) -> {round: (value, CPU per op or None)}
 foreign = []
 for line in open(path):
     m, p, r, value, ops, err, cpu, others, sys_cpu = line.rstrip("\n").split("\t")
     rows[(m, p)].append((float(value), int(ops), int(err), float(cpu), float(sys_cpu)))
+    by_round[(m, p)][r] = (float(value), float(cpu) * 1e6 / int(ops) if int(ops) else None)
     foreign.append((float(others), m, p, r))
 
 # measure: (label, unit, higher is better, CPU per what, scale of CPU per op)
@@ -783,15 +802,30 @@ for m, (label, unit, higher, per) in MEASURES.items():
 print()
 print("Targets (issue 7, against the better anchor in this run):")
 print()
-print("| target | ratio | verdict |")
-print("|---|---|---|")
+print("| target | ratio | verdict | per round: ratio in the same round, median (min–max) | rounds passing |")
+print("|---|---|---|---|---|")
+def round_ratios(m, which):
+    # Gatehouse against the better anchor of the same round: the proxies of a round ran
+    # minutes apart at most, so the machine's drift between rounds cancels out.
+    higher = MEASURES[m][2] if which == 0 else False
+    g = by_round.get((m, "gatehouse"), {})
+    out = []
+    for r, gv in g.items():
+        anchors = [by_round[(m, a)][r][which] for a in ANCHORS if r in by_round.get((m, a), {})]
+        anchors = [a for a in anchors if a]
+        if gv[which] and anchors:
+            out.append(gv[which] / (max(anchors) if higher else min(anchors)))
+    return out
 def target(name, m, which, limit, kind="le"):
     if m not in ratios or ratios[m][which] is None:
-        print(f"| {name} | – | not measured |")
+        print(f"| {name} | – | not measured | – | – |")
         return
     r = ratios[m][which]
-    ok = r <= limit if kind == "le" else r >= limit
-    print(f"| {name} | {r:.2f} | {'pass' if ok else 'MISS'} |")
+    ok = (lambda x: x <= limit) if kind == "le" else (lambda x: x >= limit)
+    per = round_ratios(m, which)
+    per_s = f"{med(per):.2f} ({min(per):.2f}–{max(per):.2f})" if per else "–"
+    passing = f"{sum(ok(x) for x in per)} of {len(per)}" if per else "–"
+    print(f"| {name} | {r:.2f} | {'pass' if ok(r) else 'MISS'} | {per_s} | {passing} |")
 target("CPU per full handshake, ECDSA ≤ 0.7×", "full_ecdsa", 1, 0.7)
 target("CPU per full handshake, RSA ≤ 0.7×", "full_rsa", 1, 0.7)
 target("CPU per keep-alive request, HTTP/1.1 ≤ 0.9×", "h1_keepalive", 1, 0.9)
