@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gatehouse_tests::deploy::{Env, WAIT, curl_with_root, http_listener, portal_and_engine, text};
 use gatehouse_tests::process::{Gatehouse, gatehouse_bin};
-use gatehouse_tests::upstream::{http_upstream, rt};
+use gatehouse_tests::upstream::{http_upstream, refused_addr, rt};
 use gatehouse_tests::{connect, write};
 use serde_json::Value;
 
@@ -145,11 +145,8 @@ fn metrics_show_expiry_reloads_and_traffic() {
 fn upstream_errors_are_counted_by_kind() {
     let mut env = Env::new();
     env.certificate("portal", &["portal.test"]);
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let config = env.config(&http_listener(dead, "").replace(", \"engine\"", ""));
+    let dead = refused_addr();
+    let config = env.config(&http_listener(dead.addr(), "").replace(", \"engine\"", ""));
     let g = Gatehouse::start(&config);
     let _ = env.curl(g.addr("web"), "portal.test", "/", &[]);
     let m = scrape(&g);

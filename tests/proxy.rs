@@ -569,7 +569,8 @@ fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
 fn check_exits_0_on_a_good_config_and_1_with_every_error_on_a_broken_one() {
     let mut env = Env::new();
     env.certificate("portal", &["portal.test"]);
-    let config = env.config(&http_listener(refused_addr(), "").replace(", \"engine\"", ""));
+    let dead = refused_addr();
+    let config = env.config(&http_listener(dead.addr(), "").replace(", \"engine\"", ""));
     let out = Command::new(gatehouse_bin())
         .args(["check", "--config"])
         .arg(&config)

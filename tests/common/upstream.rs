@@ -305,8 +305,35 @@ pub fn tcp_echo_after_eof() -> SocketAddr {
     spawn_server(echo_after_eof)
 }
 
-/// An address nothing listens on: bound, then closed.
-pub fn refused_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
+/// An address nothing listens on, reserved while the value lives: a socket bound to it
+/// that never listens, so connections to it are refused and no server of a test running
+/// in parallel is given the port. (Binding, then closing, left the port free; a test
+/// once reached another test's upstream there and got 200 where it expected 502.)
+pub struct Refused {
+    addr: SocketAddr,
+    _bound: tokio::net::TcpSocket,
+}
+
+impl Refused {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr.fmt(f)
+    }
+}
+
+pub fn refused_addr() -> Refused {
+    // No SO_REUSEADDR: no other socket can bind this port while it is held.
+    let bound = tokio::net::TcpSocket::new_v4().expect("socket");
+    bound
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind");
+    Refused {
+        addr: bound.local_addr().expect("addr"),
+        _bound: bound,
+    }
 }
