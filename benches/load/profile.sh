@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per proxied request, counted by callgrind: repeatable where the load test's
-# CPU figures are noisy. Profiles Gatehouse (and nginx, for scale) on the configs a
-# `compare.sh --keep` run left behind.
+# CPU figures are noisy. Profiles Gatehouse (and nginx and HAProxy, for scale) on the
+# configs a `compare.sh --keep` run left behind.
 #
 # Usage: benches/load/profile.sh WORKDIR [REQUESTS]
 #   WORKDIR   the work dir `benches/load/compare.sh --keep` printed
@@ -83,6 +83,12 @@ sed -e "s|^worker_processes .*|worker_processes 1; master_process off;|" \
     -e "s|127.0.0.1:[0-9]* ssl|127.0.0.1:$port ssl|" -e "s|^pid .*|pid $OUT/nginx.pid;|" \
     "$WORK/nginx/nginx.conf" >"$OUT/nginx.conf"
 profile nginx "$port" nginx -e "$OUT/nginx.log" -c "$OUT/nginx.conf"
+
+# HAProxy in one thread, in the foreground, for scale (the better anchor for HTTP/2).
+port=$(free_ports 1)
+sed -e "s|^    nbthread .*|    nbthread 1|" -e "s|127.0.0.1:[0-9]* ssl|127.0.0.1:$port ssl|" \
+    "$WORK/haproxy/haproxy.cfg" >"$OUT/haproxy.cfg"
+profile haproxy "$port" haproxy -db -f "$OUT/haproxy.cfg"
 
 for proto in h1 h2; do
     file=$(grep -l "Trigger: dump gatehouse-$proto" "$OUT"/callgrind.out.gatehouse.* | head -1)
