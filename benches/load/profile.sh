@@ -10,7 +10,7 @@
 # Writes callgrind.out.* into WORKDIR/profile and prints instructions per request for
 # HTTP/1.1 keep-alive (h2load --h1 -c4) and HTTP/2 (h2load -c4 -m10), then the functions
 # with the most inclusive instructions. Under valgrind the proxy runs ~50x slower; the
-# whole script takes about 3 minutes. Needs valgrind (installed when missing).
+# whole script takes about 5 minutes. Needs valgrind (installed when missing).
 set -euo pipefail
 
 [ $# -ge 1 ] || { sed -n '2,13p' "$0"; exit 2; }
