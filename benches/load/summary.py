@@ -14,14 +14,25 @@ import statistics, sys
 from collections import defaultdict
 
 path, runs, dur, idle, rate = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-rows = defaultdict(list)
-by_round = defaultdict(dict)  # (measure, proxy) -> {round: (value, CPU per op or None)}
+# (measure, proxy) -> {round: (value, operations, errors, CPU s, system CPU s)}, in the
+# order the rounds ran; compare.sh keeps one line per round (the last attempt).
+by_round = defaultdict(dict)
 foreign = []
 for line in open(path):
     m, p, r, value, ops, err, cpu, others, sys_cpu = line.rstrip("\n").split("\t")
-    rows[(m, p)].append((float(value), int(ops), int(err), float(cpu), float(sys_cpu)))
-    by_round[(m, p)][r] = (float(value), float(cpu) * 1e6 / int(ops) if int(ops) else None)
+    by_round[(m, p)][r] = (float(value), int(ops), int(err), float(cpu), float(sys_cpu))
     foreign.append((float(others), m, p, r))
+
+def rows(m, p):
+    return list(by_round.get((m, p), {}).values())
+
+def per_op(run, which):
+    """The run's value (which = 0) or its CPU µs per operation (which = 1; None without
+    operations)."""
+    value, ops, _, cpu, _ = run
+    if which == 0:
+        return value
+    return cpu * 1e6 / ops if ops else None
 
 # measure: (label, unit, higher is better, CPU per what, scale of CPU per op)
 MEASURES = {
@@ -52,7 +63,7 @@ def spread(xs):
     return f"{fmt(med(xs))} ({fmt(min(xs))}–{fmt(max(xs))})"
 
 def stats(m, p):
-    rs = rows.get((m, p))
+    rs = rows(m, p)
     if not rs:
         return None
     values = [v for v, _, _, _, _ in rs]
@@ -92,13 +103,13 @@ def round_ratios(m, which):
     # Gatehouse against the better anchor of the same round: the proxies of a round ran
     # minutes apart at most, so the machine's drift between rounds cancels out.
     higher = MEASURES[m][2] if which == 0 else False
-    g = by_round.get((m, "gatehouse"), {})
     out = []
-    for r, gv in g.items():
-        anchors = [by_round[(m, a)][r][which] for a in ANCHORS if r in by_round.get((m, a), {})]
+    for r, run in by_round.get((m, "gatehouse"), {}).items():
+        g = per_op(run, which)
+        anchors = [per_op(by_round[(m, a)][r], which) for a in ANCHORS if r in by_round.get((m, a), {})]
         anchors = [a for a in anchors if a]
-        if gv[which] and anchors:
-            out.append(gv[which] / (max(anchors) if higher else min(anchors)))
+        if g and anchors:
+            out.append(g / (max(anchors) if higher else min(anchors)))
     return out
 def target(name, m, which, limit, kind="le"):
     if m not in ratios or ratios[m][which] is None:
@@ -148,7 +159,10 @@ else:
 
 on, off = stats("h1_metrics", "gatehouse"), stats("h1_metrics", "gatehouse-nometrics")
 if on and off:
-    pairs = len(rows[("h1_metrics", "gatehouse")])
+    # Paired by round: on and off ran back to back.
+    on_runs, off_runs = by_round[("h1_metrics", "gatehouse")], by_round[("h1_metrics", "gatehouse-nometrics")]
+    paired = [(a, off_runs[r]) for r, a in on_runs.items() if r in off_runs]
+    pairs = len(paired)
     print()
     print(f"Gatehouse keep-alive HTTP/1.1 (wrk -c32), metrics on vs off, {pairs} alternating pairs (issue 4: req/s within 3%):")
     print()
@@ -156,6 +170,6 @@ if on and off:
     print("|---|---|---|")
     print(f"| on | {spread(on[0])} | {spread(on[1])} |")
     print(f"| off | {spread(off[0])} | {spread(off[1])} |")
-    d_rate = [(a[0] / b[0] - 1) * 100 for a, b in zip(rows[("h1_metrics", "gatehouse")], rows[("h1_metrics", "gatehouse-nometrics")])]
-    d_cpu = [((a[3] / a[1]) / (b[3] / b[1]) - 1) * 100 for a, b in zip(rows[("h1_metrics", "gatehouse")], rows[("h1_metrics", "gatehouse-nometrics")])]
+    d_rate = [(a[0] / b[0] - 1) * 100 for a, b in paired]
+    d_cpu = [(per_op(a, 1) / per_op(b, 1) - 1) * 100 for a, b in paired]
     print(f"| on vs off, paired | {med(d_rate):+.1f}% ({min(d_rate):+.1f}…{max(d_rate):+.1f}) | {med(d_cpu):+.1f}% ({min(d_cpu):+.1f}…{max(d_cpu):+.1f}) |")
