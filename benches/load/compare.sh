@@ -40,7 +40,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-# Every measure, in the order they run; --quick runs the first list, --only its own.
+# Every measure, in the order they run; --quick runs QUICK_MEASURES, --only the ones named.
 ALL_MEASURES="h1_keepalive h1_metrics h2 full_ecdsa full_rsa resumed mib1 p99 idle_memory"
 QUICK_MEASURES="h1_keepalive h1_metrics h2 full_ecdsa resumed idle_memory"
 MEASURES=$ALL_MEASURES
