@@ -14,8 +14,8 @@ use gatehouse_tests::upstream::{
     http_upstream, http_upstream_closing_idle_after, refused_addr, rt, tcp_echo_after_eof,
 };
 use gatehouse_tests::{
-    LeafSpec, STEP_TIMEOUT, connect, connect_with, inspecting_client_config, serial_of, temp_dir,
-    write,
+    LeafSpec, STEP_TIMEOUT, connect, connect_with, inspecting_client_config, openssl_fixtures,
+    serial_of, temp_dir, write,
 };
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
@@ -128,6 +128,40 @@ fn openssl_s_client_sees_the_full_chain_and_verifies_it() {
         out.contains("TLS_AES_128_GCM_SHA256"),
         "the server prefers AES-128-GCM (SHA-256 key schedule) over the client's order: {out}"
     );
+}
+
+#[test]
+fn rsa_certificates_sign_handshakes_with_sha256_as_openssl_servers_do() {
+    // An RSA leaf made by the openssl CLI, and an ECDSA one from rcgen.
+    let mut env = Env::new();
+    let fx = openssl_fixtures();
+    env.cert_blocks = format!(
+        "[[certificate]]\nname = \"portal\"\ncert = \"{}\"\nkey = \"{}\"\nchain = \"{}\"\n\n",
+        fx.join("leaf-rsa2048.crt").display(),
+        fx.join("leaf-rsa2048.key").display(),
+        fx.join("inter.crt").display(),
+    );
+    env.certificate("engine", &["engine.test"]);
+    let g = Gatehouse::start(&env.config(&http_listener(http_upstream("portal"), "")));
+    let addr = g.addr("web").to_string();
+    for (name, version, want) in [
+        ("leaf.test", "-tls1_3", "Peer signature type: RSA-PSS"),
+        ("leaf.test", "-tls1_2", "Peer signature type: RSA-PSS"),
+        ("engine.test", "-tls1_3", "Peer signature type: ECDSA"),
+    ] {
+        let out = Command::new("openssl")
+            .args(["s_client", "-connect", &addr, "-servername", name, version])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl (is it installed?)");
+        let out = text(&out);
+        // OpenSSL 3 offers SHA-512 too; the key, not the hash, bounds RSA's strength, and
+        // SHA-256 is the cheaper to sign (nginx and HAProxy pick it as well).
+        assert!(
+            out.contains(want) && out.contains("Peer signing digest: SHA256"),
+            "{name} {version}: signed with {want}, SHA-256:\n{out}"
+        );
+    }
 }
 
 #[test]

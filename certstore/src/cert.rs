@@ -15,10 +15,16 @@ use crate::source::CertSpec;
 use crate::time::Timestamp;
 use crate::validate::{self, Purpose};
 
-/// The crypto provider every key is loaded with (aws-lc-rs, rustls' default).
+/// The crypto provider every key is loaded with: aws-lc-rs, rustls' default, with RSA
+/// keys preferring SHA-256 (see `sign`).
 pub fn provider() -> &'static Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+    PROVIDER.get_or_init(|| {
+        Arc::new(CryptoProvider {
+            key_provider: &crate::sign::Keys,
+            ..rustls::crypto::aws_lc_rs::default_provider()
+        })
+    })
 }
 
 /// Which of the bundle's keys belongs to one of its certificates (for writing the key back

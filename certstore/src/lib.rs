@@ -12,6 +12,7 @@
 //! - `inspect`: what `certs inspect` shows of any file ([`inspect()`]).
 //! - `cert`: one loaded certificate ([`LoadedCert`]).
 //! - `resolve`: SNI → certificate on the handshake path ([`SniResolver`]).
+//! - `sign`: how keys sign handshakes (RSA prefers SHA-256).
 //! - `issue`: the internal CA ([`InternalCa`]).
 //! - `encode`: PEM and PKCS#12 out ([`certs_pem`], [`pkcs12`]).
 //! - `fsutil`: atomic file writes ([`write_atomic`]).
@@ -29,6 +30,7 @@ mod inspect;
 mod issue;
 mod parse;
 mod resolve;
+mod sign;
 mod source;
 mod store;
 mod time;
