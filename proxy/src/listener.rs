@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +21,27 @@ use crate::tls::{self, ListenerTls};
 
 /// Pause after an accept error (EMFILE and friends) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Connections the kernel completes and queues for `accept` per listening socket: nginx's
+/// 511, rounded up. The default of `TcpListener::bind` (128) overflows when hundreds of
+/// clients connect at once, and a dropped SYN costs its client a one-second retry. Linux
+/// caps it at `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listening socket on `addr`, with `SO_REUSEADDR` (a restart rebinds at once) and
+/// `TCP_NODELAY`, which sockets accepted from it inherit on Linux: no `setsockopt` per
+/// connection there.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Everything one listener's connections share.
 pub struct ListenerState {
@@ -100,6 +121,8 @@ async fn connection(
     slot: Arc<ConnectionSlot>,
     shutdown: CancellationToken,
 ) {
+    // Inherited from the listening socket on Linux (`listen`).
+    #[cfg(not(target_os = "linux"))]
     let _ = tcp.set_nodelay(true);
     let deadline = Instant::now() + state.config.handshake_timeout;
     // Boxed: the handshake's state is freed once it is done instead of sizing this task,
@@ -153,5 +176,63 @@ async fn connection(
                 tracing::warn!(listener = %state.config.name, %peer, error = %e, "tcp upstream unavailable");
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay_without_a_call_per_connection() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, peer) = listener.accept().await.unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        // On Linux `connection` relies on this instead of setting it per connection.
+        #[cfg(target_os = "linux")]
+        assert!(
+            accepted.nodelay().unwrap(),
+            "TCP_NODELAY is inherited from the listening socket"
+        );
+        drop(accepted);
+    }
+
+    #[tokio::test]
+    async fn hundreds_of_connections_queue_while_the_workers_are_busy() {
+        // Nothing accepts: the kernel queues up to the backlog (`TcpListener::bind`'s 128
+        // would leave the rest waiting for a SYN retry).
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The kernel's cap, where lower than the test's 400 (kernels before 5.4: 128).
+        let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(400);
+        let mut queued = Vec::new();
+        for i in 0..cap.min(400) {
+            let connect =
+                tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr));
+            match connect.await {
+                Ok(Ok(c)) => queued.push(c),
+                other => panic!("connection {i} not queued: {other:?}"),
+            }
+        }
+        drop(listener);
+    }
+
+    #[tokio::test]
+    async fn a_listener_rebinds_its_port_while_the_last_connections_close() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        // The server side closes first: its end lingers in TIME_WAIT.
+        drop(accepted);
+        drop(client);
+        drop(listener);
+        let again = listen(addr).expect("SO_REUSEADDR: a restart binds the same port at once");
+        assert_eq!(again.local_addr().unwrap(), addr);
     }
 }

@@ -168,7 +168,7 @@ impl Running {
                 addr: l.bind,
                 source,
             };
-            let socket = TcpListener::bind(l.bind).await.map_err(bind_error)?;
+            let socket = crate::listener::listen(l.bind).map_err(bind_error)?;
             let addr = socket.local_addr().map_err(bind_error)?;
             // One handle of the socket per worker: each accepts on its own event loop.
             let socket = socket.into_std().map_err(bind_error)?;
