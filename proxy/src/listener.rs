@@ -183,20 +183,27 @@ async fn connection(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn accepted_sockets_have_nodelay_without_a_call_per_connection() {
+    /// A listener from `listen`, a client connected to it, and the accepted side.
+    async fn one_connection() -> (TcpListener, TcpStream, TcpStream) {
         let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let client = TcpStream::connect(addr).await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
         let (accepted, peer) = listener.accept().await.unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
+        (listener, client, accepted)
+    }
+
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay_without_a_call_per_connection() {
+        let (_listener, _client, accepted) = one_connection().await;
         // On Linux `connection` relies on this instead of setting it per connection.
         #[cfg(target_os = "linux")]
         assert!(
             accepted.nodelay().unwrap(),
             "TCP_NODELAY is inherited from the listening socket"
         );
-        drop(accepted);
+        let _ = accepted;
     }
 
     #[tokio::test]
@@ -224,10 +231,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_listener_rebinds_its_port_while_the_last_connections_close() {
-        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let (listener, client, accepted) = one_connection().await;
         let addr = listener.local_addr().unwrap();
-        let client = TcpStream::connect(addr).await.unwrap();
-        let (accepted, _) = listener.accept().await.unwrap();
         // The server side closes first: its end lingers in TIME_WAIT.
         drop(accepted);
         drop(client);
