@@ -36,9 +36,7 @@ impl KeyProvider for Keys {
         &self,
         key_der: PrivateKeyDer<'static>,
     ) -> Result<Arc<dyn SigningKey>, rustls::Error> {
-        let key = rustls::crypto::aws_lc_rs::default_provider()
-            .key_provider
-            .load_private_key(key_der)?;
+        let key = aws_lc_keys().load_private_key(key_der)?;
         Ok(match key.algorithm() {
             SignatureAlgorithm::RSA => Arc::new(RsaPreferSha256(key)),
             _ => key,
@@ -46,10 +44,13 @@ impl KeyProvider for Keys {
     }
 
     fn fips(&self) -> bool {
-        rustls::crypto::aws_lc_rs::default_provider()
-            .key_provider
-            .fips()
+        aws_lc_keys().fips()
     }
+}
+
+/// rustls' own aws-lc-rs key provider, which [`Keys`] wraps.
+fn aws_lc_keys() -> &'static dyn KeyProvider {
+    rustls::crypto::aws_lc_rs::default_provider().key_provider
 }
 
 /// An RSA key that signs with the first of [`RSA_SCHEMES`] the peer offers.
