@@ -34,7 +34,7 @@ def per_op(run, which):
         return value
     return cpu * 1e6 / ops if ops else None
 
-# measure: (label, unit, higher is better, CPU per what, scale of CPU per op)
+# measure: (label, unit, higher is better, what one operation is)
 MEASURES = {
     "h1_keepalive": ("(1) keep-alive HTTP/1.1 (wrk -c32)", "req/s", True, "request"),
     "h2": ("(2) HTTP/2 (h2load -c8 -m10)", "req/s", True, "request"),
@@ -66,8 +66,8 @@ def stats(m, p):
     rs = rows(m, p)
     if not rs:
         return None
-    values = [v for v, _, _, _, _ in rs]
-    cpu_per_op = [cpu * 1e6 / ops for _, ops, _, cpu, _ in rs if ops]
+    values = [per_op(r, 0) for r in rs]
+    cpu_per_op = [c for c in (per_op(r, 1) for r in rs) if c is not None]
     sys_per_op = [sys_cpu * 1e6 / ops for _, ops, _, _, sys_cpu in rs if ops]
     errors = sum(e for _, _, e, _, _ in rs)
     return values, cpu_per_op, errors, len(rs), sys_per_op
@@ -170,6 +170,6 @@ if on and off:
     print("|---|---|---|")
     print(f"| on | {spread(on[0])} | {spread(on[1])} |")
     print(f"| off | {spread(off[0])} | {spread(off[1])} |")
-    d_rate = [(a[0] / b[0] - 1) * 100 for a, b in paired]
+    d_rate = [(per_op(a, 0) / per_op(b, 0) - 1) * 100 for a, b in paired]
     d_cpu = [(per_op(a, 1) / per_op(b, 1) - 1) * 100 for a, b in paired]
     print(f"| on vs off, paired | {med(d_rate):+.1f}% ({min(d_rate):+.1f}…{max(d_rate):+.1f}) | {med(d_cpu):+.1f}% ({min(d_cpu):+.1f}…{max(d_cpu):+.1f}) |")
