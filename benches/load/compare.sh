@@ -32,8 +32,10 @@ KEEP=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
-        --only) ONLY=${2:-}; shift ;;
-        --out) OUT=$2; shift ;;
+        --only|--out)
+            [ $# -ge 2 ] && [ -n "$2" ] || { echo "$1 needs a value (see --help)" >&2; exit 2; }
+            if [ "$1" = --only ]; then ONLY=$2; else OUT=$2; fi
+            shift ;;
         --keep) KEEP=1 ;;
         -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
