@@ -717,10 +717,17 @@ fn get_portal_h2(
     send: &hyper::client::conn::http2::SendRequest<Empty<bytes::Bytes>>,
     path: &str,
 ) -> impl Future<Output = hyper::Result<String>> + use<> {
+    get_h2(send, &format!("https://portal.test{path}"))
+}
+
+/// `GET url` on an HTTP/2 connection (`url`'s authority is the request's `:authority`):
+/// the body as text.
+fn get_h2(
+    send: &hyper::client::conn::http2::SendRequest<Empty<bytes::Bytes>>,
+    url: &str,
+) -> impl Future<Output = hyper::Result<String>> + use<> {
     let mut send = send.clone();
-    let req = http::Request::get(format!("https://portal.test{path}"))
-        .body(Empty::new())
-        .expect("req");
+    let req = http::Request::get(url).body(Empty::new()).expect("req");
     async move {
         let resp = send.send_request(req).await?;
         let body = resp.into_body().collect().await?.to_bytes();
@@ -735,6 +742,45 @@ async fn body_of(task: tokio::task::JoinHandle<hyper::Result<String>>, what: &st
         .unwrap_or_else(|_| panic!("{what}: no answer in {STEP_TIMEOUT:?}"))
         .expect("client task")
         .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+#[test]
+fn each_http2_request_reaches_the_upstream_with_its_own_authority_as_host() {
+    // Requests of one connection share the Host value made for the first; one that names
+    // the host differently (a port, another case) must still be sent as it named it.
+    let (_env, g) = portal_and_engine("");
+    let addr = g.addr("web");
+    let port = addr.port();
+    rt().block_on(async {
+        let (send, _conn) = portal_h2(addr).await;
+        for (i, authority) in [
+            "portal.test".to_string(),
+            "portal.test".into(),
+            format!("portal.test:{port}"),
+            "PORTAL.test".into(),
+            "portal.test".into(),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let url = format!("https://{authority}/host/{i}");
+            let body = tokio::time::timeout(STEP_TIMEOUT, get_h2(&send, &url))
+                .await
+                .unwrap_or_else(|_| panic!("{url}: no answer in {STEP_TIMEOUT:?}"))
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+            for expected in [
+                format!("path=/host/{i}"),
+                format!("host: {authority}\n"),
+                format!("x-forwarded-host: {authority}\n"),
+            ] {
+                assert!(
+                    body.contains(&expected),
+                    "request {i} on one HTTP/2 connection must reach the upstream with \
+                     {expected:?}:\n{body}"
+                );
+            }
+        }
+    });
 }
 
 #[test]

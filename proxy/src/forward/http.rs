@@ -6,8 +6,8 @@
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -302,6 +302,7 @@ impl HttpListener {
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             conn,
             timers: Timers::default(),
+            authority: OnceLock::new(),
         });
         // Boxed: hyper moves the future (into each HTTP/2 stream, into the connection per
         // HTTP/1.1 request); a pointer moves cheaper than the whole exchange's state.
@@ -368,6 +369,10 @@ struct ConnCtx {
     conn: Conn,
     /// Upstream-answer timers, kept for the connection's next requests.
     timers: Timers,
+    /// The `Host` header made from the `:authority` of the connection's first HTTP/2
+    /// request: its later requests nearly always name the same one and share this value
+    /// instead of copying the name into a new buffer each.
+    authority: OnceLock<HeaderValue>,
 }
 
 /// The [`Deadline`]s a connection's requests wait on for their upstream's answer, kept
@@ -541,6 +546,20 @@ impl ConnCtx {
         })
     }
 
+    /// `authority` as a `Host` value: the connection's kept one when it names the same,
+    /// else a new one, kept if it is the connection's first.
+    fn authority_header(&self, authority: &str) -> Option<HeaderValue> {
+        let kept = self.authority.get();
+        if let Some(kept) = kept.filter(|k| k.as_bytes() == authority.as_bytes()) {
+            return Some(kept.clone());
+        }
+        let value = HeaderValue::from_str(authority).ok()?;
+        if kept.is_none() {
+            let _ = self.authority.set(value.clone());
+        }
+        Some(value)
+    }
+
     /// Whether the request names a host that the listener routes to another upstream than
     /// this connection's (a browser reusing a connection for another name its certificate
     /// covers): such a request must not reach this upstream.
@@ -587,7 +606,7 @@ impl ConnCtx {
             None => (
                 req.uri()
                     .authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+                    .and_then(|a| self.authority_header(a.as_str())),
                 true,
             ),
         };
