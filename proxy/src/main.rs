@@ -12,7 +12,8 @@ use proxy::cli;
 use proxy::config::{Config, LogFormat};
 
 /// A proxy allocates and frees small buffers per request on every worker thread; mimalloc
-/// does that with thread-local free lists (see benches/RESULTS.md for what it saves).
+/// does that with thread-local free lists (see benches/RESULTS.md for what it saves; the
+/// version and why are in proxy/Cargo.toml).
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
