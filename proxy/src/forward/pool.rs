@@ -178,3 +178,92 @@ impl H1Pool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A future that counts its polls.
+    struct Counted<F> {
+        inner: Pin<Box<F>>,
+        polls: Arc<AtomicUsize>,
+    }
+
+    impl<F: Future> Future for Counted<F> {
+        type Output = F::Output;
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            self.polls.fetch_add(1, Ordering::Relaxed);
+            self.inner.as_mut().poll(cx)
+        }
+    }
+
+    /// An upstream that answers one request with `hello` and keeps the connection open.
+    async fn one_answer_upstream() -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match sock.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+                .await
+                .unwrap();
+            // Open until the client closes: a kept-alive upstream connection.
+            let _ = sock.read(&mut buf).await;
+        });
+        addr
+    }
+
+    /// Every response of a pooled connection wakes its task once more than it needs, once
+    /// per request, unless hyper's body channel forgets the sender's waker when the sender
+    /// is dropped: the fix `vendor/hyper` carries (see `vendor/README.md`).
+    #[tokio::test]
+    async fn an_upstream_connection_sleeps_once_its_response_body_is_read() {
+        let addr = one_answer_upstream().await;
+        let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+        let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io)
+            .await
+            .unwrap();
+        let polls = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(Counted {
+            inner: Box::pin(conn),
+            polls: polls.clone(),
+        });
+        let req = http::Request::get("/")
+            .header(http::header::HOST, "upstream")
+            .body(Empty::new())
+            .unwrap();
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            let resp = sender.send_request(req).await.unwrap();
+            resp.into_body().collect().await.unwrap().to_bytes()
+        })
+        .await
+        .expect("the upstream answered");
+        assert_eq!(resp, "hello");
+        let after_body = polls.load(Ordering::Relaxed);
+        // Anything that woke the connection now (nothing should) gets its poll meanwhile.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(
+            polls.load(Ordering::Relaxed),
+            after_body,
+            "an idle upstream connection is not polled after its response body was read"
+        );
+        drop(sender);
+    }
+}
