@@ -15,7 +15,7 @@
 //! - `server`: a running instance ([`server::Running`]): start, reload, drain.
 //! - `shutdown`: waiting for shutdown without a lock per poll.
 //! - `wake_gate`: polling a costly future only after its waker fired (`deadline`,
-//!   `shutdown`).
+//!   `shutdown`), and reading a socket again only after it woke (`GatedRead`).
 //! - `metrics`: Prometheus metrics with per-listener handles.
 //! - `admin`: the admin API (`/metrics`, `/healthz`, `/certs`, `POST /reload`).
 //! - `backup`: backups of certificate files (install, restore).

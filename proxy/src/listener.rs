@@ -18,6 +18,7 @@ use crate::metrics::{ConnectionGuard, ListenerMetrics};
 use crate::routes::Routes;
 use crate::shutdown::Cancelled;
 use crate::tls::{self, ListenerTls};
+use crate::wake_gate::GatedRead;
 
 /// Pause after an accept error (EMFILE and friends) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -127,6 +128,9 @@ async fn connection(
     let deadline = Instant::now() + state.config.handshake_timeout;
     // Boxed: the handshake's state is freed once it is done instead of sizing this task,
     // which lives as long as the connection (memory per idle connection).
+    // hyper tries reads that find nothing several times per request: behind the gate
+    // they cost two atomic operations instead of tokio's readiness check and its lock.
+    let tcp = GatedRead::new(tcp);
     let stream = match Box::pin(tls::handshake(tcp, &state.tls, deadline)).await {
         Ok(s) => s,
         Err(e) => {

@@ -6,12 +6,20 @@
 //! a waker of its own, and polls it again only after that waker fired or its owner opened
 //! the gate (after changing the future in a way that may have left it without a waker).
 //! Every other poll registers the task's waker and reads a flag: two atomic operations.
+//!
+//! [`GatedRead`] puts a socket's reads behind a gate. hyper tries to read a connection
+//! several times per request (after the request, after the response, to notice a close
+//! while idle), and every try that finds nothing to read goes through tokio's readiness
+//! check, which takes the socket's waiter lock to store the waker again.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// See the module doc. Safe on any runtime: a wake between two polls is never lost.
 pub struct WakeGate {
@@ -82,6 +90,72 @@ impl WakeGate {
     }
 }
 
+/// A byte stream whose reads are tried again only once the last one that found nothing
+/// has been woken: by the socket becoming readable (or closed, or failing), or by tokio's
+/// budget handing the turn back. Writes pass straight through. Wrap the socket itself,
+/// below any TLS: what TLS has already decrypted is read without asking the socket.
+#[derive(Debug)]
+pub struct GatedRead<T> {
+    inner: T,
+    gate: WakeGate,
+}
+
+impl<T> GatedRead<T> {
+    pub fn new(inner: T) -> Self {
+        Self {
+            inner,
+            gate: WakeGate::new(),
+        }
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for GatedRead<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let inner = &mut this.inner;
+        this.gate
+            .poll(cx, |cx| Pin::new(&mut *inner).poll_read(cx, buf))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for GatedRead<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 impl Default for WakeGate {
     fn default() -> Self {
         Self::new()
@@ -126,6 +200,77 @@ mod tests {
         gate.open();
         assert!(gate.poll(&mut cx, poll).is_pending());
         assert_eq!(polls.get(), 3, "the gate was opened: polled again");
+    }
+
+    /// A reader that counts the reads that reach it.
+    struct Counting<T> {
+        inner: T,
+        reads: usize,
+    }
+
+    impl<T: AsyncRead + Unpin> AsyncRead for Counting<T> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            self.reads += 1;
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    /// One poll of `reader.poll_read`: whether it read, and what.
+    async fn poll_once<R: AsyncRead + Unpin>(reader: &mut R) -> Poll<Vec<u8>> {
+        std::future::poll_fn(|cx| {
+            let mut bytes = [0u8; 64];
+            let mut buf = ReadBuf::new(&mut bytes);
+            let polled = Pin::new(&mut *reader)
+                .poll_read(cx, &mut buf)
+                .map(|r| r.map(|()| buf.filled().to_vec()).unwrap());
+            Poll::Ready(polled)
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_read_that_found_nothing_is_tried_again_only_once_the_socket_woke_it() {
+        use std::time::Duration;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::{TcpListener, TcpStream};
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut reader = GatedRead::new(Counting {
+            inner: server,
+            reads: 0,
+        });
+
+        assert!(poll_once(&mut reader).await.is_pending());
+        assert!(poll_once(&mut reader).await.is_pending());
+        assert!(poll_once(&mut reader).await.is_pending());
+        assert_eq!(
+            reader.get_ref().reads,
+            1,
+            "nothing woke the first read that found nothing: the socket was not asked again"
+        );
+
+        client.write_all(b"hello").await.unwrap();
+        let mut got = [0u8; 5];
+        tokio::time::timeout(Duration::from_secs(10), reader.read_exact(&mut got))
+            .await
+            .expect("the socket's readiness woke the gated read")
+            .unwrap();
+        assert_eq!(&got, b"hello");
+
+        drop(client);
+        let eof = tokio::time::timeout(Duration::from_secs(10), reader.read(&mut got))
+            .await
+            .expect("the peer's close woke the gated read")
+            .unwrap();
+        assert_eq!(eof, 0, "the peer's close reads as the end of the stream");
     }
 
     #[test]

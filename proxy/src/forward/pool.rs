@@ -19,11 +19,13 @@ use std::time::{Duration, Instant};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
-use hyper_rustls::HttpsConnector;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use tower_service::Service;
 
 use super::http::UpstreamBody;
+use crate::wake_gate::GatedRead;
 
 /// How long an idle upstream connection may be reused; below common upstream keep-alive
 /// timeouts (nginx 75 s) so the upstream never closes one under a request.
@@ -78,6 +80,20 @@ impl std::fmt::Debug for H1Pool {
     }
 }
 
+/// Starts HTTP/1.1 on `io`, its connection driven by a task of its own.
+async fn handshake<I>(io: I) -> Result<http1::SendRequest<UpstreamBody>, PoolError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::handshake(io).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
 impl H1Pool {
     /// A pool with one idle stack for each of `workers` worker threads.
     pub fn new(connector: HttpsConnector<HttpConnector>, connect_to: Uri, workers: usize) -> Self {
@@ -113,13 +129,14 @@ impl H1Pool {
             .call(self.connect_to.clone())
             .await
             .map_err(PoolError::Connect)?;
-        let (sender, conn) = http1::handshake(io).await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
+        match io {
+            // hyper tries reads that find nothing several times per request (`GatedRead`).
+            MaybeHttpsStream::Http(tcp) => {
+                handshake(TokioIo::new(GatedRead::new(tcp.into_inner()))).await
             }
-        });
-        Ok(sender)
+            // Gated below TLS or not at all: what TLS decrypted is read without the socket.
+            tls @ MaybeHttpsStream::Https(_) => handshake(tls).await,
+        }
     }
 
     /// Sends `req` on an idle connection, or a new one. `req`'s URI is sent as it is: give
