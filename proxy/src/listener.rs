@@ -126,11 +126,11 @@ async fn connection(
     #[cfg(not(target_os = "linux"))]
     let _ = tcp.set_nodelay(true);
     let deadline = Instant::now() + state.config.handshake_timeout;
-    // Boxed: the handshake's state is freed once it is done instead of sizing this task,
-    // which lives as long as the connection (memory per idle connection).
     // hyper tries reads that find nothing several times per request: behind the gate
     // they cost two atomic operations instead of tokio's readiness check and its lock.
     let tcp = GatedRead::new(tcp);
+    // Boxed: the handshake's state is freed once it is done instead of sizing this task,
+    // which lives as long as the connection (memory per idle connection).
     let stream = match Box::pin(tls::handshake(tcp, &state.tls, deadline)).await {
         Ok(s) => s,
         Err(e) => {
