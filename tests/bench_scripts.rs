@@ -1,18 +1,20 @@
-//! The load comparison's command line (`benches/load/compare.sh`): a mistyped invocation
-//! is refused with a message and exit status 2 before the script installs, builds or
-//! starts anything.
+//! The command lines of the load comparison (`benches/load/compare.sh`) and of its
+//! profiler (`benches/load/profile.sh`): a mistyped invocation is refused with a message
+//! and exit status 2 before the script installs, builds or starts anything.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-fn compare_sh() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/load/compare.sh")
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../benches/load")
+        .join(name)
 }
 
-/// Runs `compare.sh ARGS` and returns its exit code and standard error.
-fn run(args: &[&str]) -> (Option<i32>, String) {
+/// Runs `benches/load/SCRIPT ARGS` and returns its exit code and standard error.
+fn run_script(name: &str, args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new("bash")
-        .arg(compare_sh())
+        .arg(script(name))
         .args(args)
         .output()
         .expect("run bash");
@@ -20,6 +22,11 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs `compare.sh ARGS` and returns its exit code and standard error.
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    run_script("compare.sh", args)
 }
 
 #[test]
@@ -58,4 +65,46 @@ fn unknown_measures_and_arguments_are_refused_with_what_is_valid() {
     let (code, err) = run(&["--frob"]);
     assert_eq!(code, Some(2), "stderr: {err}");
     assert!(err.contains("unknown argument: --frob"), "{err}");
+}
+
+#[test]
+fn profile_sh_refuses_a_missing_or_foreign_work_dir_and_a_bad_count() {
+    let (code, err) = run_script("profile.sh", &[]);
+    assert_eq!(code, Some(2), "no work dir: exit 2; stderr: {err}");
+    assert!(
+        err.contains("Usage:"),
+        "no work dir: the usage, said: {err}"
+    );
+    let (code, err) = run_script("profile.sh", &["--handshakes"]);
+    assert_eq!(code, Some(2), "--handshakes alone: exit 2; stderr: {err}");
+    assert!(err.contains("--handshakes WORKDIR"), "{err}");
+
+    let foreign = tempfile::tempdir().expect("temp dir");
+    let foreign = foreign.path().to_str().expect("utf-8 temp path");
+    let (code, err) = run_script("profile.sh", &["--handshakes", foreign]);
+    assert_eq!(code, Some(2), "stderr: {err}");
+    assert!(
+        err.contains("not a work dir of compare.sh") && err.contains("--keep"),
+        "a dir compare.sh did not leave is named, with how to get one: {err}"
+    );
+    let (code, err) = run_script("profile.sh", &["--frob", foreign]);
+    assert_eq!(code, Some(2), "stderr: {err}");
+    assert!(err.contains("unknown option: --frob"), "{err}");
+
+    // A work dir as compare.sh leaves it, as far as the script looks before it starts.
+    let work = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(work.path().join("upstream")).expect("mkdir");
+    std::fs::write(work.path().join("upstream/nginx.conf"), "").expect("write");
+    let work = work.path().to_str().expect("utf-8 temp path");
+    for count in ["0", "abc", "-5", "20s"] {
+        for mode in [&[][..], &["--handshakes"]] {
+            let args = [mode, &[work, count]].concat();
+            let (code, err) = run_script("profile.sh", &args);
+            assert_eq!(code, Some(2), "profile.sh {args:?}: exit 2; stderr: {err}");
+            assert!(
+                err.contains(&format!("not a count: {count}")),
+                "profile.sh {args:?} names the bad count, said: {err}"
+            );
+        }
+    }
 }
