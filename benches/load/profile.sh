@@ -15,10 +15,11 @@
 # HTTP/1.1 keep-alive (h2load --h1 -c4) and HTTP/2 (h2load -c4 -m10), then the functions
 # with the most inclusive instructions; with --handshakes, instructions per handshake, of
 # them the signature's and the rest. Under valgrind the proxy runs ~50x slower; the
-# whole script takes about 5 minutes. Needs valgrind (installed when missing).
+# whole script takes about 5 minutes (2.5 with --handshakes). Needs valgrind (installed
+# when missing).
 set -euo pipefail
 
-usage() { sed -n '2,18p' "$0" >&2; exit 2; }
+usage() { sed -n '2,19p' "$0" >&2; exit 2; }
 MODE=requests
 if [ "${1:-}" = --handshakes ]; then
     MODE=handshakes
@@ -165,7 +166,7 @@ profile haproxy "$port" haproxy -db -f "$OUT/haproxy.cfg"
 
 [ "$MODE" = requests ] || exit 0
 for proto in h1 h2; do
-    file=$(grep -l "Trigger: dump gatehouse-$proto" "$OUT"/callgrind.out.gatehouse.* | head -1)
+    file=$(dump_file gatehouse "gatehouse-$proto")
     echo
     echo "Gatehouse $proto, most inclusive instructions per request:"
     callgrind_annotate --inclusive=yes "$file" 2>/dev/null |
