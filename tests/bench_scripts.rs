@@ -1,20 +1,23 @@
-//! The command lines of the load comparison (`benches/load/compare.sh`) and of its
-//! profiler (`benches/load/profile.sh`): a mistyped invocation is refused with a message
-//! and exit status 2 before the script installs, builds or starts anything.
+//! The command lines of the load comparison (`benches/load/compare.sh`), of its profiler
+//! (`benches/load/profile.sh`) and of the profile-guided release build
+//! (`deploy/build-pgo.sh`): a mistyped invocation is refused with a message and exit
+//! status 2 before the script installs, builds or starts anything.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-fn script(name: &str) -> PathBuf {
+/// `path` is relative to the repository's root.
+fn script(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../benches/load")
-        .join(name)
+        .join("..")
+        .join(path)
 }
 
-/// Runs `benches/load/SCRIPT ARGS` and returns its exit code and standard error.
-fn run_script(name: &str, args: &[&str]) -> (Option<i32>, String) {
+/// Runs the script at `path` (from the repository's root) with `args` and returns its exit
+/// code and standard error.
+fn run_script(path: &str, args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new("bash")
-        .arg(script(name))
+        .arg(script(path))
         .args(args)
         .output()
         .expect("run bash");
@@ -26,7 +29,7 @@ fn run_script(name: &str, args: &[&str]) -> (Option<i32>, String) {
 
 /// Runs `compare.sh ARGS` and returns its exit code and standard error.
 fn run(args: &[&str]) -> (Option<i32>, String) {
-    run_script("compare.sh", args)
+    run_script("benches/load/compare.sh", args)
 }
 
 #[test]
@@ -69,25 +72,25 @@ fn unknown_measures_and_arguments_are_refused_with_what_is_valid() {
 
 #[test]
 fn profile_sh_refuses_a_missing_or_foreign_work_dir_and_a_bad_count() {
-    let (code, err) = run_script("profile.sh", &[]);
+    let (code, err) = run_script("benches/load/profile.sh", &[]);
     assert_eq!(code, Some(2), "no work dir: exit 2; stderr: {err}");
     assert!(
         err.contains("Usage:"),
         "no work dir: the usage, said: {err}"
     );
-    let (code, err) = run_script("profile.sh", &["--handshakes"]);
+    let (code, err) = run_script("benches/load/profile.sh", &["--handshakes"]);
     assert_eq!(code, Some(2), "--handshakes alone: exit 2; stderr: {err}");
     assert!(err.contains("--handshakes WORKDIR"), "{err}");
 
     let foreign = tempfile::tempdir().expect("temp dir");
     let foreign = foreign.path().to_str().expect("utf-8 temp path");
-    let (code, err) = run_script("profile.sh", &["--handshakes", foreign]);
+    let (code, err) = run_script("benches/load/profile.sh", &["--handshakes", foreign]);
     assert_eq!(code, Some(2), "stderr: {err}");
     assert!(
         err.contains("not a work dir of compare.sh") && err.contains("--keep"),
         "a dir compare.sh did not leave is named, with how to get one: {err}"
     );
-    let (code, err) = run_script("profile.sh", &["--frob", foreign]);
+    let (code, err) = run_script("benches/load/profile.sh", &["--frob", foreign]);
     assert_eq!(code, Some(2), "stderr: {err}");
     assert!(err.contains("unknown option: --frob"), "{err}");
 
@@ -99,12 +102,34 @@ fn profile_sh_refuses_a_missing_or_foreign_work_dir_and_a_bad_count() {
     for count in ["0", "abc", "-5", "20s"] {
         for mode in [&[][..], &["--handshakes"]] {
             let args = [mode, &[work, count]].concat();
-            let (code, err) = run_script("profile.sh", &args);
+            let (code, err) = run_script("benches/load/profile.sh", &args);
             assert_eq!(code, Some(2), "profile.sh {args:?}: exit 2; stderr: {err}");
             assert!(
                 err.contains(&format!("not a count: {count}")),
                 "profile.sh {args:?} names the bad count, said: {err}"
             );
         }
+    }
+}
+
+#[test]
+fn build_pgo_sh_refuses_an_unknown_argument_and_out_without_a_file() {
+    let (code, err) = run_script("deploy/build-pgo.sh", &["--frob"]);
+    assert_eq!(code, Some(2), "stderr: {err}");
+    assert!(
+        err.contains("unknown argument: --frob") && err.contains("Usage:"),
+        "an unknown argument is named, with the usage: {err}"
+    );
+    for args in [&["--out"][..], &["--out", ""]] {
+        let (code, err) = run_script("deploy/build-pgo.sh", args);
+        assert_eq!(
+            code,
+            Some(2),
+            "build-pgo.sh {args:?}: exit 2; stderr: {err}"
+        );
+        assert!(
+            err.contains("--out needs a value"),
+            "build-pgo.sh {args:?} says --out lacks its value, said: {err}"
+        );
     }
 }

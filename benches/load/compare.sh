@@ -735,7 +735,7 @@ versions() {
     local cpu
     cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
     echo "Machine: $(nproc) cores ($cpu), $(free -g | awk '/^Mem:/ {print $2}') GiB, Linux $(uname -r)."
-    echo "Gatehouse $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?') ($WORKERS workers);" \
+    echo "Gatehouse $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?') (${GH_BIN#"$REPO"/}, $WORKERS workers);" \
         "$(nginx -v 2>&1 | sed 's/.*version: //') ($WORKERS workers);" \
         "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}') (nbthread $WORKERS);" \
         "$(openssl version | awk '{print $1, $2}');" \
