@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
             OUT=$2
             shift 2
             ;;
-        -h | --help) usage ;;
+        -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; usage ;;
     esac
 done
