@@ -18,7 +18,8 @@
 # compare.sh needs (nginx, haproxy, wrk, h2load: installed by it when missing, as root).
 set -euo pipefail
 
-usage() { sed -n '2,18p' "$0" >&2; exit 2; }
+help() { sed -n '2,18p' "$0"; }
+usage() { help >&2; exit 2; }
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$REPO/target/pgo/gatehouse
 while [ $# -gt 0 ]; do
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
             OUT=$2
             shift 2
             ;;
-        -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h | --help) help; exit 0 ;;
         *) echo "unknown argument: $1" >&2; usage ;;
     esac
 done
@@ -58,10 +59,9 @@ PROFDATA=$(find_profdata)
 if [ -z "$PROFDATA" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         log "installing llvm-$LLVM for llvm-profdata (rustc is built with LLVM $LLVM)"
-        DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "llvm-$LLVM" >/dev/null 2>&1 ||
-            { timeout 300 apt-get update -qq >/dev/null 2>&1 &&
-                DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "llvm-$LLVM" >/dev/null 2>&1; } ||
-            die "could not install llvm-$LLVM; install llvm-profdata of LLVM $LLVM (Debian: llvm-$LLVM; rustup: rustup component add llvm-tools)"
+        install_llvm() { DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "llvm-$LLVM" >/dev/null 2>&1; }
+        install_llvm || { timeout 300 apt-get update -qq >/dev/null 2>&1 && install_llvm; } ||
+            log "apt-get could not install llvm-$LLVM"
         PROFDATA=$(find_profdata)
     fi
     [ -n "$PROFDATA" ] || die "no llvm-profdata of LLVM $LLVM (rustc's); install it (Debian: llvm-$LLVM; rustup: rustup component add llvm-tools) and run again"

@@ -83,19 +83,17 @@ signature_instructions() { # FILE
 # Full handshakes on the resumption-off instance at PORT for SECONDS_EACH, per key type;
 # prints instructions per handshake, the signature's and the rest.
 count_handshakes() { # TAG PORT PID
-    local tag=$1 port=$2 pid=$3 kind url out done_ file total sign
+    local tag=$1 port=$2 pid=$3 kind url done_ errors file total sign
     for kind in ecdsa rsa; do
         url="https://$kind.bench.test:$port/"
-        timeout 120 wrk -t1 -c4 -d2s -H "Connection: close" -s "$WORK/loopback.lua" "$url" >/dev/null
+        DUR=2 run_wrk "$url" 4 -H "Connection: close" >/dev/null
         callgrind_control -z "$pid" >/dev/null 2>&1
         callgrind_control -i on "$pid" >/dev/null 2>&1
-        out=$(timeout $(( SECONDS_EACH + 120 )) wrk -t1 -c4 -d"${SECONDS_EACH}s" --timeout 30s \
-            -H "Connection: close" -s "$WORK/loopback.lua" "$url")
+        read -r _ done_ errors < <(DUR=$SECONDS_EACH run_wrk "$url" 4 -H "Connection: close")
         callgrind_control -i off "$pid" >/dev/null 2>&1
         callgrind_control -d "$tag-$kind" "$pid" >/dev/null 2>&1
-        done_=$(awk '/ requests in / { print $1 }' <<<"$out")
-        if [ -z "$done_" ] || [ "$done_" -eq 0 ] || grep -q -E "Socket errors|Non-2xx" <<<"$out"; then
-            echo "$tag $kind: wrk did not complete clean handshakes: $out" >&2
+        if [ "$done_" -eq 0 ] || [ "$errors" -ne 0 ]; then
+            echo "$tag $kind: wrk did not complete clean handshakes ($done_ done, $errors failed; $WORK/tools.log)" >&2
             exit 1
         fi
         file=$(dump_file "$tag" "$tag-$kind")
