@@ -958,6 +958,79 @@ fn session_resumption_is_on_by_default_and_can_be_turned_off() {
     }
 }
 
+/// A response that ends its connection is held back to leave with the TLS close_notify and
+/// the FIN (`proxy/src/cork.rs`): it must still arrive whole, with a clean TLS close, after
+/// a keep-alive request on the same connection was answered at once.
+#[test]
+fn a_request_that_closes_the_connection_gets_its_whole_response_and_a_clean_tls_close() {
+    let (_env, g) = portal_and_engine("");
+    let addr = g.addr("web");
+    rt().block_on(async {
+        const MIB: usize = 1 << 20;
+        for (first, last, body_len) in [
+            (
+                "",
+                "GET / HTTP/1.1\r\nHost: portal.test\r\nConnection: close\r\n\r\n",
+                0,
+            ),
+            ("", "GET / HTTP/1.0\r\nHost: portal.test\r\n\r\n", 0),
+            (
+                "GET / HTTP/1.1\r\nHost: portal.test\r\n\r\n",
+                "GET / HTTP/1.1\r\nHost: portal.test\r\nConnection: te, Close\r\n\r\n",
+                0,
+            ),
+            (
+                "",
+                "GET /download/1048576 HTTP/1.1\r\nHost: portal.test\r\nConnection: close\r\n\r\n",
+                MIB,
+            ),
+        ] {
+            let (mut tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
+            if !first.is_empty() {
+                tls.write_all(first.as_bytes()).await.expect("write");
+                // Read the keep-alive response to its end (the upstream gives a length).
+                let mut got = Vec::new();
+                let mut buf = [0; 4096];
+                while !String::from_utf8_lossy(&got).contains("upstream=portal") {
+                    let n = tokio::time::timeout(STEP_TIMEOUT, tls.read(&mut buf))
+                        .await
+                        .expect("the keep-alive response comes without waiting for a close")
+                        .expect("read");
+                    assert!(
+                        n > 0,
+                        "the connection stays open after a keep-alive request"
+                    );
+                    got.extend_from_slice(&buf[..n]);
+                }
+            }
+            tls.write_all(last.as_bytes()).await.expect("write");
+            let mut all = Vec::new();
+            tokio::time::timeout(STEP_TIMEOUT, tls.read_to_end(&mut all))
+                .await
+                .expect("the connection ends after the response")
+                .unwrap_or_else(|e| panic!("{last:?}: the TLS close is clean: {e}"));
+            let text = String::from_utf8_lossy(&all);
+            assert!(
+                text.starts_with("HTTP/1.") && text.contains(" 200 OK\r\n"),
+                "{last:?}: the response arrives: {text}"
+            );
+            if body_len == 0 {
+                assert!(
+                    text.contains("upstream=portal"),
+                    "{last:?}: the whole body: {text}"
+                );
+            } else {
+                let head = text.find("\r\n\r\n").expect("a head") + 4;
+                assert_eq!(
+                    all.len() - head,
+                    body_len,
+                    "{last:?}: the whole body arrives"
+                );
+            }
+        }
+    });
+}
+
 #[test]
 fn oversized_request_headers_get_431() {
     let (env, g) = portal_and_engine("");

@@ -9,6 +9,7 @@
 //! - `tls`: the per-listener rustls configuration and the bounded handshake.
 //! - `workers`: the threads (one event loop each) that serve connections.
 //! - `listener`: accept loop with connection limits.
+//! - `cork`: a connection's last response sent in one piece with its close.
 //! - `idle`: closes connections idle too long.
 //! - `deadline`: a timer reused by waits that repeat (idle clock, upstream answers).
 //! - `forward`: HTTP reverse proxying and TCP piping.
@@ -27,6 +28,7 @@ pub mod admin;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod cork;
 pub mod deadline;
 pub mod forward;
 pub mod host;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Listener, Protocol};
+use crate::cork::{CorkLast, LastResponse};
 use crate::forward::http::HttpListener;
 use crate::forward::tcp;
 use crate::metrics::{ConnectionGuard, ListenerMetrics};
@@ -100,6 +101,7 @@ pub async fn accept_loop(
             let slot = Arc::new(ConnectionSlot {
                 _permit: permit,
                 _active: state.metrics.connection(),
+                last_response: LastResponse::default(),
             });
             connection(tcp, peer, &state, slot, shutdown).await;
         });
@@ -113,6 +115,15 @@ pub async fn accept_loop(
 pub struct ConnectionSlot {
     _permit: OwnedSemaphorePermit,
     _active: ConnectionGuard,
+    /// Marked by the HTTP forwarder for a response that ends the connection; the client
+    /// socket then holds it back to send it with the close (`cork`).
+    pub last_response: LastResponse,
+}
+
+impl AsRef<LastResponse> for ConnectionSlot {
+    fn as_ref(&self) -> &LastResponse {
+        &self.last_response
+    }
 }
 
 async fn connection(
@@ -128,7 +139,7 @@ async fn connection(
     let deadline = Instant::now() + state.config.handshake_timeout;
     // hyper tries reads that find nothing several times per request: behind the gate
     // they cost two atomic operations instead of tokio's readiness check and its lock.
-    let tcp = GatedRead::new(tcp);
+    let tcp = CorkLast::new(GatedRead::new(tcp), slot.clone());
     // Boxed: the handshake's state is freed once it is done instead of sizing this task,
     // which lives as long as the connection (memory per idle connection).
     let stream = match Box::pin(tls::handshake(tcp, &state.tls, deadline)).await {

@@ -113,6 +113,12 @@ impl<T> GatedRead<T> {
     }
 }
 
+impl<T: std::os::fd::AsFd> std::os::fd::AsFd for GatedRead<T> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for GatedRead<T> {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -442,6 +442,25 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Whether hyper ends the connection once it has answered `req`: an HTTP/1.1 request with
+/// `Connection: close`, an HTTP/1.0 one without `keep-alive` (hyper's rules). A request
+/// whose `Connection` headers name both is not counted: hyper's answer then depends on
+/// their order, and a wrong yes would hold the next response back (`cork`).
+fn ends_connection<B>(req: &Request<B>) -> bool {
+    let http11 = match req.version() {
+        Version::HTTP_11 => true,
+        Version::HTTP_10 => false,
+        _ => return false,
+    };
+    let (close, keep_alive) = connection_tokens(req.headers()).fold((false, false), |(c, k), t| {
+        (
+            c || t.eq_ignore_ascii_case("close"),
+            k || t.eq_ignore_ascii_case("keep-alive"),
+        )
+    });
+    !keep_alive && (close || !http11)
+}
+
 /// Whether a `Connection` token names a header (anything but `keep-alive`, `close` and
 /// `upgrade`).
 fn names_a_header(token: &str) -> bool {
@@ -530,7 +549,12 @@ impl ConnCtx {
                 upstream: self.conn.target.clone(),
             })
         });
+        let ends = ends_connection(&req);
         let (resp, lease) = self.exchange(req).await;
+        if ends && hyper::body::Body::size_hint(resp.body()).exact().is_some() {
+            // Sent with the close in one piece (`cork`); a streamed body goes as it comes.
+            self.conn.slot.last_response.mark();
+        }
         let completion = start.map(|start| Completion {
             start,
             status: resp.status(),
@@ -860,5 +884,41 @@ mod tests {
         assert_eq!(strip_hop_by_hop(&mut h), None);
         assert!(!h.contains_key("upgrade"));
         assert_eq!(h.len(), 1);
+    }
+
+    fn request(version: Version, pairs: &[(&'static str, &'static str)]) -> Request<()> {
+        let mut req = Request::new(());
+        *req.version_mut() = version;
+        *req.headers_mut() = headers(pairs);
+        req
+    }
+
+    #[test]
+    fn the_connection_ends_after_close_or_http10_without_keep_alive_only() {
+        const HTTP_10: Version = Version::HTTP_10;
+        const HTTP_11: Version = Version::HTTP_11;
+        const HTTP_2: Version = Version::HTTP_2;
+        type Headers = &'static [(&'static str, &'static str)];
+        let cases: [(Version, Headers, bool); 8] = [
+            (HTTP_11, &[], false),
+            (HTTP_11, &[("connection", "Close")], true),
+            (HTTP_11, &[("connection", "te, close")], true),
+            (
+                HTTP_11,
+                &[("connection", "close"), ("connection", "keep-alive")],
+                false,
+            ),
+            (HTTP_10, &[], true),
+            (HTTP_10, &[("connection", "Keep-Alive")], false),
+            (HTTP_10, &[("connection", "close")], true),
+            (HTTP_2, &[("connection", "close")], false),
+        ];
+        for (version, pairs, ends) in cases {
+            assert_eq!(
+                ends_connection(&request(version, pairs)),
+                ends,
+                "{version:?} {pairs:?}: only a request hyper surely closes after is counted"
+            );
+        }
     }
 }
