@@ -237,7 +237,8 @@ http {
 }
 EOF
     nginx -e "$d/error.log" -c "$d/nginx.conf" &
-    PIDS+=($!)
+    UP_PID=$!
+    PIDS+=("$UP_PID")
     wait_port "$UP_PORT" || die "upstream nginx did not start: $(cat "$d/error.log")"
 }
 
@@ -498,19 +499,37 @@ EOF
 
 # One measured run: the tool's rate and ops, and the proxy's CPU over the tool's run.
 # Appends "measure proxy run rate ops errors cpu_seconds" to the results.
+# "utime stime" in clock ticks of this script's children that have ended (fields 16 and 17
+# of /proc/$$/stat): the load tool's CPU, once a run's command substitution has returned.
+children_ticks() {
+    local line
+    line=$(<"/proc/$$/stat")
+    line=${line##*) }
+    echo "$line" | awk '{print $14, $15}'
+}
+
+# One run of COMMAND (a run_* function) against PROXY, whose process tree is PID. Records
+# the proxy's CPU and, to read its requests/s by, the CPU of the two processes that share
+# the cores with it: the load tool and the upstream.
 measure() { # MEASURE PROXY RUN PID COMMAND...
-    local m=$1 p=$2 r=$3 pid=$4 before after res others
+    local m=$1 p=$2 r=$3 pid=$4 before after res others tool0 tool1 up0 up1
     shift 4
     others_snap before
     before=$(cpu_ticks "$pid")
+    up0=$(cpu_ticks "$UP_PID")
+    tool0=$(children_ticks)
     res=$("$@")
+    tool1=$(children_ticks)
+    up1=$(cpu_ticks "$UP_PID")
     after=$(cpu_ticks "$pid")
     others_snap after
     others=$(others_diff)
-    local cpu sys
+    local cpu sys tool up
     read -r cpu sys < <(cpu_delta "$before" "$after")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$m" "$p" "$r" "$(tr ' ' '\t' <<<"$res")" "$cpu" "${others%% *}" "$sys" >>"$RESULTS"
-    log "$m $p run $r: $res cpu ${cpu}s (sys ${sys}s); others ${others}"
+    read -r tool _ < <(cpu_delta "$tool0" "$tool1")
+    read -r up _ < <(cpu_delta "$up0" "$up1")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$m" "$p" "$r" "$(tr ' ' '\t' <<<"$res")" "$cpu" "${others%% *}" "$sys" "$tool" "$up" >>"$RESULTS"
+    log "$m $p run $r: $res cpu ${cpu}s (sys ${sys}s); load tool ${tool}s, upstream ${up}s; others ${others}"
 }
 
 # p99 at a fixed rate: h2load --h1 with --rps per client and a per-request log.

@@ -5,7 +5,9 @@ markdown, from the raw results compare.sh wrote.
 
 Usage: summary.py RESULTS RUNS DUR IDLE_CONNS RATE FOREIGN_MAX
   RESULTS      compare.sh's results.tsv: measure, proxy, round, value, operations,
-               errors, CPU s, CPU s of other processes, system CPU s; one line per run
+               errors, CPU s, CPU s of other processes, system CPU s, and (since
+               the load tool's and the upstream's CPU were recorded) CPU s of the load
+               tool and of the upstream; one line per run
   RUNS, DUR    rounds and seconds per run, for the header line
   IDLE_CONNS   connections held by the idle-memory measure; RATE the p99 measure's req/s
   FOREIGN_MAX  seconds of other processes' CPU from which a run counts as shared
@@ -17,11 +19,16 @@ path, runs, dur, idle, rate = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.arg
 # (measure, proxy) -> {round: (value, operations, errors, CPU s, system CPU s)}, in the
 # order the rounds ran; compare.sh keeps one line per round (the last attempt).
 by_round = defaultdict(dict)
+# (measure, proxy) -> {round: (operations, load tool CPU s, upstream CPU s)}; absent in
+# results written before compare.sh recorded them.
+neighbours = defaultdict(dict)
 foreign = []
 for line in open(path):
-    m, p, r, value, ops, err, cpu, others, sys_cpu = line.rstrip("\n").split("\t")
+    m, p, r, value, ops, err, cpu, others, sys_cpu, *rest = line.rstrip("\n").split("\t")
     by_round[(m, p)][r] = (float(value), int(ops), int(err), float(cpu), float(sys_cpu))
     foreign.append((float(others), m, p, r))
+    if len(rest) == 2 and int(ops):
+        neighbours[(m, p)][r] = (int(ops), float(rest[0]), float(rest[1]))
 
 def rows(m, p):
     return list(by_round.get((m, p), {}).values())
@@ -148,6 +155,33 @@ for m, (label, unit, higher, per) in MEASURES.items():
         cells.append(f"{fmt(total - sys_cpu)} + {fmt(sys_cpu)}")
     if any(c != "–" for c in cells):
         print(f"| {label} | " + " | ".join(cells) + " |")
+
+# Proxy, load tool and upstream share the two cores, so a measure's rate follows the CPU
+# all three spend per operation, not the proxy's alone. (6) is left out: its rate is fixed,
+# and its load tool's figure would include sorting the latency log.
+SHARED = ("h1_keepalive", "h2", "full_ecdsa", "full_rsa", "resumed", "mib1")
+shared_rows = []
+for m in SHARED:
+    cells = {}
+    for p in ("gatehouse",) + ANCHORS:
+        runs_ = neighbours.get((m, p), {})
+        st = stats(m, p)
+        if not runs_ or not st or not st[1]:
+            continue
+        tool = med([t * 1e6 / ops for ops, t, _ in runs_.values()])
+        up = med([u * 1e6 / ops for ops, _, u in runs_.values()])
+        cells[p] = (tool, up, med(st[1]) + tool + up)
+    if "gatehouse" in cells:
+        shared_rows.append((MEASURES[m][0], cells))
+if shared_rows:
+    print()
+    print("The CPU the three processes on the two cores spend per operation, µs, medians: the load tool (wrk or h2load), the upstream (nginx), and their sum with the proxy's; a proxy's rate follows the sum:")
+    print()
+    print("| measure | load tool: Gatehouse / nginx / HAProxy | upstream: Gatehouse / nginx / HAProxy | all three: Gatehouse / nginx / HAProxy |")
+    print("|---|---|---|---|")
+    for label, cells in shared_rows:
+        cols = [" / ".join(fmt(cells[p][i]) if p in cells else "–" for p in ("gatehouse",) + ANCHORS) for i in range(3)]
+        print(f"| {label} | " + " | ".join(cols) + " |")
 
 busy = [f for f in foreign if f[0] >= float(sys.argv[6])]
 print()

@@ -64,9 +64,21 @@ fn run(measure: &str, proxy: &str, round: u32, value: f64, cpu_us_per_op: f64) -
     )
 }
 
+fn summary(tsv: String) -> String {
+    let dir = temp_dir();
+    let results = write(dir.path(), "results.tsv", tsv);
+    let out = Command::new("python3")
+        .arg(script("summary.py"))
+        .arg(&results)
+        .args(["3", "4", "10000", "5000", "0.5"])
+        .output()
+        .expect("run summary.py (python3)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn summary_gives_each_target_its_ratio_per_round_beside_the_ratio_of_medians() {
-    let dir = temp_dir();
     let mut tsv = String::new();
     // HTTP/2, three rounds. CPU µs per request: Gatehouse 20, 18, 30; nginx 25 each
     // round; HAProxy 19, 20, 24. Medians: 20 against the better anchor's 20, a pass at
@@ -87,16 +99,8 @@ fn summary_gives_each_target_its_ratio_per_round_beside_the_ratio_of_medians() {
     // as the limit it misses.
     tsv += &run("full_rsa", "gatehouse", 1, 1000.0, 704.2);
     tsv += &run("full_rsa", "nginx", 1, 900.0, 1000.0);
-    let results = write(dir.path(), "results.tsv", tsv);
 
-    let out = Command::new("python3")
-        .arg(script("summary.py"))
-        .arg(&results)
-        .args(["3", "4", "10000", "5000", "0.5"])
-        .output()
-        .expect("run summary.py (python3)");
-    assert!(out.status.success(), "{}", stderr(&out));
-    let summary = String::from_utf8_lossy(&out.stdout);
+    let summary = summary(tsv);
     for row in [
         "| CPU per keep-alive request, HTTP/2 ≤ 1.0× | 1.00 | pass | 1.05 (0.90–1.25) | 1 of 3 |",
         "| requests/s, HTTP/2 ≥ 1.0× | 1.00 | pass | 0.95 (0.95–1.10) | 1 of 3 |",
@@ -108,4 +112,31 @@ fn summary_gives_each_target_its_ratio_per_round_beside_the_ratio_of_medians() {
             "expected the row\n{row}\nin\n{summary}"
         );
     }
+    assert!(
+        !summary.contains("load tool"),
+        "results without the load tool's and the upstream's CPU get no table of them: {summary}"
+    );
+}
+
+#[test]
+fn summary_adds_the_load_tools_and_the_upstreams_cpu_to_the_proxys_when_recorded() {
+    // Keep-alive HTTP/1.1, one round, a million requests each; µs per request of the
+    // proxy, the load tool and the upstream. The proxy's CPU and system CPU columns are
+    // as `run` writes them, the last two columns are the tool's and the upstream's
+    // seconds.
+    let mut tsv = String::new();
+    for (proxy, own, tool, upstream) in [
+        ("gatehouse", 20.0, 15.0, 10.0),
+        ("nginx", 25.0, 14.0, 11.0),
+        ("haproxy", 28.0, 16.0, 10.0),
+    ] {
+        let line = run("h1_keepalive", proxy, 1, 40_000.0, own);
+        tsv += &format!("{}\t{tool}\t{upstream}\n", line.trim_end());
+    }
+    let summary = summary(tsv);
+    let row = "| (1) keep-alive HTTP/1.1 (wrk -c32) | 15.0 / 14.0 / 16.0 | 10.0 / 11.0 / 10.0 | 45.0 / 50.0 / 54.0 |";
+    assert!(
+        summary.contains(row),
+        "the load tool's, the upstream's and the sum with the proxy's CPU per request, for each proxy: expected\n{row}\nin\n{summary}"
+    );
 }
