@@ -502,8 +502,6 @@ function wrk.resolve(host, service)
 end
 EOF
 
-# One measured run: the tool's rate and ops, and the proxy's CPU over the tool's run.
-# Appends "measure proxy run rate ops errors cpu_seconds" to the results.
 # "utime stime" in clock ticks of this script's children that have ended (fields 16 and 17
 # of /proc/$$/stat): the load tool's CPU, once a run's command substitution has returned.
 children_ticks() {
@@ -513,9 +511,10 @@ children_ticks() {
     echo "$line" | awk '{print $14, $15}'
 }
 
-# One run of COMMAND (a run_* function) against PROXY, whose process tree is PID. Records
-# the proxy's CPU and, to read its requests/s by, the CPU of the two processes that share
-# the cores with it: the load tool and the upstream.
+# One run of COMMAND (a run_* function) against PROXY, whose process tree is PID. Appends
+# "measure proxy run rate ops errors cpu_s others_s sys_s tool_s upstream_s" to the
+# results: the proxy's CPU and, to read its rate by, the CPU of the two processes that
+# share the cores with it, the load tool and the upstream.
 measure() { # MEASURE PROXY RUN PID COMMAND...
     local m=$1 p=$2 r=$3 pid=$4 before after res others tool0 tool1 up0 up1
     shift 4
