@@ -19,16 +19,16 @@ path, runs, dur, idle, rate = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.arg
 # (measure, proxy) -> {round: (value, operations, errors, CPU s, system CPU s)}, in the
 # order the rounds ran; compare.sh keeps one line per round (the last attempt).
 by_round = defaultdict(dict)
-# (measure, proxy) -> {round: (operations, load tool CPU s, upstream CPU s)}; absent in
-# results written before compare.sh recorded them.
+# (measure, proxy) -> {round: (load tool CPU s, upstream CPU s)}; absent in results
+# written before compare.sh recorded them.
 neighbours = defaultdict(dict)
 foreign = []
 for line in open(path):
     m, p, r, value, ops, err, cpu, others, sys_cpu, *rest = line.rstrip("\n").split("\t")
     by_round[(m, p)][r] = (float(value), int(ops), int(err), float(cpu), float(sys_cpu))
     foreign.append((float(others), m, p, r))
-    if len(rest) == 2 and int(ops):
-        neighbours[(m, p)][r] = (int(ops), float(rest[0]), float(rest[1]))
+    if len(rest) == 2:
+        neighbours[(m, p)][r] = (float(rest[0]), float(rest[1]))
 
 def rows(m, p):
     return list(by_round.get((m, p), {}).values())
@@ -168,8 +168,10 @@ for m in SHARED:
         st = stats(m, p)
         if not runs_ or not st or not st[1]:
             continue
-        tool = med([t * 1e6 / ops for ops, t, _ in runs_.values()])
-        up = med([u * 1e6 / ops for ops, _, u in runs_.values()])
+        # Per operation of the same round, as the proxy's CPU (`per_op`).
+        ops = {r: run[1] for r, run in by_round[(m, p)].items()}
+        tool = med([t * 1e6 / ops[r] for r, (t, _) in runs_.items() if ops[r]])
+        up = med([u * 1e6 / ops[r] for r, (_, u) in runs_.items() if ops[r]])
         cells[p] = (tool, up, med(st[1]) + tool + up)
     if "gatehouse" in cells:
         shared_rows.append((MEASURES[m][0], cells))
