@@ -9,14 +9,9 @@
 //! - `tls`: the per-listener rustls configuration and the bounded handshake.
 //! - `workers`: the threads (one event loop each) that serve connections.
 //! - `listener`: accept loop with connection limits.
-//! - `cork`: a connection's last response sent in one piece with its close.
 //! - `idle`: closes connections idle too long.
-//! - `deadline`: a timer reused by waits that repeat (idle clock, upstream answers).
 //! - `forward`: HTTP reverse proxying and TCP piping.
 //! - `server`: a running instance ([`server::Running`]): start, reload, drain.
-//! - `shutdown`: waiting for shutdown without a lock per poll.
-//! - `wake_gate`: polling a costly future only after its waker fired (`deadline`,
-//!   `shutdown`), and reading a socket again only after it woke (`GatedRead`).
 //! - `metrics`: Prometheus metrics with per-listener handles.
 //! - `admin`: the admin API (`/metrics`, `/healthz`, `/certs`, `POST /reload`).
 //! - `backup`: backups of certificate files (install, restore).
@@ -28,8 +23,6 @@ pub mod admin;
 pub mod backup;
 pub mod cli;
 pub mod config;
-pub mod cork;
-pub mod deadline;
 pub mod forward;
 pub mod host;
 pub mod idle;
@@ -38,9 +31,7 @@ pub mod listener;
 pub mod metrics;
 pub mod routes;
 pub mod server;
-pub mod shutdown;
 pub mod tls;
 pub mod upstream;
 pub mod upstream_tls;
-pub mod wake_gate;
 pub mod workers;

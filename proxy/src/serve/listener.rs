@@ -1,0 +1,241 @@
+//! One listener's accept loop: a connection permit before `accept`, a bounded handshake,
+//! then HTTP or TCP forwarding, each connection on its own task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Listener, Protocol};
+use crate::forward::http::HttpListener;
+use crate::forward::tcp;
+use crate::metrics::{ConnectionGuard, ListenerMetrics};
+use crate::routes::Routes;
+use crate::tls::{self, ListenerTls};
+
+/// Pause after an accept error (EMFILE and friends) so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Connections the kernel completes and queues for `accept` per listening socket: nginx's
+/// 511, rounded up. The default of `TcpListener::bind` (128) overflows when hundreds of
+/// clients connect at once, and a dropped SYN costs its client a one-second retry. Linux
+/// caps it at `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listening socket on `addr`, with `SO_REUSEADDR` (a restart rebinds at once) and
+/// `TCP_NODELAY`, which sockets accepted from it inherit on Linux: no `setsockopt` per
+/// connection there.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Everything one listener's connections share.
+pub struct ListenerState {
+    pub config: Listener,
+    pub tls: ListenerTls,
+    pub routes: Routes,
+    pub http: Option<Arc<HttpListener>>,
+    pub metrics: &'static ListenerMetrics,
+}
+
+/// Accepts on this worker's handle of the listening socket until `shutdown`, then drops
+/// it; new connections are refused once every worker's handle is gone. `permits` is the
+/// listener's `max_connections`, shared by its workers.
+pub async fn accept_loop(
+    socket: std::net::TcpListener,
+    state: Arc<ListenerState>,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let socket = match TcpListener::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(listener = %state.config.name, error = %e, "cannot accept on this worker");
+            return;
+        }
+    };
+    // The connections hold a child of the listener's token: its lock (taken when a
+    // connection clones it or waits on it) is shared with this worker's connections only.
+    let shutdown = shutdown.child_token();
+    let stop = shutdown.clone();
+    let mut stop = std::pin::pin!(stop.cancelled());
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stop.as_mut() => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = socket.accept() => match r {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(listener = %state.config.name, error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            _ = stop.as_mut() => break,
+        };
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let slot = Arc::new(ConnectionSlot {
+                _permit: permit,
+                _active: state.metrics.connection(),
+            });
+            connection(tcp, peer, &state, slot, shutdown).await;
+        });
+    }
+    tracing::info!(listener = %state.config.name, "stopped accepting");
+}
+
+/// A connection's share of the listener: its `max_connections` permit and its place in
+/// `gatehouse_connections_active`. Held by the connection and by whatever it is upgraded
+/// to (a WebSocket outlives the HTTP connection that carried its handshake).
+pub struct ConnectionSlot {
+    _permit: OwnedSemaphorePermit,
+    _active: ConnectionGuard,
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    state: &ListenerState,
+    slot: Arc<ConnectionSlot>,
+    shutdown: CancellationToken,
+) {
+    // Inherited from the listening socket on Linux (`listen`).
+    #[cfg(not(target_os = "linux"))]
+    let _ = tcp.set_nodelay(true);
+    let deadline = Instant::now() + state.config.handshake_timeout;
+    // Boxed: the handshake's state is freed once it is done instead of sizing this task,
+    // which lives as long as the connection (memory per idle connection).
+    let stream = match Box::pin(tls::handshake(tcp, &state.tls, deadline)).await {
+        Ok(s) => s,
+        Err(e) => {
+            state.metrics.handshake(e.as_label());
+            tracing::debug!(listener = %state.config.name, %peer, error = %e, "handshake failed");
+            return;
+        }
+    };
+    state.metrics.handshake("ok");
+    // On the heap, once: moving the TLS state (1.2 KB) through the forwarders' futures
+    // would leave a copy of it in each one's state (memory per idle connection).
+    let stream = Box::new(stream);
+    let sni = stream.get_ref().1.server_name();
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let routes = state.routes.load();
+    let target = routes.pick(sni).clone();
+    match (state.config.protocol, &state.http) {
+        (Protocol::Http, Some(http)) => {
+            // The name is kept only when something needs it per request.
+            let sni = if http.access_log || routes.has_routes() {
+                sni.map(Arc::from)
+            } else {
+                None
+            };
+            drop(routes);
+            let conn = crate::forward::http::Conn {
+                peer: peer.ip(),
+                sni,
+                target,
+                routes: state.routes.clone(),
+                slot,
+            };
+            http.serve(stream, h2, conn, shutdown).await
+        }
+        // Boxed: its upstream TLS handshake state would otherwise size every connection's
+        // task, HTTP ones included.
+        _ => match Box::pin(tcp::forward(
+            stream,
+            &target,
+            state.config.upstream_connect_timeout,
+        ))
+        .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                state.metrics.upstream_error(e.as_label());
+                tracing::warn!(listener = %state.config.name, %peer, error = %e, "tcp upstream unavailable");
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listener from `listen`, a client connected to it, and the accepted side.
+    async fn one_connection() -> (TcpListener, TcpStream, TcpStream) {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, peer) = listener.accept().await.unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        (listener, client, accepted)
+    }
+
+    /// On Linux `connection` relies on this instead of setting it per connection.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay_without_a_call_per_connection() {
+        let (_listener, _client, accepted) = one_connection().await;
+        assert!(
+            accepted.nodelay().unwrap(),
+            "TCP_NODELAY is inherited from the listening socket"
+        );
+    }
+
+    #[tokio::test]
+    async fn hundreds_of_connections_queue_while_the_workers_are_busy() {
+        // Nothing accepts: the kernel queues up to the backlog (`TcpListener::bind`'s 128
+        // would leave the rest waiting for a SYN retry).
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The kernel's cap, where lower than the test's 400 (kernels before 5.4: 128).
+        let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(400);
+        let mut queued = Vec::new();
+        for i in 0..cap.min(400) {
+            let connect =
+                tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr));
+            match connect.await {
+                Ok(Ok(c)) => queued.push(c),
+                other => panic!("connection {i} not queued: {other:?}"),
+            }
+        }
+        drop(listener);
+    }
+
+    #[tokio::test]
+    async fn a_listener_rebinds_its_port_while_the_last_connections_close() {
+        let (listener, client, accepted) = one_connection().await;
+        let addr = listener.local_addr().unwrap();
+        // The server side closes first: its end lingers in TIME_WAIT.
+        drop(accepted);
+        drop(client);
+        drop(listener);
+        let again = listen(addr).expect("SO_REUSEADDR: a restart binds the same port at once");
+        assert_eq!(again.local_addr().unwrap(), addr);
+    }
+}
