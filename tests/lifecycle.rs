@@ -2,15 +2,18 @@
 //! `openssl` CLI → `certs install` → the running proxy serves it; PKCS#12; refusals that
 //! leave files untouched; backups and restore; the internal CA; `inspect` and `list`.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use gatehouse_tests::deploy::{Env, WAIT, http_listener, text};
-use gatehouse_tests::process::{Gatehouse, gatehouse};
 use gatehouse_tests::upstream::{http_upstream, rt};
 use gatehouse_tests::{LeafSpec, connect, openssl_fixtures, serial_of, verify_chain, write};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use support::deploy::{Env, ListenerToml, WAIT, text};
+use support::process::{Gatehouse, gatehouse};
 
 fn fx(name: &str) -> PathBuf {
     openssl_fixtures().join(name)
@@ -76,10 +79,12 @@ fn deployment() -> (Env, Gatehouse, PathBuf) {
     let mut env = Env::new();
     env.certificate("portal", &["portal.test", "engine.test"]);
     let upstream = http_upstream("portal");
-    let config = env.config(&format!(
-        "{}\n[[listener.route]]\nserver_name = \"engine.test\"\nupstream = \"http://{upstream}\"\n",
-        http_listener(upstream, "").replace(", \"engine\"", "")
-    ));
+    let config = env.config(
+        &ListenerToml::http(upstream)
+            .certificates(&["portal"])
+            .route("engine.test", upstream)
+            .to_toml(),
+    );
     let g = Gatehouse::start(&config);
     (env, g, config)
 }
@@ -228,7 +233,11 @@ fn pkcs12_installs_into_files_and_files_install_into_a_pkcs12_certificate() {
     let mut env = Env::new();
     env.certificate("portal", &["leaf.test", "www.leaf.test"]);
     let upstream = http_upstream("portal");
-    let config = env.config(&http_listener(upstream, "").replace(", \"engine\"", ""));
+    let config = env.config(
+        &ListenerToml::http(upstream)
+            .certificates(&["portal"])
+            .to_toml(),
+    );
     let g = Gatehouse::start(&config);
     ok(&[
         "certs",
@@ -253,9 +262,15 @@ fn pkcs12_installs_into_files_and_files_install_into_a_pkcs12_certificate() {
     env.issue("portal", &["leaf.test"]);
     std::fs::copy(fx("leaf-rsa2048.p12"), env.path().join("portal.p12")).unwrap();
     std::fs::copy(fx("password.txt"), env.path().join("portal.pass")).unwrap();
-    env.cert_blocks = "[[certificate]]\nname = \"portal\"\npkcs12 = \"portal.p12\"\npassword_file = \"portal.pass\"\n\n".into();
-    let config =
-        env.config(&http_listener(http_upstream("portal"), "").replace(", \"engine\"", ""));
+    env.certificate_block(
+        "portal",
+        "pkcs12 = \"portal.p12\"\npassword_file = \"portal.pass\"",
+    );
+    let config = env.config(
+        &ListenerToml::http(http_upstream("portal"))
+            .certificates(&["portal"])
+            .to_toml(),
+    );
     let g = Gatehouse::start(&config);
     ok(&[
         "certs",
@@ -525,11 +540,9 @@ fn csr_refuses_to_overwrite_a_key_unless_forced_and_then_keeps_the_old_one() {
 fn internal_certificates_are_issued_on_first_boot_and_reissued_when_the_host_is_renamed() {
     let env = Env::new();
     let mut env = env;
-    env.cert_blocks = "[[certificate]]\nname = \"default\"\nissuer = \"internal\"\n\n".into();
-    let config = env.config(
-        &http_listener(http_upstream("portal"), "")
-            .replace("[\"portal\", \"engine\"]", "[\"default\"]"),
-    );
+    env.certificate_block("default", "issuer = \"internal\"");
+    let listener = ListenerToml::http(http_upstream("portal")).certificates(&["default"]);
+    let config = env.config(&listener.to_toml());
     let c = s(&config);
     let start = |host: &str| {
         Gatehouse::start_env(&["run", "--config", &c], &[("GATEHOUSE_HOSTNAME", host)])
@@ -571,11 +584,9 @@ fn internal_certificates_are_issued_on_first_boot_and_reissued_when_the_host_is_
     );
 
     // Names set in the config and changed at runtime: SIGHUP reissues.
-    let text_cfg = std::fs::read_to_string(&config).unwrap().replace(
-        "issuer = \"internal\"",
-        "issuer = \"internal\"\nnames = [\"gamma.test\"]",
-    );
-    write(env.path(), "gatehouse.toml", text_cfg);
+    env.remove_certificate("default");
+    env.certificate_block("default", "issuer = \"internal\"\nnames = [\"gamma.test\"]");
+    env.config(&listener.to_toml());
     g.signal("HUP");
     assert!(
         g.wait_for_log(|l| l.contains("certificate \"default\": updated"), WAIT)
@@ -670,11 +681,12 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn check_passes_before_internal_certificates_are_issued_and_fails_on_a_bad_upstream_ca_file() {
     let mut env = Env::new();
-    env.cert_blocks = "[[certificate]]\nname = \"default\"\nissuer = \"internal\"\nnames = [\"first-boot.test\"]\n\n".into();
-    let config = env.config(
-        &http_listener(http_upstream("portal"), "")
-            .replace("[\"portal\", \"engine\"]", "[\"default\"]"),
+    env.certificate_block(
+        "default",
+        "issuer = \"internal\"\nnames = [\"first-boot.test\"]",
     );
+    let listener = ListenerToml::http(http_upstream("portal")).certificates(&["default"]);
+    let config = env.config(&listener.to_toml());
     let out = ok(&["check", "--config", &s(&config)]);
     assert!(
         out.contains("will be issued by the internal CA at start"),
@@ -682,13 +694,12 @@ fn check_passes_before_internal_certificates_are_issued_and_fails_on_a_bad_upstr
     );
     assert!(!env.path().join("state").exists(), "check writes nothing");
 
+    let upstream = http_upstream("portal");
     let bad = env.config(
-        &http_listener(http_upstream("portal"), "")
-            .replace("[\"portal\", \"engine\"]", "[\"default\"]")
-            .replace(
-                "upstream = \"http://",
-                "upstream_ca_file = \"missing-ca.pem\"\nupstream = \"https://",
-            ),
+        &listener
+            .upstream(&format!("https://{upstream}"))
+            .set("upstream_ca_file = \"missing-ca.pem\"")
+            .to_toml(),
     );
     let out = refused(&["check", "--config", &s(&bad)]);
     assert!(out.contains("missing-ca.pem"), "{out}");

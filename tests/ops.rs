@@ -2,14 +2,17 @@
 //! `/certs`, `POST /reload` with and without the token, `gatehouse reload` exit codes,
 //! `/healthz` while draining, JSON and access logs.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::process::Command;
 use std::time::Duration;
 
-use gatehouse_tests::deploy::{Env, WAIT, curl_with_root, http_listener, portal_and_engine, text};
-use gatehouse_tests::process::{Gatehouse, gatehouse_bin};
 use gatehouse_tests::upstream::{http_upstream, refused_addr, rt};
 use gatehouse_tests::{connect, write};
 use serde_json::Value;
+use support::deploy::{Env, ListenerToml, WAIT, curl_with_root, portal_and_engine, text};
+use support::process::{Gatehouse, gatehouse_bin};
 
 fn curl(args: &[&str]) -> (String, String) {
     let out = Command::new("curl")
@@ -146,7 +149,11 @@ fn upstream_errors_are_counted_by_kind() {
     let mut env = Env::new();
     env.certificate("portal", &["portal.test"]);
     let dead = refused_addr();
-    let config = env.config(&http_listener(dead.addr(), "").replace(", \"engine\"", ""));
+    let config = env.config(
+        &ListenerToml::http(dead.addr())
+            .certificates(&["portal"])
+            .to_toml(),
+    );
     let g = Gatehouse::start(&config);
     let _ = env.curl(g.addr("web"), "portal.test", "/", &[]);
     let m = scrape(&g);
@@ -234,7 +241,9 @@ fn post_reload_needs_the_token_when_one_is_configured() {
     let upstream = http_upstream("portal");
     let config = env.config_with(
         "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n",
-        &http_listener(upstream, "").replace(", \"engine\"", ""),
+        &ListenerToml::http(upstream)
+            .certificates(&["portal"])
+            .to_toml(),
     );
     let g = Gatehouse::start(&config);
     let (_, code) = curl(&["-X", "POST", &g.admin_url("/reload")]);
@@ -310,7 +319,9 @@ fn gatehouse_reload_falls_back_to_sighup_through_the_pid_file() {
     let upstream = http_upstream("portal");
     let config = env.config_with(
         "pid_file = \"gatehouse.pid\"\n[admin]\nenabled = false\n",
-        &http_listener(upstream, "").replace(", \"engine\"", ""),
+        &ListenerToml::http(upstream)
+            .certificates(&["portal"])
+            .to_toml(),
     );
     let g = Gatehouse::start(&config);
     assert!(g.admin.is_none());
@@ -339,7 +350,9 @@ fn admin_refuses_a_non_loopback_bind_without_a_token() {
     env.certificate("portal", &["portal.test"]);
     let config = env.config_with(
         "[admin]\nlisten = \"0.0.0.0:0\"\n",
-        &http_listener(http_upstream("portal"), "").replace(", \"engine\"", ""),
+        &ListenerToml::http(http_upstream("portal"))
+            .certificates(&["portal"])
+            .to_toml(),
     );
     for verb in ["check", "run"] {
         let out = Command::new(gatehouse_bin())
@@ -376,7 +389,9 @@ fn json_logs_with_an_access_log_line_per_request() {
     env.certificate("portal", &["portal.test"]);
     let config = env.config_with(
         "log_format = \"json\"\naccess_log = true\n",
-        &http_listener(http_upstream("portal"), "").replace(", \"engine\"", ""),
+        &ListenerToml::http(http_upstream("portal"))
+            .certificates(&["portal"])
+            .to_toml(),
     );
     let g = Gatehouse::start(&config);
     let out = env.curl(
@@ -417,8 +432,11 @@ fn startup_warns_about_certificates_expiring_within_30_days() {
         .inter
         .leaf_with(gatehouse_tests::LeafSpec::new(&["portal.test"]).validity(-60, 10));
     env.pki.write_leaf(env.path(), "portal", &soon);
-    let config =
-        env.config(&http_listener(http_upstream("portal"), "").replace(", \"engine\"", ""));
+    let config = env.config(
+        &ListenerToml::http(http_upstream("portal"))
+            .certificates(&["portal"])
+            .to_toml(),
+    );
     let g = Gatehouse::start(&config);
     let line = g.wait_for_log(|l| l.contains("WARN") && l.contains("expires in"), WAIT);
     assert!(line.is_some(), "{}", g.log_text());

@@ -2,16 +2,18 @@
 //! clients (curl, openssl s_client, rustls, a WebSocket client), real upstreams, all on
 //! 127.0.0.1.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use gatehouse_tests::deploy::{Env, WAIT, curl_with_root, http_listener, portal_and_engine, text};
-use gatehouse_tests::process::{Gatehouse, gatehouse_bin};
 use gatehouse_tests::upstream::{
-    http_upstream, http_upstream_closing_idle_after, refused_addr, rt, tcp_echo_after_eof,
+    http_upstream, http_upstream_closing_idle_after, http_upstream_watched, refused_addr, rt,
+    tcp_echo_after_eof,
 };
 use gatehouse_tests::{
     LeafSpec, STEP_TIMEOUT, connect, connect_with, inspecting_client_config, openssl_fixtures,
@@ -19,6 +21,10 @@ use gatehouse_tests::{
 };
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
+use support::deploy::{
+    Env, ListenerToml, WAIT, curl_with_root, http_listener, portal_and_engine, text,
+};
+use support::process::{Gatehouse, gatehouse_bin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -135,11 +141,14 @@ fn rsa_certificates_sign_handshakes_with_sha256_as_openssl_servers_do() {
     // An RSA leaf made by the openssl CLI, and an ECDSA one from rcgen.
     let mut env = Env::new();
     let fx = openssl_fixtures();
-    env.cert_blocks = format!(
-        "[[certificate]]\nname = \"portal\"\ncert = \"{}\"\nkey = \"{}\"\nchain = \"{}\"\n\n",
-        fx.join("leaf-rsa2048.crt").display(),
-        fx.join("leaf-rsa2048.key").display(),
-        fx.join("inter.crt").display(),
+    env.certificate_block(
+        "portal",
+        &format!(
+            "cert = \"{}\"\nkey = \"{}\"\nchain = \"{}\"",
+            fx.join("leaf-rsa2048.crt").display(),
+            fx.join("leaf-rsa2048.key").display(),
+            fx.join("inter.crt").display(),
+        ),
     );
     env.certificate("engine", &["engine.test"]);
     let g = Gatehouse::start(&env.config(&http_listener(http_upstream("portal"), "")));
@@ -367,7 +376,12 @@ fn upstream_peer(body: &str) -> String {
 #[test]
 fn upstream_connections_are_kept_alive_and_reused_across_clients() {
     const REQUESTS: usize = 8;
-    let (env, g) = portal_and_engine("");
+    let mut env = Env::new();
+    env.certificate("portal", &["portal.test"]);
+    let (upstream, watch) = http_upstream_watched("portal");
+    // One worker: its one idle connection serves every request, one after another.
+    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
+    let g = Gatehouse::start(&env.config_with("workers = 1", &listener.to_toml()));
     let addr = g.addr("web");
     let mut peers = std::collections::HashSet::new();
     for i in 0..REQUESTS {
@@ -377,13 +391,31 @@ fn upstream_connections_are_kept_alive_and_reused_across_clients() {
         assert!(out.status.success(), "{}", text(&out));
         peers.insert(upstream_peer(&text(&out)));
     }
-    // One idle stack per worker thread: at most one connection per thread is opened.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert!(
-        peers.len() <= threads.min(REQUESTS - 1),
-        "{REQUESTS} requests one after another reuse upstream connections, opened {}",
-        peers.len()
+    assert_eq!(
+        peers.len(),
+        1,
+        "{REQUESTS} requests one after another share one upstream connection"
     );
+    let seen = watch.now();
+    assert_eq!((seen.connections, seen.requests), (1, REQUESTS), "{seen:?}");
+}
+
+#[test]
+fn idle_upstream_connections_are_closed_after_upstream_idle_timeout() {
+    let mut env = Env::new();
+    env.certificate("portal", &["portal.test"]);
+    let (upstream, watch) = http_upstream_watched("portal");
+    let listener = ListenerToml::http(upstream)
+        .certificates(&["portal"])
+        .set("upstream_idle_timeout = \"300ms\"");
+    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let out = env.curl(g.addr("web"), "portal.test", "/", &[]);
+    assert!(text(&out).contains("upstream=portal"), "{}", text(&out));
+    // No further request comes: the pool closes the idle connection on its own.
+    let seen = watch
+        .wait(|s| s.closed == 1, WAIT)
+        .unwrap_or_else(|| panic!("the idle upstream connection is closed: {:?}", watch.now()));
+    assert_eq!((seen.connections, seen.requests), (1, 1));
 }
 
 #[test]
@@ -570,15 +602,18 @@ fn a_broken_certificate_on_sighup_keeps_the_old_one_serving() {
 
 #[test]
 fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
-    let (env, mut g) = portal_and_engine("");
+    let mut env = Env::new();
+    env.certificate("portal", &["portal.test"]);
+    let (upstream, watch) = http_upstream_watched("portal");
+    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
+    let mut g = Gatehouse::start(&env.config(&listener.to_toml()));
     let addr = g.addr("web");
     let root = env.path().join("root.pem");
     let slow =
         std::thread::spawn(move || curl_with_root(&root, addr, "portal.test", "/slow/1500", &[]));
     assert!(
-        g.wait_for_log(|_| false, Duration::from_millis(400))
-            .is_none(),
-        "give the slow request time to reach the upstream"
+        watch.wait(|s| s.requests == 1, WAIT).is_some(),
+        "the slow request reaches the upstream"
     );
     g.signal("TERM");
     let deadline = Instant::now() + WAIT;
@@ -604,7 +639,11 @@ fn check_exits_0_on_a_good_config_and_1_with_every_error_on_a_broken_one() {
     let mut env = Env::new();
     env.certificate("portal", &["portal.test"]);
     let dead = refused_addr();
-    let config = env.config(&http_listener(dead.addr(), "").replace(", \"engine\"", ""));
+    let config = env.config(
+        &ListenerToml::http(dead.addr())
+            .certificates(&["portal"])
+            .to_toml(),
+    );
     let out = Command::new(gatehouse_bin())
         .args(["check", "--config"])
         .arg(&config)
@@ -622,12 +661,13 @@ fn check_exits_0_on_a_good_config_and_1_with_every_error_on_a_broken_one() {
         .inter
         .leaf_with(LeafSpec::new(&["portal.test"]).validity(-30, -1));
     env.pki.write_leaf(env.path(), "portal", &expired);
-    let broken = write(
-        env.path(),
+    let broken = env.config_file(
         "broken.toml",
-        std::fs::read_to_string(&config)
-            .expect("config")
-            .replace("upstream = \"http", "upstream = \"ftp"),
+        "",
+        &ListenerToml::http(dead.addr())
+            .certificates(&["portal"])
+            .upstream(&format!("ftp://{}", dead.addr()))
+            .to_toml(),
     );
     let out = Command::new(gatehouse_bin())
         .args(["check", "--config"])
@@ -1184,7 +1224,11 @@ fn websockets_hold_their_connection_slot() {
             .await
             .expect("upgrade");
         ws.send(Message::text("hi")).await.expect("send");
-        let _ = tokio::time::timeout(STEP_TIMEOUT, ws.next()).await;
+        let echo = tokio::time::timeout(STEP_TIMEOUT, ws.next()).await;
+        assert!(
+            matches!(&echo, Ok(Some(Ok(m))) if m.to_text().ok() == Some("hi")),
+            "the upgraded connection echoes: {echo:?}"
+        );
         let second = tokio::time::timeout(
             Duration::from_millis(700),
             connect(addr, Some("portal.test")),
@@ -1202,23 +1246,17 @@ fn websockets_hold_their_connection_slot() {
 
 #[test]
 fn a_reload_that_drops_a_certificate_a_running_listener_needs_keeps_it() {
-    let (env, g) = portal_and_engine("");
+    let (mut env, g) = portal_and_engine("");
     let addr = g.addr("web");
     // A new file that renames the listener: the running one keeps serving until restart,
     // with its certificates.
-    let text_cfg = std::fs::read_to_string(env.path().join("gatehouse.toml")).unwrap();
-    let changed = text_cfg
-        .replace("name = \"web\"", "name = \"web2\"")
-        .replace(
-            "certificates = [\"portal\", \"engine\"]",
-            "certificates = [\"engine\"]",
-        );
-    let changed = changed.replacen("[[certificate]]\nname = \"portal\"\ncert = \"portal.crt\"\nkey = \"portal.key\"\nchain = \"portal.chain.pem\"\n", "", 1);
-    assert!(
-        !changed.contains("name = \"portal\""),
-        "the test removes the portal certificate"
+    env.remove_certificate("portal");
+    env.config(
+        &ListenerToml::http(http_upstream("portal"))
+            .name("web2")
+            .certificates(&["engine"])
+            .to_toml(),
     );
-    write(env.path(), "gatehouse.toml", changed);
     g.signal("HUP");
     assert!(
         g.wait_for_log(|l| l.contains("serves it until restart"), WAIT)

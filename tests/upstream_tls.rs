@@ -2,13 +2,16 @@
 //! default, trust files operators control, the name to verify, mutual TLS, the explicit
 //! opt-out, TCP to `tls://`, and trust changes applied on SIGHUP.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::net::SocketAddr;
 use std::process::Command;
 
-use gatehouse_tests::deploy::{Env, WAIT};
-use gatehouse_tests::process::Gatehouse;
 use gatehouse_tests::upstream::{TlsUpstreamSpec, https_upstream, rt, tls_echo_after_eof};
 use gatehouse_tests::{Ca, LeafSpec, Pki, connect, write};
+use support::deploy::{Env, WAIT};
+use support::process::Gatehouse;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A private PKI for the upstreams (distinct from the one the proxy serves with).

@@ -1,5 +1,5 @@
 //! In-memory TLS 1.3 handshakes: a rustls client against the `ServerConfig` the proxy builds
-//! for an HTTP listener (`proxy::tls::server_config`, certificates from a `certstore::Store`),
+//! for an HTTP listener (`proxy::serve::tls::server_config`, certificates from a `certstore::Store`),
 //! records moved through a buffer with `write_tls` / `read_tls` / `process_new_packets`, as
 //! rustls' own benches do. No sockets, no runtime: what is left is the TLS work itself.
 //!
@@ -94,12 +94,12 @@ impl Material {
     pub fn server_config(&self, session_resumption: bool) -> Arc<ServerConfig> {
         let store = Store::from_loaded(vec![self.loaded()], &[listener_for(["leaf"])]);
         let resolver = store.resolver(LISTENER).expect("bench listener");
-        let options = proxy::tls::TlsOptions {
+        let options = proxy::serve::tls::TlsOptions {
             tls13_only: false,
             alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
             session_resumption,
         };
-        proxy::tls::server_config(resolver, &options).expect("server config")
+        proxy::serve::tls::server_config(resolver, &options).expect("server config")
     }
 
     /// A rustls client trusting the test root, TLS 1.3 and X25519 only, with or without a

@@ -2,36 +2,28 @@
 //! Certificates come from [`certstore`]; this crate knows sockets.
 //!
 //! # Layout
-//! - `config`: the TOML file → a checked [`config::Config`].
-//! - `host`, `internal`: certificates issued by the internal CA.
-//! - `upstream_tls`: Gatehouse as a verifying TLS client of its upstreams.
-//! - `upstream`, `routes`: where each connection is forwarded (by SNI).
-//! - `tls`: the per-listener rustls configuration and the bounded handshake.
-//! - `workers`: the threads (one event loop each) that serve connections.
-//! - `listener`: accept loop with connection limits.
-//! - `idle`: closes connections idle too long.
-//! - `forward`: HTTP reverse proxying and TCP piping.
-//! - `server`: a running instance ([`server::Running`]): start, reload, drain.
-//! - `metrics`: Prometheus metrics with per-listener handles.
-//! - `admin`: the admin API (`/metrics`, `/healthz`, `/certs`, `POST /reload`).
-//! - `backup`: backups of certificate files (install, restore).
-//! - `cli`: the `gatehouse` subcommands.
+//! The modules stand on floors; each imports only from the floors below it:
+//! 1. `config`: the TOML file → a checked [`config::Config`]; upstream URLs; the host's
+//!    names. `exit`: the exit codes the commands promise to scripts.
+//! 2. `ops`: metrics, the admin API and its client, reload reports.
+//! 3. `serve`: worker threads, listeners, TLS, timeouts and forwarding.
+//! 4. `certs`: the `gatehouse certs` chores, backups and the internal CA.
+//! 5. `server`: a running instance ([`server::Running`]): start, reload, drain.
+//! 6. `cli`: the command line, calling the above.
 
 #![forbid(unsafe_code)]
 
-pub mod admin;
-pub mod backup;
+pub mod certs;
 pub mod cli;
 pub mod config;
-pub mod forward;
-pub mod host;
-pub mod idle;
-pub mod internal;
-pub mod listener;
-pub mod metrics;
-pub mod routes;
+pub mod ops;
+pub mod serve;
 pub mod server;
-pub mod tls;
-pub mod upstream;
-pub mod upstream_tls;
-pub mod workers;
+
+/// Process exit codes the subcommands promise to scripts.
+pub mod exit {
+    /// Everything fine.
+    pub const OK: i32 = 0;
+    /// The check or operation found problems (details printed).
+    pub const PROBLEMS: i32 = 1;
+}

@@ -1,107 +1,14 @@
-//! The `gatehouse` command line: parses arguments and calls into the library.
+//! The `gatehouse` binary: everything is in the library's [`proxy::cli`].
 
 #![forbid(unsafe_code)]
 
-use std::io::IsTerminal;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-
-use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
-use proxy::cli;
-use proxy::config::{Config, LogFormat};
 
 /// A proxy allocates and frees small buffers per request on every worker thread; mimalloc
-/// does that with thread-local free lists (see benches/RESULTS.md for what it saves; the
-/// version and why are in proxy/Cargo.toml).
+/// does that with thread-local free lists (the version and why are in proxy/Cargo.toml).
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-#[derive(Parser)]
-#[command(
-    name = "gatehouse",
-    version,
-    about = "TLS-terminating reverse proxy and certificate manager"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve the configured listeners. SIGHUP reloads certificates; SIGTERM drains and exits.
-    Run {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Ask the running instance to reload (admin API, else SIGHUP via pid_file); print the
-    /// report; exit 1 if any certificate kept its previous version.
-    Reload {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Certificate chores: inspect, list, csr, install, backups, restore, export-ca.
-    Certs {
-        #[command(subcommand)]
-        command: cli::certs::CertsCommand,
-    },
-    /// Load everything as `run` would and report; exit 1 if `run` would not start.
-    Check {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Run on an embedded default: a throwaway CA, three upstreams, SNI routing.
-    Demo {
-        /// Address to listen on.
-        #[arg(long, default_value = cli::demo::DEFAULT_DEMO_BIND)]
-        bind: SocketAddr,
-        /// Where to put the demo's CA, certificates and config (default: a new temp dir).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-    }
-}
-
-/// The main thread's event loop: signals, the admin API, reloads and the CLI's own work.
-/// Connections are served by the worker threads (`proxy::workers`).
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Run { config } => {
-            // The log format comes from the file; `run` loads it again and reports problems.
-            let format = Config::load(&config)
-                .map(|c| c.log_format)
-                .unwrap_or(LogFormat::Text);
-            init_logging(format);
-            runtime()?.block_on(cli::run::run(&config))
-        }
-        Command::Reload { config } => {
-            std::process::exit(runtime()?.block_on(cli::reload::reload(&config)))
-        }
-        Command::Check { config } => std::process::exit(cli::check::check(&config)),
-        Command::Certs { command } => std::process::exit(cli::certs::run(command)),
-        Command::Demo { bind, dir } => {
-            init_logging(LogFormat::Text);
-            runtime()?.block_on(cli::demo::demo(bind, dir))
-        }
-    }
+    proxy::cli::main()
 }

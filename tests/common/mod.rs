@@ -2,8 +2,6 @@
 //! `openssl` CLI), temp files, a TLS echo server on `127.0.0.1:0` and a TLS client that
 //! reports the chain it was served.
 
-pub mod deploy;
-pub mod process;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -286,7 +284,7 @@ impl Drop for EchoServer {
 }
 
 impl EchoServer {
-    pub async fn start(tls: proxy::tls::ListenerTls) -> Self {
+    pub async fn start(tls: proxy::serve::tls::ListenerTls) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
@@ -294,7 +292,8 @@ impl EchoServer {
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
-                    let Ok(mut stream) = proxy::tls::handshake(tcp, &tls, deadline).await else {
+                    let Ok(mut stream) = proxy::serve::tls::handshake(tcp, &tls, deadline).await
+                    else {
                         return;
                     };
                     let mut buf = [0u8; 4096];
@@ -325,7 +324,9 @@ pub fn inspecting_client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         .dangerous()
         // Tests check the served chain themselves with `verify_chain`, which lets them ask
         // for names the certificate does not cover.
-        .with_custom_certificate_verifier(Arc::new(proxy::upstream_tls::InsecureVerifier(provider)))
+        .with_custom_certificate_verifier(Arc::new(proxy::serve::upstream_tls::InsecureVerifier(
+            provider,
+        )))
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(config)
@@ -419,13 +420,16 @@ pub fn listener_tls(
     store: &certstore::Store,
     listener: &str,
     strict_sni: bool,
-) -> proxy::tls::ListenerTls {
+) -> proxy::serve::tls::ListenerTls {
     let resolver = store
         .resolver(listener)
         .expect("listener known to the store");
-    let config = proxy::tls::server_config(resolver.clone(), &proxy::tls::TlsOptions::default())
-        .expect("server config");
-    proxy::tls::ListenerTls {
+    let config = proxy::serve::tls::server_config(
+        resolver.clone(),
+        &proxy::serve::tls::TlsOptions::default(),
+    )
+    .expect("server config");
+    proxy::serve::tls::ListenerTls {
         config,
         resolver,
         strict_sni,

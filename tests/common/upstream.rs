@@ -5,8 +5,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -80,6 +80,75 @@ pub fn http_upstream(name: &'static str) -> SocketAddr {
             .with_upgrades()
             .await;
     })
+}
+
+/// What an upstream has seen so far, for tests that wait for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// Connections accepted.
+    pub connections: usize,
+    /// Requests received (their heads).
+    pub requests: usize,
+    /// Connections the other side (the proxy) closed, or that ended.
+    pub closed: usize,
+}
+
+/// [`Seen`], updated by an upstream's tasks and waited on by a test.
+#[derive(Default)]
+pub struct Watch {
+    seen: Mutex<Seen>,
+    changed: Condvar,
+}
+
+impl Watch {
+    fn update(&self, f: impl FnOnce(&mut Seen)) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut seen);
+        self.changed.notify_all();
+    }
+
+    pub fn now(&self) -> Seen {
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits up to `timeout` until `until` holds; what was seen then, or `None`.
+    pub fn wait(&self, until: impl Fn(&Seen) -> bool, timeout: Duration) -> Option<Seen> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        while !until(&seen) {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            seen = self
+                .changed
+                .wait_timeout(seen, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Some(*seen)
+    }
+}
+
+/// [`http_upstream`] that reports its connections and requests to the returned [`Watch`].
+pub fn http_upstream_watched(name: &'static str) -> (SocketAddr, Arc<Watch>) {
+    let watch = Arc::new(Watch::default());
+    let w = watch.clone();
+    let addr = spawn_server(move |tcp| {
+        let w = w.clone();
+        async move {
+            w.update(|s| s.connections += 1);
+            let peer = tcp.peer_addr().map_or(0, |a| a.port());
+            let requests = w.clone();
+            let service = hyper::service::service_fn(move |req| {
+                requests.update(|s| s.requests += 1);
+                handle(name, peer, req)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades()
+                .await;
+            w.update(|s| s.closed += 1);
+        }
+    });
+    (addr, watch)
 }
 
 /// [`http_upstream`] that closes a keep-alive connection after `idle` without a request,

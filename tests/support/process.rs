@@ -1,4 +1,4 @@
-//! The real `gatehouse` binary as a child process: started on a config whose listeners bind
+//! The real `gatehouse` binary (from cargo, `CARGO_BIN_EXE_gatehouse`) as a child process: started on a config whose listeners bind
 //! `127.0.0.1:0`, with the bound addresses read from its log, signalled with `kill`, and
 //! killed when dropped.
 
@@ -10,20 +10,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The `gatehouse` binary cargo built next to this test executable.
+/// The `gatehouse` binary, as cargo built it for this package's integration tests.
 pub fn gatehouse_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let bin = dir.join("gatehouse");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` (it builds the binary)",
-        bin.display()
-    );
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_gatehouse"))
 }
 
 /// Runs `gatehouse ARGS…` to completion (bounded by the command's own work).

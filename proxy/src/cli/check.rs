@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
-use certstore::{LoadedCert, Store, Timestamp};
+use certstore::{Store, Timestamp};
 
-use super::exit;
-use super::table;
 use crate::config::Config;
+use crate::exit;
+use crate::ops::table::certificate_table;
 
 /// Runs the check, printing to stdout (report) and stderr (errors); returns the exit code.
 pub fn check(config_path: &Path) -> i32 {
@@ -23,19 +23,22 @@ pub fn check(config_path: &Path) -> i32 {
     // What else `run` checks before it serves: every upstream's TLS client, the token.
     let mut problems = Vec::new();
     for l in &config.listeners {
-        if let Err(e) =
-            crate::routes::RouteTable::build(l, &config.upstream_tls, config.workers, now)
-        {
+        if let Err(e) = crate::serve::forward::routes::RouteTable::build(
+            l,
+            &config.upstream_tls,
+            config.workers,
+            now,
+        ) {
             problems.push(format!("listener \"{}\": {e}", l.name));
         }
     }
     if let Some(path) = config.admin.as_ref().and_then(|a| a.token_file.as_ref())
-        && let Err(e) = crate::admin::read_token(path)
+        && let Err(e) = crate::ops::admin::read_token(path)
     {
         problems.push(e.to_string());
     }
     // Internal certificates still to be issued are issued by `run`; check writes nothing.
-    let pending = crate::internal::plan(&config, now);
+    let pending = crate::certs::internal::plan(&config, now);
     let mut store_config = config.store_config();
     store_config
         .certificates
@@ -76,49 +79,4 @@ pub fn check(config_path: &Path) -> i32 {
         config.listeners.len()
     );
     exit::OK
-}
-
-/// The columns `check` and `certs list` both start with: name, names, issuer, not after,
-/// days left.
-pub fn identity_columns(c: &LoadedCert, now: Timestamp) -> Vec<String> {
-    let leaf = c.leaf();
-    vec![
-        c.name.clone(),
-        leaf.names().join(","),
-        leaf.issuer.clone(),
-        leaf.not_after.to_string(),
-        leaf.days_left(now).to_string(),
-    ]
-}
-
-/// The certificate table `check` prints.
-pub fn certificate_table<'a>(
-    certs: impl Iterator<Item = &'a LoadedCert>,
-    now: Timestamp,
-) -> String {
-    let rows: Vec<Vec<String>> = certs
-        .map(|c| {
-            let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
-            let mut row = identity_columns(c, now);
-            row.push(c.chain.len().to_string());
-            row.push(if warnings.is_empty() {
-                "-".into()
-            } else {
-                warnings.join("; ")
-            });
-            row
-        })
-        .collect();
-    table::render(
-        &[
-            "NAME",
-            "NAMES",
-            "ISSUER",
-            "NOT AFTER",
-            "DAYS LEFT",
-            "CHAIN",
-            "WARNINGS",
-        ],
-        &rows,
-    )
 }

@@ -1,24 +1,112 @@
-//! The `gatehouse` subcommands. `main.rs` parses the command line and calls these.
+//! The `gatehouse` command line: the arguments, and the commands that call into the library.
 //!
 //! # Layout
 //! - `run`: serve until SIGTERM/SIGINT, reload on SIGHUP.
-//! - `certs`: inspect, list, csr, install, backups, restore, export-ca.
+//! - `certs`: the arguments of the certificate chores ([`crate::certs`]).
 //! - `check`: load everything as `run` would and report (like `nginx -t`).
 //! - `reload`: ask the running instance to reload and print the report.
 //! - `demo`: a throwaway CA, three upstreams and Gatehouse in front of them.
-//! - `table`: plain-text tables for terminal output.
 
 pub mod certs;
 pub mod check;
 pub mod demo;
 pub mod reload;
 pub mod run;
-pub mod table;
 
-/// Process exit codes the subcommands promise to scripts.
-pub mod exit {
-    /// Everything fine.
-    pub const OK: i32 = 0;
-    /// The check or operation found problems (details printed).
-    pub const PROBLEMS: i32 = 1;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::config::{Config, LogFormat};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "TLS-terminating reverse proxy and certificate manager"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the configured listeners. SIGHUP reloads certificates; SIGTERM drains and exits.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Ask the running instance to reload (admin API, else SIGHUP via pid_file); print the
+    /// report; exit 1 if any certificate kept its previous version.
+    Reload {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Certificate chores: inspect, list, csr, install, backups, restore, export-ca.
+    Certs {
+        #[command(subcommand)]
+        command: certs::CertsCommand,
+    },
+    /// Load everything as `run` would and report; exit 1 if `run` would not start.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run on an embedded default: a throwaway CA, three upstreams, SNI routing.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = demo::DEFAULT_DEMO_BIND)]
+        bind: SocketAddr,
+        /// Where to put the demo's CA, certificates and config (default: a new temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+/// The main thread's event loop: signals, the admin API, reloads and the CLI's own work.
+/// Connections are served by the worker threads (`proxy::workers`).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Parses the command line and runs the command; exits the process with the command's
+/// exit code where it has one.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => {
+            // The log format comes from the file; `run` loads it again and reports problems.
+            let format = Config::load(&config)
+                .map(|c| c.log_format)
+                .unwrap_or(LogFormat::Text);
+            init_logging(format);
+            runtime()?.block_on(run::run(&config))
+        }
+        Command::Reload { config } => {
+            std::process::exit(runtime()?.block_on(reload::reload(&config)))
+        }
+        Command::Check { config } => std::process::exit(check::check(&config)),
+        Command::Certs { command } => std::process::exit(certs::run(command)),
+        Command::Demo { bind, dir } => {
+            init_logging(LogFormat::Text);
+            runtime()?.block_on(demo::demo(bind, dir))
+        }
+    }
 }

@@ -4,7 +4,8 @@ use std::path::Path;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::server::{Running, log_reloaded};
+use crate::ops::report::log_reloaded;
+use crate::server::Running;
 
 /// Serves until a stop signal, then drains. Returns when the process should exit 0.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {

@@ -25,7 +25,8 @@ impl UpstreamKind {
 }
 
 /// Which HTTP versions to offer an upstream (ALPN on TLS; prior knowledge on plain HTTP).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum UpstreamProtocol {
     /// `h2` and `http/1.1` by ALPN on TLS; HTTP/1.1 on plain connections.
     #[default]

@@ -5,10 +5,9 @@
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use certstore::{LoadedCert, Outcome, ReloadReport, Timestamp, Version};
+use certstore::{Store, Timestamp};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -17,17 +16,39 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::{Inner, Reloaded, StartError};
+use super::metrics::Metrics;
+use super::report::{Reloaded, cert_json, log_reloaded, reloaded_json};
+use crate::config::ConfigError;
+
+/// What the admin API reads and drives: the running instance.
+pub trait Control: Send + Sync + 'static {
+    fn store(&self) -> &Store;
+    fn metrics(&self) -> &Metrics;
+    /// True once shutdown has started: `/healthz` answers 503.
+    fn draining(&self) -> bool;
+    /// Reloads the configuration and certificates. Blocks (reads files, may issue keys):
+    /// the API calls it on tokio's blocking pool. A config that does not parse changes
+    /// nothing and is the error.
+    fn reload(&self) -> Result<Reloaded, ConfigError>;
+}
+
+/// The admin token file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("[admin] token_file {}: {detail}", path.display())]
+pub struct TokenError {
+    pub path: std::path::PathBuf,
+    pub detail: String,
+}
 
 /// Reads the admin token: the file's text without surrounding white space.
-pub fn read_token(path: &Path) -> Result<Vec<u8>, StartError> {
-    let text = std::fs::read_to_string(path).map_err(|e| StartError::Token {
+pub fn read_token(path: &Path) -> Result<Vec<u8>, TokenError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TokenError {
         path: path.to_owned(),
         detail: format!("cannot read it: {e}"),
     })?;
     let token = text.trim();
     if token.len() < 16 {
-        return Err(StartError::Token {
+        return Err(TokenError {
             path: path.to_owned(),
             detail: "the token is shorter than 16 characters; write a long random one (e.g. `openssl rand -hex 32`)".into(),
         });
@@ -35,10 +56,24 @@ pub fn read_token(path: &Path) -> Result<Vec<u8>, StartError> {
     Ok(token.as_bytes().to_vec())
 }
 
+/// [`Control::reload`] on tokio's blocking pool: it reads files and may issue keys, which
+/// must not stall the runtime.
+pub async fn reload_blocking<C: Control>(control: Arc<C>) -> Result<Reloaded, ConfigError> {
+    match tokio::task::spawn_blocking(move || control.reload()).await {
+        Ok(result) => result,
+        // The reload panicked: a bug, but serving goes on with the previous snapshot.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// The file in `state_dir` where a running instance writes its admin address, so that
+/// `gatehouse reload` finds it even when the config says port 0.
+pub const ADMIN_ADDR_FILE: &str = "admin.addr";
+
 /// Serves the admin API until `stop`.
-pub(crate) async fn serve(
+pub async fn serve<C: Control>(
     socket: TcpListener,
-    inner: Arc<Inner>,
+    inner: Arc<C>,
     token: Option<Vec<u8>>,
     stop: CancellationToken,
 ) {
@@ -101,19 +136,19 @@ fn authorized(req: &Request<Incoming>, token: Option<&[u8]>) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(presented, expected).is_ok()
 }
 
-async fn handle(
+async fn handle<C: Control>(
     req: Request<Incoming>,
-    inner: Arc<Inner>,
+    inner: Arc<C>,
     token: Option<&[u8]>,
 ) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => respond(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            inner.metrics.render(),
+            inner.metrics().render(),
         ),
         (&Method::GET, "/healthz") => {
-            if inner.draining.load(Ordering::SeqCst) {
+            if inner.draining() {
                 respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
             } else {
                 respond(StatusCode::OK, "text/plain", "ok\n")
@@ -137,9 +172,9 @@ async fn handle(
                     &json!({"error": "missing or wrong bearer token; send Authorization: Bearer <token from token_file>"}),
                 );
             }
-            match crate::server::reload_blocking(inner.clone()).await {
+            match reload_blocking(inner.clone()).await {
                 Ok(reloaded) => {
-                    crate::server::log_reloaded(&reloaded);
+                    log_reloaded(&reloaded);
                     let status = if reloaded.is_clean() {
                         StatusCode::OK
                     } else {
@@ -167,75 +202,4 @@ async fn handle(
             "not found; try /metrics, /healthz, /certs or POST /reload\n",
         ),
     }
-}
-
-/// One served certificate as `/certs` shows it. Never key material.
-pub fn cert_json(cert: &LoadedCert, now: Timestamp) -> Value {
-    let leaf = cert.leaf();
-    json!({
-        "name": cert.name,
-        "names": leaf.names(),
-        "subject": leaf.subject,
-        "issuer": leaf.issuer,
-        "serial": leaf.serial,
-        "not_before": leaf.not_before.to_string(),
-        "not_after": leaf.not_after.to_string(),
-        "days_left": leaf.days_left(now),
-        "sha256_fingerprint": leaf.fingerprint_sha256,
-        "key": leaf.key,
-        "chain": cert.chain.iter().map(|c| c.subject.clone()).collect::<Vec<_>>(),
-        "warnings": cert.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
-        "source_files": cert.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "loaded_at": cert.loaded_at.to_string(),
-    })
-}
-
-fn version_json(v: &Version) -> Value {
-    json!({"serial": v.serial, "not_after": v.not_after.to_string()})
-}
-
-/// A reload report as JSON: what `POST /reload` answers and `gatehouse reload` prints.
-pub fn report_json(report: &ReloadReport) -> Value {
-    let certs: Vec<Value> = report
-        .entries
-        .iter()
-        .map(|e| {
-            let mut v = json!({
-                "name": e.name,
-                "outcome": e.outcome.as_str(),
-                "warnings": e.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
-            });
-            let (before, after) = match &e.outcome {
-                Outcome::Added(a) => (None, Some(a)),
-                Outcome::Updated { before, after } => (Some(before), Some(after)),
-                Outcome::Unchanged(v) => (Some(v), Some(v)),
-                Outcome::KeptPrevious { serving, .. } => (Some(serving), Some(serving)),
-                Outcome::Removed(b) => (Some(b), None),
-                _ => (None, None),
-            };
-            if let Some(b) = before {
-                v["before"] = version_json(b);
-            }
-            if let Some(a) = after {
-                v["after"] = version_json(a);
-            }
-            if let Some(err) = e.outcome.error() {
-                v["error"] = Value::String(err.to_string());
-            }
-            v
-        })
-        .collect();
-    json!({
-        "clean": report.is_clean(),
-        "generation": report.generation,
-        "certificates": certs,
-    })
-}
-
-fn reloaded_json(reloaded: &Reloaded) -> Value {
-    let mut v = report_json(&reloaded.report);
-    v["clean"] = json!(reloaded.is_clean());
-    v["needs_restart"] = json!(reloaded.needs_restart);
-    v["upstream_errors"] = json!(reloaded.upstream_errors);
-    v
 }

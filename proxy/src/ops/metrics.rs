@@ -49,6 +49,24 @@ pub struct Metrics {
     enabled: bool,
 }
 
+/// `collector`, registered with `registry`.
+fn registered<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: prometheus::Result<C>,
+) -> C {
+    let collector = must(collector);
+    must(registry.register(Box::new(collector.clone())));
+    collector
+}
+
+fn gauges(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    registered(r, IntGaugeVec::new(Opts::new(name, help), labels))
+}
+
+fn counters(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    registered(r, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
 fn must<T>(r: prometheus::Result<T>) -> T {
     // Names and labels are constants checked by the unit test below; a failure here is a
     // programming error caught before release.
@@ -58,85 +76,73 @@ fn must<T>(r: prometheus::Result<T>) -> T {
 impl Metrics {
     pub fn new(enabled: bool) -> Arc<Self> {
         let registry = Registry::new();
-        let cert_expiry = must(IntGaugeVec::new(
-            Opts::new(
-                "gatehouse_certificate_expiry_timestamp_seconds",
-                "notAfter of the served leaf certificate, Unix seconds",
-            ),
+        let r = &registry;
+        let cert_expiry = gauges(
+            r,
+            "gatehouse_certificate_expiry_timestamp_seconds",
+            "notAfter of the served leaf certificate, Unix seconds",
             &["certificate"],
-        ));
-        let cert_info = must(IntGaugeVec::new(
-            Opts::new(
-                "gatehouse_certificate_info",
-                "The served certificate (value is always 1)",
-            ),
+        );
+        let cert_info = gauges(
+            r,
+            "gatehouse_certificate_info",
+            "The served certificate (value is always 1)",
             &["certificate", "serial", "issuer"],
-        ));
-        let reloads = must(IntCounterVec::new(
-            Opts::new(
-                "gatehouse_certificate_reloads_total",
-                "Certificate loads and reloads, by result (failure: some certificate kept its previous version)",
-            ),
+        );
+        let reloads = counters(
+            r,
+            "gatehouse_certificate_reloads_total",
+            "Certificate loads and reloads, by result (failure: some certificate kept its previous version)",
             &["result"],
-        ));
-        let reload_timestamp = must(IntGauge::new(
-            "gatehouse_certificate_reload_timestamp_seconds",
-            "When certificates last loaded without failure, Unix seconds",
-        ));
-        let handshakes = must(IntCounterVec::new(
-            Opts::new(
-                "gatehouse_tls_handshakes_total",
-                "TLS handshakes by listener and result",
+        );
+        let reload_timestamp = registered(
+            r,
+            IntGauge::new(
+                "gatehouse_certificate_reload_timestamp_seconds",
+                "When certificates last loaded without failure, Unix seconds",
             ),
+        );
+        let handshakes = counters(
+            r,
+            "gatehouse_tls_handshakes_total",
+            "TLS handshakes by listener and result",
             &["listener", "result"],
-        ));
-        let connections_active = must(IntGaugeVec::new(
-            Opts::new("gatehouse_connections_active", "Open client connections"),
+        );
+        let connections_active = gauges(
+            r,
+            "gatehouse_connections_active",
+            "Open client connections",
             &["listener"],
-        ));
-        let requests = must(IntCounterVec::new(
-            Opts::new(
-                "gatehouse_http_requests_total",
-                "HTTP requests answered, by status code",
-            ),
+        );
+        let requests = counters(
+            r,
+            "gatehouse_http_requests_total",
+            "HTTP requests answered, by status code",
             &["listener", "code"],
-        ));
-        let request_duration = must(HistogramVec::new(
-            HistogramOpts::new(
-                "gatehouse_http_request_duration_seconds",
-                "From request headers received to response body sent",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["listener"],
-        ));
-        let upstream_errors = must(IntCounterVec::new(
-            Opts::new(
-                "gatehouse_upstream_errors_total",
-                "Failures reaching upstreams, by kind",
+        );
+        let request_duration = registered(
+            r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "gatehouse_http_request_duration_seconds",
+                    "From request headers received to response body sent",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+                &["listener"],
             ),
+        );
+        let upstream_errors = counters(
+            r,
+            "gatehouse_upstream_errors_total",
+            "Failures reaching upstreams, by kind",
             &["listener", "kind"],
-        ));
-        let upstream_insecure = must(IntGaugeVec::new(
-            Opts::new(
-                "gatehouse_upstream_insecure",
-                "1 for each upstream whose certificate is not verified (upstream_insecure_skip_verify)",
-            ),
+        );
+        let upstream_insecure = gauges(
+            r,
+            "gatehouse_upstream_insecure",
+            "1 for each upstream whose certificate is not verified (upstream_insecure_skip_verify)",
             &["listener", "upstream"],
-        ));
-        for c in [
-            Box::new(cert_expiry.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(cert_info.clone()),
-            Box::new(reloads.clone()),
-            Box::new(reload_timestamp.clone()),
-            Box::new(handshakes.clone()),
-            Box::new(connections_active.clone()),
-            Box::new(requests.clone()),
-            Box::new(request_duration.clone()),
-            Box::new(upstream_errors.clone()),
-            Box::new(upstream_insecure.clone()),
-        ] {
-            must(registry.register(c));
-        }
+        );
         Arc::new(Self {
             registry,
             cert_expiry,

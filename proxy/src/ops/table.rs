@@ -1,5 +1,7 @@
 //! Plain-text tables: columns padded to their widest cell.
 
+use certstore::{LoadedCert, Timestamp};
+
 /// Renders `rows` under `header`, two spaces between columns.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -25,6 +27,51 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The columns `check` and `certs list` both start with: name, names, issuer, not after,
+/// days left.
+pub fn identity_columns(c: &LoadedCert, now: Timestamp) -> Vec<String> {
+    let leaf = c.leaf();
+    vec![
+        c.name.clone(),
+        leaf.names().join(","),
+        leaf.issuer.clone(),
+        leaf.not_after.to_string(),
+        leaf.days_left(now).to_string(),
+    ]
+}
+
+/// The certificate table `check` prints.
+pub fn certificate_table<'a>(
+    certs: impl Iterator<Item = &'a LoadedCert>,
+    now: Timestamp,
+) -> String {
+    let rows: Vec<Vec<String>> = certs
+        .map(|c| {
+            let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+            let mut row = identity_columns(c, now);
+            row.push(c.chain.len().to_string());
+            row.push(if warnings.is_empty() {
+                "-".into()
+            } else {
+                warnings.join("; ")
+            });
+            row
+        })
+        .collect();
+    render(
+        &[
+            "NAME",
+            "NAMES",
+            "ISSUER",
+            "NOT AFTER",
+            "DAYS LEFT",
+            "CHAIN",
+            "WARNINGS",
+        ],
+        &rows,
+    )
 }
 
 #[cfg(test)]

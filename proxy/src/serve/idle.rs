@@ -14,7 +14,6 @@ use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-
 /// Requests in flight on one connection; while any is, the connection is not idle.
 #[derive(Debug, Default)]
 pub struct InFlight {

@@ -6,17 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Listener, Protocol};
-use crate::forward::http::HttpListener;
-use crate::forward::tcp;
-use crate::metrics::{ConnectionGuard, ListenerMetrics};
-use crate::routes::Routes;
-use crate::tls::{self, ListenerTls};
+use crate::ops::metrics::ListenerMetrics;
+use crate::serve::forward::ConnectionSlot;
+use crate::serve::forward::http::HttpListener;
+use crate::serve::forward::routes::Routes;
+use crate::serve::forward::tcp;
+use crate::serve::tls::{self, ListenerTls};
 
 /// Pause after an accept error (EMFILE and friends) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -95,22 +96,11 @@ pub async fn accept_loop(
         let state = state.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            let slot = Arc::new(ConnectionSlot {
-                _permit: permit,
-                _active: state.metrics.connection(),
-            });
+            let slot = Arc::new(ConnectionSlot::new(permit, state.metrics.connection()));
             connection(tcp, peer, &state, slot, shutdown).await;
         });
     }
     tracing::info!(listener = %state.config.name, "stopped accepting");
-}
-
-/// A connection's share of the listener: its `max_connections` permit and its place in
-/// `gatehouse_connections_active`. Held by the connection and by whatever it is upgraded
-/// to (a WebSocket outlives the HTTP connection that carried its handshake).
-pub struct ConnectionSlot {
-    _permit: OwnedSemaphorePermit,
-    _active: ConnectionGuard,
 }
 
 async fn connection(
@@ -151,7 +141,7 @@ async fn connection(
                 None
             };
             drop(routes);
-            let conn = crate::forward::http::Conn {
+            let conn = crate::serve::forward::http::Conn {
                 peer: peer.ip(),
                 sni,
                 target,

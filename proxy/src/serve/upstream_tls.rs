@@ -15,7 +15,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::config::UpstreamTlsGlobal;
-use crate::upstream::Upstream;
+use crate::config::upstream::Upstream;
 
 /// Why an upstream's TLS client could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -1,33 +1,33 @@
-//! Keep-alive HTTP/1.1 connections to one upstream, reused across requests and clients.
+//! The connections to one HTTP upstream, per worker thread.
 //!
-//! hyper-util's pooled client costs about 8,000 instructions per request on the proxy's
-//! hot path (profiled with callgrind, see `benches/RESULTS.md`): it hashes a pool key, takes
-//! a mutex shared by every thread, and spawns a task per response to wait until the
-//! connection can be reused. This pool belongs to one upstream (no key), keeps a stack of
-//! idle connections per worker thread (`crate::workers::current`; only that worker takes
-//! its mutex), and takes a connection back when the response body has ended, when it is
-//! known to be reusable: no task, no waiting.
+//! Every request goes upstream on a connection of the worker that accepted its client, so a
+//! connection and everything it causes stay on one thread (`crate::serve::workers`). Each
+//! worker keeps, per upstream:
+//! - a stack of idle HTTP/1.1 connections, the most recently used on top. A connection is
+//!   taken for one exchange and given back when the response body (and the request body)
+//!   ended; it is reused for at most the idle timeout after that, and closed when it passes
+//!   it even if no request comes (a timer task per worker runs while the stack is not empty).
+//! - at most one HTTP/2 connection, when the upstream chose `h2` by ALPN (or was configured
+//!   for it): every request of the worker is a stream on it while it is open.
 //!
-//! An idle connection is reused for at most [`IDLE_TIMEOUT`] after its last response, and
-//! one the upstream closed meanwhile is noticed and dropped before use. A request that a
-//! reused connection could not even start sending (the upstream closed it at that moment)
-//! is sent once more on a new connection.
+//! A request that a reused HTTP/1.1 connection could not even start sending (the upstream
+//! closed it at that moment) is sent once more on another connection.
 
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_rustls::HttpsConnector;
+use hyper::client::conn::{http1, http2};
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
-
-use super::http::UpstreamBody;
-
-/// How long an idle upstream connection may be reused; below common upstream keep-alive
-/// timeouts (nginx 75 s) so the upstream never closes one under a request.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 
 /// How long a connection given back after a complete exchange may take to be ready for the
 /// next request; hyper gets there within microseconds unless the connection is stuck.
@@ -35,7 +35,7 @@ const READY_WAIT: Duration = Duration::from_secs(1);
 
 /// Idle connections kept per worker thread and upstream; beyond, a finished connection is
 /// closed. Above the concurrency one upstream sees on one thread in normal use.
-const MAX_IDLE_PER_THREAD: usize = 256;
+const MAX_IDLE_PER_WORKER: usize = 256;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -46,9 +46,56 @@ pub enum PoolError {
     /// TCP connect or TLS handshake failed (or timed out).
     #[error("cannot connect: {0}")]
     Connect(BoxError),
-    /// The HTTP/1.1 exchange failed (the upstream closed or sent something invalid).
+    /// The HTTP exchange failed (the upstream closed or sent something invalid).
     #[error("{0}")]
     Http(#[from] hyper::Error),
+}
+
+/// How a request body is on its way upstream; shared with the exchange that sent it.
+#[derive(Default)]
+pub struct Upload {
+    /// Frames passed: the upstream timeout runs from the last one.
+    pub frames: AtomicU64,
+    /// The whole body was passed.
+    pub done: AtomicBool,
+}
+
+/// A request body on its way upstream; counts the frames it passes so the upstream
+/// timeout can tell a long upload from a silent upstream, and notes its end so the
+/// connection is reused only after a complete exchange.
+pub struct UpstreamBody {
+    pub inner: Incoming,
+    pub progress: Option<Arc<Upload>>,
+}
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Some(p) = &self.progress {
+            match &polled {
+                Poll::Ready(Some(Ok(_))) => {
+                    p.frames.fetch_add(1, Ordering::Relaxed);
+                }
+                Poll::Ready(None) => p.done.store(true, Ordering::Relaxed),
+                _ => {}
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 struct Idle {
@@ -56,86 +103,159 @@ struct Idle {
     since: Instant,
 }
 
-/// The idle HTTP/1.1 connections of one upstream.
-pub struct H1Pool {
+/// One worker's connections to the upstream.
+#[derive(Default)]
+struct WorkerConns {
+    idle: Vec<Idle>,
+    h2: Option<http2::SendRequest<UpstreamBody>>,
+    /// A task closes idle connections as they expire while this is set.
+    reaping: bool,
+}
+
+/// The connections to one upstream; see the module doc.
+pub struct UpstreamPool {
     connector: HttpsConnector<HttpConnector>,
     /// `scheme://authority` of the upstream, what the connector connects to.
     connect_to: Uri,
-    idle: Box<[Mutex<Vec<Idle>>]>,
+    /// Plain `http://` upstreams configured for HTTP/2 (prior knowledge).
+    h2_prior_knowledge: bool,
+    idle_timeout: Duration,
+    workers: Arc<[Mutex<WorkerConns>]>,
 }
 
-/// A connection whose response is on its way: give it back with [`H1Pool::put_back`]
-/// once the response body has ended.
+/// An HTTP/1.1 connection whose response is on its way: give it back with
+/// [`UpstreamPool::put_back`] once the response body has ended. (An HTTP/2 stream needs
+/// nothing given back.)
 pub struct Lease {
     sender: http1::SendRequest<UpstreamBody>,
 }
 
-impl std::fmt::Debug for H1Pool {
+impl std::fmt::Debug for UpstreamPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("H1Pool")
+        f.debug_struct("UpstreamPool")
             .field("connect_to", &self.connect_to)
             .finish_non_exhaustive()
     }
 }
 
-/// Starts HTTP/1.1 on `io`, its connection driven by a task of its own.
-async fn handshake<I>(io: I) -> Result<http1::SendRequest<UpstreamBody>, PoolError>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (sender, conn) = http1::handshake(io).await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, "upstream connection ended with an error");
-        }
-    });
-    Ok(sender)
+/// What a new connection speaks.
+enum Connected {
+    Http1(http1::SendRequest<UpstreamBody>),
+    Http2(http2::SendRequest<UpstreamBody>),
 }
 
-impl H1Pool {
-    /// A pool with one idle stack for each of `workers` worker threads.
-    pub fn new(connector: HttpsConnector<HttpConnector>, connect_to: Uri, workers: usize) -> Self {
+impl UpstreamPool {
+    /// A pool with connections for each of `workers` worker threads.
+    pub fn new(
+        connector: HttpsConnector<HttpConnector>,
+        connect_to: Uri,
+        h2_prior_knowledge: bool,
+        idle_timeout: Duration,
+        workers: usize,
+    ) -> Self {
         Self {
             connector,
             connect_to,
-            idle: (0..workers.max(1))
-                .map(|_| Mutex::new(Vec::new()))
-                .collect(),
+            h2_prior_knowledge,
+            idle_timeout,
+            workers: (0..workers.max(1))
+                .map(|_| Mutex::default())
+                .collect::<Vec<_>>()
+                .into(),
         }
     }
 
-    /// This worker's stack.
-    fn stack(&self) -> &Mutex<Vec<Idle>> {
-        &self.idle[crate::workers::current() % self.idle.len()]
+    fn index() -> usize {
+        crate::serve::workers::current()
+    }
+
+    /// This worker's connections. Only this worker's tasks take its lock.
+    fn mine(&self) -> MutexGuard<'_, WorkerConns> {
+        let i = Self::index() % self.workers.len();
+        self.workers[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The most recently used idle connection that is still open and fresh.
     fn take_idle(&self) -> Option<http1::SendRequest<UpstreamBody>> {
-        let mut stack = self.stack().lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(idle) = stack.pop() {
-            if !idle.sender.is_closed() && idle.since.elapsed() < IDLE_TIMEOUT {
+        let mut mine = self.mine();
+        while let Some(idle) = mine.idle.pop() {
+            if !idle.sender.is_closed() && idle.since.elapsed() < self.idle_timeout {
                 return Some(idle.sender);
             }
         }
         None
     }
 
-    async fn connect(&self) -> Result<http1::SendRequest<UpstreamBody>, PoolError> {
+    /// This worker's HTTP/2 connection, while it is open.
+    fn h2(&self) -> Option<http2::SendRequest<UpstreamBody>> {
+        let mut mine = self.mine();
+        match &mine.h2 {
+            Some(s) if !s.is_closed() => Some(s.clone()),
+            Some(_) => {
+                mine.h2 = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    async fn connect(&self) -> Result<Connected, PoolError> {
         let io = self
             .connector
             .clone()
             .call(self.connect_to.clone())
             .await
             .map_err(PoolError::Connect)?;
-        handshake(io).await
+        let h2 = match &io {
+            MaybeHttpsStream::Https(tls) => tls.inner().get_ref().1.alpn_protocol() == Some(b"h2"),
+            MaybeHttpsStream::Http(_) => self.h2_prior_knowledge,
+        };
+        if h2 {
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(io)
+                .await?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
+                }
+            });
+            self.mine().h2 = Some(sender.clone());
+            return Ok(Connected::Http2(sender));
+        }
+        let (sender, conn) = http1::handshake(io).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(Connected::Http1(sender))
     }
 
-    /// Sends `req` on an idle connection, or a new one. `req`'s URI is sent as it is: give
-    /// it in origin form (path and query).
+    /// `req` as HTTP/2 sends it: the URI absolute, naming the upstream.
+    fn for_h2(&self, mut req: Request<UpstreamBody>) -> Request<UpstreamBody> {
+        let mut parts = self.connect_to.clone().into_parts();
+        parts.path_and_query = Some(path_and_query(req.uri()));
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+        req
+    }
+
+    /// Sends `req` on this worker's HTTP/2 connection, an idle HTTP/1.1 one, or a new one,
+    /// with its URI in the form the connection's protocol takes (HTTP/1.1 origin form, as
+    /// clients send it, or absolute for HTTP/2). The lease is `None` for HTTP/2.
     pub async fn send(
         &self,
         mut req: Request<UpstreamBody>,
-    ) -> Result<(Response<Incoming>, Lease), PoolError> {
+    ) -> Result<(Response<Incoming>, Option<Lease>), PoolError> {
+        if let Some(mut sender) = self.h2() {
+            sender.ready().await?;
+            return Ok((sender.send_request(self.for_h2(req)).await?, None));
+        }
+        if req.uri().scheme().is_some() || req.uri().path_and_query().is_none() {
+            *req.uri_mut() = Uri::from(path_and_query(req.uri()));
+        }
         while let Some(mut sender) = self.take_idle() {
             // Put back only once both bodies ended: readiness is usually there already, or
             // a moment away. One still not ready is closing, or stuck writing to an
@@ -149,7 +269,7 @@ impl H1Pool {
                 continue;
             }
             match sender.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, Lease { sender })),
+                Ok(resp) => return Ok((resp, Some(Lease { sender }))),
                 Err(mut e) => match e.take_message() {
                     // Never written: the upstream closed this one; try the next.
                     Some(r) => req = r,
@@ -159,30 +279,77 @@ impl H1Pool {
         }
         // Boxed: connecting (TCP, perhaps TLS) is the rare path, and its state is most of
         // this future's size, which every request would otherwise carry and move.
-        let mut sender = Box::pin(self.connect()).await?;
-        let resp = sender.send_request(req).await?;
-        Ok((resp, Lease { sender }))
+        match Box::pin(self.connect()).await? {
+            Connected::Http1(mut sender) => {
+                let resp = sender.send_request(req).await?;
+                Ok((resp, Some(Lease { sender })))
+            }
+            Connected::Http2(mut sender) => {
+                Ok((sender.send_request(self.for_h2(req)).await?, None))
+            }
+        }
     }
 
     /// Takes a connection back after its response body ended (and its request body was
-    /// sent). Expired and closed connections are dropped on the way.
+    /// sent). Closed connections are dropped.
     pub fn put_back(&self, lease: Lease) {
         if lease.sender.is_closed() {
             return;
         }
-        let now = Instant::now();
-        let mut stack = self.stack().lock().unwrap_or_else(|e| e.into_inner());
-        // The bottom of the stack is the longest idle.
-        let expired = stack
-            .iter()
-            .take_while(|i| now.saturating_duration_since(i.since) >= IDLE_TIMEOUT)
-            .count();
-        stack.drain(..expired);
-        if stack.len() < MAX_IDLE_PER_THREAD {
-            stack.push(Idle {
-                sender: lease.sender,
-                since: now,
-            });
+        let mut mine = self.mine();
+        if mine.idle.len() >= MAX_IDLE_PER_WORKER {
+            return;
         }
+        mine.idle.push(Idle {
+            sender: lease.sender,
+            since: Instant::now(),
+        });
+        if !mine.reaping {
+            mine.reaping = true;
+            let index = Self::index() % self.workers.len();
+            tokio::spawn(reap(
+                Arc::downgrade(&self.workers),
+                index,
+                self.idle_timeout,
+            ));
+        }
+    }
+}
+
+/// The path and query of `uri`, `/` when it has none (`OPTIONS *` aside, every request
+/// has one).
+fn path_and_query(uri: &Uri) -> PathAndQuery {
+    uri.path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
+}
+
+/// Closes a worker's idle connections as they pass `idle_timeout`, until none is left or
+/// the pool is gone (a reload replaced it: its connections close as it is dropped).
+async fn reap(workers: Weak<[Mutex<WorkerConns>]>, index: usize, idle_timeout: Duration) {
+    loop {
+        let next = {
+            let Some(workers) = workers.upgrade() else {
+                return;
+            };
+            let mut mine = workers[index].lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            // The bottom of the stack is the longest idle.
+            let expired = mine
+                .idle
+                .iter()
+                .take_while(|i| now.saturating_duration_since(i.since) >= idle_timeout)
+                .count();
+            // Dropping the sender lets hyper's connection task close the socket.
+            mine.idle.drain(..expired);
+            match mine.idle.first() {
+                Some(oldest) => oldest.since + idle_timeout,
+                None => {
+                    mine.reaping = false;
+                    return;
+                }
+            }
+        };
+        tokio::time::sleep_until(next.into()).await;
     }
 }

@@ -5,31 +5,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::forward::http::UpstreamBody;
-use crate::forward::pool::{self, H1Pool};
 use arc_swap::ArcSwap;
 use certstore::Timestamp;
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::ServerName;
 
+use super::pool::UpstreamPool;
+use crate::config::upstream::{Upstream, UpstreamProtocol};
 use crate::config::{Listener, Protocol, UpstreamTlsGlobal};
-use crate::upstream::{Upstream, UpstreamProtocol};
-use crate::upstream_tls::{self, UpstreamTlsError};
-
-/// The pooled HTTP client of one upstream that may speak HTTP/2.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
-
-/// How requests reach an HTTP upstream.
-pub enum HttpUpstream {
-    /// An upstream that speaks HTTP/1.1: Gatehouse's own keep-alive pool.
-    Http1(H1Pool),
-    /// An upstream that may speak HTTP/2 (by ALPN or by configuration): hyper-util's client,
-    /// which multiplexes.
-    Pooled(HttpClient),
-}
+use crate::serve::upstream_tls::{self, UpstreamTlsError};
 
 /// What a `tls://` upstream needs to connect.
 pub struct TlsUpstream {
@@ -40,8 +25,8 @@ pub struct TlsUpstream {
 /// One upstream as the forwarders use it.
 pub struct Target {
     pub upstream: Upstream,
-    /// For HTTP listeners: how requests reach it.
-    pub http: Option<HttpUpstream>,
+    /// For HTTP listeners: the connections requests reach it on.
+    pub http: Option<UpstreamPool>,
     /// For TCP listeners with a `tls://` upstream.
     pub tls: Option<TlsUpstream>,
 }
@@ -95,31 +80,20 @@ impl Target {
                         upstream_tls::server_name(upstream)?,
                     ));
                 }
-                let speaks_http1_only = match upstream.options.protocol {
-                    UpstreamProtocol::Http1 => true,
-                    UpstreamProtocol::Http2 => false,
-                    // ALPN may pick h2 on TLS; plain connections speak HTTP/1.1.
-                    UpstreamProtocol::Auto => !upstream.kind.is_tls(),
+                // ALPN offers what the upstream may speak; plain http:// speaks HTTP/1.1
+                // unless configured for HTTP/2 (prior knowledge).
+                let connector = match upstream.options.protocol {
+                    UpstreamProtocol::Http1 => builder.enable_http1().wrap_connector(http),
+                    UpstreamProtocol::Http2 => builder.enable_http2().wrap_connector(http),
+                    UpstreamProtocol::Auto => builder.enable_all_versions().wrap_connector(http),
                 };
-                let http = if speaks_http1_only {
-                    HttpUpstream::Http1(H1Pool::new(
-                        builder.enable_http1().wrap_connector(http),
-                        upstream.uri.clone(),
-                        workers,
-                    ))
-                } else {
-                    let connector = match upstream.options.protocol {
-                        UpstreamProtocol::Http2 => builder.enable_http2().wrap_connector(http),
-                        _ => builder.enable_all_versions().wrap_connector(http),
-                    };
-                    HttpUpstream::Pooled(
-                        Client::builder(TokioExecutor::new())
-                            .pool_timer(TokioTimer::new())
-                            .pool_idle_timeout(pool::IDLE_TIMEOUT)
-                            .http2_only(upstream.options.protocol == UpstreamProtocol::Http2)
-                            .build(connector),
-                    )
-                };
+                let http = UpstreamPool::new(
+                    connector,
+                    upstream.uri.clone(),
+                    upstream.options.protocol == UpstreamProtocol::Http2,
+                    listener.upstream_idle_timeout,
+                    workers,
+                );
                 Ok(Self {
                     upstream: upstream.clone(),
                     http: Some(http),

@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::routes::Target;
+use crate::serve::forward::routes::Target;
 
 /// Why a TCP stream could not be forwarded. Doubles as the upstream error metric label.
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +80,8 @@ where
                     });
                 }
                 Ok(Err(source)) => {
-                    let verify = crate::upstream_tls::rustls_error(&source)
-                        .is_some_and(crate::upstream_tls::is_verify_failure);
+                    let verify = crate::serve::upstream_tls::rustls_error(&source)
+                        .is_some_and(crate::serve::upstream_tls::is_verify_failure);
                     return Err(TcpForwardError::Tls {
                         upstream: upstream.original.clone(),
                         verify,

@@ -1,0 +1,267 @@
+//! `gatehouse certs install`: new certificate material, checked as the store loads it,
+//! shown before → after, then the current files backed up, the new ones written (key
+//! first, each atomically) and the running instance reloaded.
+
+use std::path::{Path, PathBuf};
+
+use certstore::{
+    Bundle, CertSpec, LoadedCert, Source, Timestamp, covers, read_file, read_password,
+};
+use clap::Args;
+
+use super::backup;
+use super::{
+    CertsError, Outcome, find_spec, reload_and_report, source_files, summary, write_public,
+    write_secret,
+};
+use crate::config::Config;
+use crate::exit;
+use crate::ops::table::render;
+
+#[derive(Args, Debug)]
+pub struct InstallArgs {
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// The `[[certificate]]` to replace.
+    #[arg(long)]
+    pub name: String,
+    /// The new certificate (PEM or DER; may hold the intermediates and the key too).
+    #[arg(long, conflicts_with = "pkcs12")]
+    pub cert: Option<PathBuf>,
+    /// Its private key (default: the certificate's current key, as in a CSR renewal).
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Intermediate certificates.
+    #[arg(long, requires = "cert")]
+    pub chain: Option<PathBuf>,
+    /// A PKCS#12/PFX file instead of --cert.
+    #[arg(long, requires = "password_file")]
+    pub pkcs12: Option<PathBuf>,
+    #[arg(long, requires = "pkcs12")]
+    pub password_file: Option<PathBuf>,
+    /// Show what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Accept a certificate that no longer covers every name the current one serves.
+    #[arg(long)]
+    pub allow_name_change: bool,
+}
+
+/// See the module doc. Refused, with the files untouched, when the material does not load
+/// or drops a name the certificate serves now (unless `--allow-name-change`).
+pub fn install(args: &InstallArgs) -> Outcome {
+    let config = Config::load(&args.config)?;
+    let spec = find_spec(&config, &args.name)?;
+    let now = Timestamp::now();
+    let refused = |e: CertsError| CertsError::InstallRefused(Box::new(e));
+    let (bundle, new) = read_new(args, spec, now).map_err(refused)?;
+    let required = required_names(&config, spec, now);
+    let new_names = new.leaf().names();
+    let dropped: Vec<String> = required
+        .into_iter()
+        .filter(|n| !covers(&new_names, n))
+        .collect();
+    if !dropped.is_empty() && !args.allow_name_change {
+        return Err(refused(CertsError::NamesDropped {
+            certificate: spec.name.clone(),
+            names: dropped,
+        }));
+    }
+    print_plan(spec, &new, &dropped, now);
+    if args.dry_run {
+        println!("dry run: nothing written");
+        return Ok(exit::OK);
+    }
+    let key_index = certstore::matching_key(&bundle).map_err(|e| refused(e.into()))?;
+    let backup = backup::create(
+        &config.state_dir,
+        &spec.name,
+        &source_files(&spec.source),
+        now,
+    )
+    .map_err(|e| refused(e.into()))?;
+    if let Some(b) = &backup {
+        println!(
+            "backed up the current files to {} (id {})",
+            b.dir.display(),
+            b.id
+        );
+    }
+    let written = write_material(
+        &spec.source,
+        &new.certified_key.cert,
+        &bundle.keys[key_index].der,
+    );
+    if let Err(e) = written {
+        // Never leave half of the new material next to half of the old.
+        if let Some(b) = &backup {
+            let _ = backup::put_back(b);
+        }
+        return Err(CertsError::InstallWrite(Box::new(e)));
+    }
+    println!("installed \"{}\"", spec.name);
+    Ok(reload_and_report(&config, &spec.name))
+}
+
+/// The new material, read exactly as the store reads files, and loaded as it would be.
+fn read_new(
+    args: &InstallArgs,
+    spec: &CertSpec,
+    now: Timestamp,
+) -> Result<(Bundle, LoadedCert), CertsError> {
+    let mut bundle = Bundle::default();
+    let mut sources = Vec::new();
+    let mut read = |path: &Path| -> Result<(), CertsError> {
+        let bytes = read_file(path)?;
+        let b = certstore::parse_any(path, &bytes, None)?;
+        bundle.certs.extend(b.certs);
+        bundle.keys.extend(b.keys);
+        sources.push(path.to_owned());
+        Ok(())
+    };
+    if let Some(cert) = &args.cert {
+        read(cert)?;
+        if let Some(chain) = &args.chain {
+            read(chain)?;
+        }
+        if let Some(key) = &args.key {
+            read(key)?;
+        }
+    } else if let (Some(p12), Some(password_file)) = (&args.pkcs12, &args.password_file) {
+        let password = read_password(password_file)?;
+        let bytes = read_file(p12)?;
+        bundle = certstore::parse_pkcs12(p12, &bytes, &password)?;
+        sources.push(p12.clone());
+    } else {
+        return Err(CertsError::NoMaterial);
+    }
+    if args.cert.is_some() && args.key.is_none() && bundle.keys.is_empty() {
+        // The CSR flow: the key is the one the certificate already uses.
+        bundle
+            .keys
+            .extend(certstore::load_source(&spec.source)?.keys);
+    }
+    let new = LoadedCert::from_bundle(
+        &spec.name,
+        &bundle,
+        spec.trust_anchors.as_deref(),
+        sources,
+        now,
+    )?;
+    Ok((bundle, new))
+}
+
+/// Prints what the install changes: before → after, the chain served, the warnings.
+fn print_plan(spec: &CertSpec, new: &LoadedCert, dropped: &[String], now: Timestamp) {
+    let mut rows = Vec::new();
+    if let Ok(c) = LoadedCert::load(spec, now) {
+        rows.push(summary("before", c.leaf(), now));
+    } else if let Some(names) = current_names(spec, now) {
+        rows.push(vec![
+            "before".into(),
+            names.join(","),
+            "-".into(),
+            "(not loadable)".into(),
+            "-".into(),
+        ]);
+    }
+    rows.push(summary("after", new.leaf(), now));
+    print!(
+        "{}",
+        render(&["", "NAMES", "SERIAL", "ISSUER", "NOT AFTER"], &rows)
+    );
+    println!(
+        "chain: {} certificate(s) served: {}",
+        new.chain.len(),
+        new.chain
+            .iter()
+            .map(|c| c.subject.as_str())
+            .collect::<Vec<_>>()
+            .join(" <- ")
+    );
+    for w in &new.warnings {
+        println!("warning: {w}");
+    }
+    if !dropped.is_empty() {
+        println!(
+            "names dropped (allowed by --allow-name-change): {}",
+            dropped.join(", ")
+        );
+    }
+}
+
+/// Names the current certificate serves, read leniently (an expired one still counts).
+fn current_names(spec: &CertSpec, now: Timestamp) -> Option<Vec<String>> {
+    let bundle = certstore::load_source(&spec.source).ok()?;
+    let inspection = certstore::inspect(&bundle, now).ok()?;
+    let leaf = inspection.verdict.as_ref()?.served.first()?.clone();
+    inspection
+        .certs
+        .into_iter()
+        .find(|c| c.subject == leaf)
+        .map(|c| c.names())
+}
+
+/// Names a replacement must still cover: what the current certificate covers, and every
+/// route `server_name` on a listener serving it that the current certificate answers
+/// (all of that listener's route names when the current certificate is unreadable).
+fn required_names(config: &Config, spec: &CertSpec, now: Timestamp) -> Vec<String> {
+    let current = current_names(spec, now);
+    let mut required: Vec<String> = current.clone().unwrap_or_default();
+    for l in config
+        .listeners
+        .iter()
+        .filter(|l| l.certificates.contains(&spec.name))
+    {
+        for r in &l.routes {
+            let routed_here = match &current {
+                Some(names) => covers(names, &r.server_name),
+                None => true,
+            };
+            if routed_here && !required.contains(&r.server_name) {
+                required.push(r.server_name.clone());
+            }
+        }
+    }
+    required
+}
+
+/// Writes new material to the files `source` names: the key first, so that a failure
+/// never leaves a new certificate beside an old key.
+fn write_material(
+    source: &Source,
+    chain: &[rustls::pki_types::CertificateDer<'static>],
+    key: &rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<(), CertsError> {
+    match source {
+        Source::Files {
+            cert,
+            key: key_path,
+            chain: chain_path,
+        } => {
+            if cert == key_path {
+                let mut both = certstore::certs_pem(chain);
+                both.push_str(&certstore::key_pem(key));
+                write_secret(cert, both.as_bytes())?;
+            } else {
+                write_secret(key_path, certstore::key_pem(key).as_bytes())?;
+                match chain_path {
+                    Some(chain_path) => {
+                        write_public(cert, certstore::certs_pem(&chain[..1]).as_bytes())?;
+                        write_public(chain_path, certstore::certs_pem(&chain[1..]).as_bytes())?;
+                    }
+                    None => write_public(cert, certstore::certs_pem(chain).as_bytes())?,
+                }
+            }
+        }
+        Source::Pkcs12 {
+            path,
+            password_file,
+        } => {
+            let password = read_password(password_file)?;
+            let p12 = certstore::pkcs12(chain, key, &password)?;
+            write_secret(path, &p12)?;
+        }
+    }
+    Ok(())
+}

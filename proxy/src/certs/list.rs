@@ -1,0 +1,95 @@
+//! `gatehouse certs list`: every configured certificate, loaded as `run` would.
+
+use std::path::Path;
+
+use certstore::{CertSpec, LoadedCert, Timestamp};
+
+use super::Outcome;
+use crate::config::Config;
+use crate::exit;
+use crate::ops::table::{identity_columns, render};
+
+fn source_text(spec: &CertSpec) -> String {
+    let paths: Vec<String> = spec
+        .source
+        .paths()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    paths.join(", ")
+}
+
+/// `certs list`: the configured certificates as a table; exit 1 when one does not load.
+pub fn list(config_path: &Path) -> Outcome {
+    let config = Config::load(config_path)?;
+    let now = Timestamp::now();
+    let pending = super::internal::plan(&config, now);
+    let mut failed = false;
+    let rows: Vec<Vec<String>> = config
+        .certificates
+        .iter()
+        .map(|spec| {
+            if let Some(p) = pending.iter().find(|p| p.name == spec.name) {
+                return vec![
+                    spec.name.clone(),
+                    "-".into(),
+                    "internal CA".into(),
+                    "-".into(),
+                    "-".into(),
+                    format!("to be issued at start ({})", p.reason),
+                    source_text(spec),
+                ];
+            }
+            match LoadedCert::load(spec, now) {
+                Ok(c) => {
+                    let incomplete = c
+                        .warnings
+                        .iter()
+                        .any(|w| matches!(w, certstore::Warning::IncompleteChain { .. }));
+                    let mut row = identity_columns(&c, now);
+                    row.extend([
+                        format!(
+                            "{} served{}",
+                            c.chain.len(),
+                            if incomplete {
+                                ", ends below a root"
+                            } else {
+                                ", complete"
+                            }
+                        ),
+                        source_text(spec),
+                    ]);
+                    row
+                }
+                Err(e) => {
+                    failed = true;
+                    vec![
+                        spec.name.clone(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        format!("ERROR: {e}"),
+                        source_text(spec),
+                    ]
+                }
+            }
+        })
+        .collect();
+    print!(
+        "{}",
+        render(
+            &[
+                "NAME",
+                "NAMES",
+                "ISSUER",
+                "NOT AFTER",
+                "DAYS LEFT",
+                "CHAIN",
+                "SOURCE"
+            ],
+            &rows
+        )
+    );
+    Ok(if failed { exit::PROBLEMS } else { exit::OK })
+}

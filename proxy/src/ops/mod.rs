@@ -1,0 +1,14 @@
+//! Operating a running Gatehouse: what it exports and how it is driven from outside.
+//!
+//! # Layout
+//! - `metrics`: Prometheus metrics, with handles resolved once per listener.
+//! - `admin`: the admin API (`/metrics`, `/healthz`, `/certs`, `POST /reload`).
+//! - `client`: the admin API's client, as `gatehouse reload` and `certs install` use it.
+//! - `report`: what a reload did, as log lines and as JSON.
+//! - `table`: plain-text tables for terminal output (certificates, reload reports).
+
+pub mod admin;
+pub mod client;
+pub mod metrics;
+pub mod report;
+pub mod table;

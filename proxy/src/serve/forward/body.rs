@@ -1,0 +1,150 @@
+//! The bodies of a proxied exchange: the response body Gatehouse streams to the client,
+//! which records the request when it ends and gives the upstream connection back to its
+//! pool.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use super::pool::{Lease, Upload};
+use super::routes::Target;
+use crate::ops::metrics::ListenerMetrics;
+use crate::serve::idle::InFlightGuard;
+
+/// The body Gatehouse answers with: the upstream's, streamed, or a short one of its own.
+/// When metrics or the access log are on, it counts the bytes it passes and records the
+/// request when the body ends (or the client goes away).
+pub struct ProxyBody {
+    pub(super) inner: Either<Incoming, Full<Bytes>>,
+    pub(super) completion: Option<Completion>,
+    /// The request counts as in flight (no idle timeout) until its response body ends.
+    pub(super) busy: Option<InFlightGuard>,
+    /// The upstream connection, given back to its pool when the body has ended.
+    pub(super) lease: Option<Returnable>,
+}
+
+/// An upstream connection that can serve another request once this exchange is over.
+pub(super) struct Returnable {
+    pub lease: Lease,
+    pub target: Arc<Target>,
+    /// The request body's progress; `None` when it had none.
+    pub upload: Option<Arc<Upload>>,
+}
+
+impl Returnable {
+    fn put_back(self) {
+        let uploaded = self.upload.is_none_or(|u| u.done.load(Ordering::Relaxed));
+        if let (true, Some(pool)) = (uploaded, &self.target.http) {
+            pool.put_back(self.lease);
+        }
+    }
+}
+
+/// What is recorded when a response body is done.
+pub(super) struct Completion {
+    pub start: Instant,
+    pub status: StatusCode,
+    pub bytes: u64,
+    pub metrics: &'static ListenerMetrics,
+    pub access: Option<Box<AccessEntry>>,
+}
+
+/// The fields of an access log line known when the response starts.
+pub(super) struct AccessEntry {
+    pub listener: Arc<str>,
+    pub sni: Option<Arc<str>>,
+    pub method: Method,
+    pub path: String,
+    pub upstream: Arc<Target>,
+}
+
+impl Completion {
+    fn finish(self) {
+        let elapsed = self.start.elapsed();
+        self.metrics.request(self.status, elapsed.as_secs_f64());
+        if let Some(a) = self.access {
+            tracing::info!(
+                target: "access",
+                listener = %a.listener,
+                sni = a.sni.as_deref().unwrap_or("-"),
+                method = %a.method,
+                path = %a.path,
+                status = self.status.as_u16(),
+                upstream = %a.upstream.upstream,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                bytes = self.bytes,
+                "request"
+            );
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        // hyper does not poll a body that says it is over (empty, or all its bytes read).
+        if let Some(l) = self.lease.take()
+            && hyper::body::Body::is_end_stream(&self.inner)
+        {
+            l.put_back();
+        }
+        if let Some(c) = self.completion.take() {
+            c.finish();
+        }
+    }
+}
+
+impl ProxyBody {
+    /// The response is over: record it and let the idle timer run.
+    fn end(&mut self) {
+        if let Some(c) = self.completion.take() {
+            c.finish();
+        }
+        self.busy = None;
+    }
+}
+
+impl hyper::body::Body for ProxyBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(c), Some(data)) = (self.completion.as_mut(), frame.data_ref()) {
+                    c.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(l) = self.lease.take() {
+                    l.put_back();
+                }
+                self.end();
+            }
+            Poll::Ready(Some(Err(_))) => {
+                self.lease = None;
+                self.end();
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,17 @@
+//! Serving connections: the worker threads, the accept loops, the TLS handshake, the
+//! timeouts of an open connection, and forwarding to the upstreams.
+//!
+//! # Layout
+//! - `workers`: the threads (one single-threaded event loop each) that serve connections.
+//! - `listener`: a listening socket and its accept loop, with the connection limit.
+//! - `tls`: the per-listener rustls configuration and the bounded handshake.
+//! - `idle`: closes connections idle too long, and request heads that take too long.
+//! - `upstream_tls`: Gatehouse as a verifying TLS client of its upstreams.
+//! - `forward`: HTTP reverse proxying and TCP piping, with the upstream clients.
+
+pub mod forward;
+pub mod idle;
+pub mod listener;
+pub mod tls;
+pub mod upstream_tls;
+pub mod workers;

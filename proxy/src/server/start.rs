@@ -1,0 +1,237 @@
+//! Starting: load the config and every certificate, bind every listener and the admin
+//! API, then start the workers and an accept loop per listener on each of them. Anything
+//! wrong stops the start before a single connection is accepted.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use certstore::{Store, Timestamp};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Bound, Inner, Running, StartError, observe_upstreams};
+use crate::config::{Config, Listener, Protocol};
+use crate::ops::admin::{self, ADMIN_ADDR_FILE};
+use crate::ops::metrics::Metrics;
+use crate::ops::report::log_report;
+use crate::serve::forward::http::HttpListener;
+use crate::serve::forward::routes::{RouteTable, Routes};
+use crate::serve::listener::{ListenerState, accept_loop};
+use crate::serve::tls::{self, ListenerTls, TlsOptions};
+use crate::serve::workers::Workers;
+
+/// A listener bound but not yet accepting: one handle of its socket per worker.
+struct Prepared {
+    handles: Vec<std::net::TcpListener>,
+    state: Arc<ListenerState>,
+    routes: Routes,
+    bound: Bound,
+}
+
+impl Running {
+    /// Loads the configuration and every certificate, binds every listener and the admin
+    /// API and starts serving. Fails, serving nothing, if anything is wrong.
+    pub async fn start(config_path: &Path) -> Result<Self, StartError> {
+        let config = Config::load(config_path)?;
+        let metrics = Metrics::new(config.metrics);
+        let now = Timestamp::now();
+        crate::certs::internal::ensure(&config, now)?;
+        let (store, report) = Store::load(&config.store_config(), now)?;
+        log_report(&report);
+        metrics.observe_reload(true, now);
+        metrics.observe_certificates(&store.snapshot());
+        let token = match config.admin.as_ref().and_then(|a| a.token_file.as_ref()) {
+            Some(path) => Some(admin::read_token(path)?),
+            None => None,
+        };
+        let tracker = TaskTracker::new();
+        let prepared = config
+            .listeners
+            .iter()
+            .map(|l| prepare(l, &config, &store, &metrics, &tracker, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let admin_socket = bind_admin(&config).await?;
+        let admin_addr = admin_socket.as_ref().and_then(|s| s.local_addr().ok());
+        write_runtime_files(&config, admin_addr)?;
+        let routes: Vec<(String, Routes)> = prepared
+            .iter()
+            .map(|p| (p.bound.name.clone(), p.routes.clone()))
+            .collect();
+        observe_upstreams(&metrics, &routes);
+        let workers = Workers::start(config.workers).map_err(|source| StartError::Workers {
+            count: config.workers,
+            source,
+        })?;
+        tracing::info!(
+            workers = config.workers,
+            "serving connections on worker threads"
+        );
+        let shutdown = CancellationToken::new();
+        let mut listeners = Vec::new();
+        for p in prepared {
+            // `max_connections` counts the listener's connections on every worker.
+            let permits = Arc::new(Semaphore::new(p.state.config.max_connections));
+            for (socket, worker) in p.handles.into_iter().zip(workers.handles()) {
+                worker.spawn(accept_loop(
+                    socket,
+                    p.state.clone(),
+                    permits.clone(),
+                    tracker.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            listeners.push(p.bound);
+        }
+        let inner = Arc::new(Inner {
+            config_path: config_path.to_owned(),
+            store,
+            pid_file: config.pid_file.clone(),
+            config: Mutex::new(config),
+            routes,
+            metrics,
+            draining: AtomicBool::new(false),
+            shutdown,
+            admin_stop: CancellationToken::new(),
+            tracker,
+        });
+        if let (Some(socket), Some(addr)) = (admin_socket, admin_addr) {
+            tracing::info!(%addr, "admin API listening");
+            tokio::spawn(admin::serve(
+                socket,
+                inner.clone(),
+                token,
+                inner.admin_stop.clone(),
+            ));
+        }
+        Ok(Self {
+            listeners,
+            admin: admin_addr,
+            inner,
+            _workers: workers,
+        })
+    }
+}
+
+/// Binds one listener and builds everything its connections share: TLS configuration,
+/// routes with their upstream clients, the HTTP server settings, metric handles.
+fn prepare(
+    l: &Listener,
+    config: &Config,
+    store: &Store,
+    metrics: &Metrics,
+    tracker: &TaskTracker,
+    now: Timestamp,
+) -> Result<Prepared, StartError> {
+    let bind_error = |source| StartError::Bind {
+        listener: l.name.clone(),
+        addr: l.bind,
+        source,
+    };
+    let socket = crate::serve::listener::listen(l.bind).map_err(bind_error)?;
+    let addr = socket.local_addr().map_err(bind_error)?;
+    // One handle of the socket per worker: each accepts on its own event loop.
+    let socket = socket.into_std().map_err(bind_error)?;
+    let handles = (0..config.workers)
+        .map(|_| socket.try_clone())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bind_error)?;
+    let resolver = store
+        .resolver(&l.name)
+        .expect("the store was loaded with every listener");
+    let alpn = match l.protocol {
+        Protocol::Http => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        Protocol::Tcp => Vec::new(),
+    };
+    let options = TlsOptions {
+        tls13_only: l.tls13_only,
+        alpn,
+        session_resumption: l.session_resumption,
+    };
+    let server_config =
+        tls::server_config(resolver.clone(), &options).map_err(|source| StartError::Tls {
+            listener: l.name.clone(),
+            source,
+        })?;
+    let table =
+        RouteTable::build(l, &config.upstream_tls, config.workers, now).map_err(|source| {
+            StartError::UpstreamTls {
+                listener: l.name.clone(),
+                source: Box::new(source),
+            }
+        })?;
+    let routes: Routes = Arc::new(ArcSwap::from_pointee(table));
+    let listener_metrics = metrics.listener(&l.name);
+    let state = Arc::new(ListenerState {
+        config: l.clone(),
+        tls: ListenerTls {
+            config: server_config,
+            resolver,
+            strict_sni: l.strict_sni,
+        },
+        routes: routes.clone(),
+        http: (l.protocol == Protocol::Http).then(|| {
+            Arc::new(HttpListener::new(
+                l,
+                tracker.clone(),
+                listener_metrics,
+                config.access_log,
+            ))
+        }),
+        metrics: listener_metrics,
+    });
+    let cert_expiry: Vec<String> = l
+        .certificates
+        .iter()
+        .filter_map(|n| store.snapshot().certificate(n).cloned())
+        .map(|c| format!("{} (expires {})", c.name, c.leaf().not_after))
+        .collect();
+    tracing::info!(listener = %l.name, %addr, protocol = %l.protocol, upstream = %l.upstream, certificates = ?cert_expiry, "listening");
+    Ok(Prepared {
+        handles,
+        state,
+        routes,
+        bound: Bound {
+            name: l.name.clone(),
+            addr,
+            protocol: l.protocol,
+        },
+    })
+}
+
+async fn bind_admin(config: &Config) -> Result<Option<TcpListener>, StartError> {
+    let Some(a) = &config.admin else {
+        return Ok(None);
+    };
+    TcpListener::bind(a.listen)
+        .await
+        .map(Some)
+        .map_err(|source| StartError::Bind {
+            listener: "admin".into(),
+            addr: a.listen,
+            source,
+        })
+}
+
+/// The admin address (so `gatehouse reload` finds a port-0 admin API) and the pid file.
+fn write_runtime_files(config: &Config, admin: Option<SocketAddr>) -> Result<(), StartError> {
+    let write = |path: &Path, text: String| {
+        certstore::write_atomic(path, text.as_bytes(), certstore::FileMode::Public).map_err(
+            |source| StartError::Write {
+                path: path.to_owned(),
+                source,
+            },
+        )
+    };
+    if let Some(addr) = admin {
+        write(&config.state_dir.join(ADMIN_ADDR_FILE), format!("{addr}\n"))?;
+    }
+    if let Some(pid_file) = &config.pid_file {
+        write(pid_file, format!("{}\n", std::process::id()))?;
+    }
+    Ok(())
+}
