@@ -300,10 +300,9 @@ fn unreachable_upstream_is_502_slow_upstream_is_504_and_the_listener_keeps_servi
 
 #[test]
 fn upstream_timeout_applies_afresh_to_every_request_of_a_keep_alive_connection() {
-    // Each connection keeps its upstream timer between requests (`proxy::deadline`). The
-    // requests start 1.5 s apart (curl's --rate), so the first request's deadline passes
-    // while the connection waits: the second request's 504 must still come a full
-    // `upstream_timeout` after it was sent, and a timer that fired must fire again.
+    // The requests start 1.5 s apart (curl's --rate), so the first request's deadline
+    // passes while the connection waits: the second request's 504 must still come a full
+    // `upstream_timeout` after it was sent.
     let (env, g) = portal_and_engine("upstream_timeout = 1");
     let addr = g.addr("web");
     let url = |path: &str| format!("https://portal.test:{}{path}", addr.port());
@@ -998,9 +997,8 @@ fn session_resumption_is_on_by_default_and_can_be_turned_off() {
     }
 }
 
-/// A response that ends its connection is held back to leave with the TLS close_notify and
-/// the FIN (`proxy/src/cork.rs`): it must still arrive whole, with a clean TLS close, after
-/// a keep-alive request on the same connection was answered at once.
+/// A response that ends its connection arrives whole, with a clean TLS close, after a
+/// keep-alive request on the same connection was answered at once.
 #[test]
 fn a_request_that_closes_the_connection_gets_its_whole_response_and_a_clean_tls_close() {
     let (_env, g) = portal_and_engine("");

@@ -7,8 +7,8 @@
 #   --quick   one run each of a subset (keep-alive HTTP/1.1 and HTTP/2, full ECDSA and
 #             resumed handshakes, 2,000 idle connections, 2 metrics on/off pairs): about
 #             a minute and a half
-#   --only    only these measures, comma-separated, from h1_keepalive h1_metrics h2
-#             full_ecdsa full_rsa resumed mib1 p99 idle_memory; with RUNS=9, to settle a
+#   --only    only these measures, comma-separated, from h1_keepalive h1_metrics h2 full_ecdsa
+#             full_rsa resumed mib1 p99 idle_memory idle_memory_used; with RUNS=9, to settle a
 #             target that lands on either side of its line from run to run (3 measures
 #             of 9 rounds: about 7 minutes)
 #   --out     also write the summary (markdown) to FILE
@@ -43,8 +43,8 @@ while [ $# -gt 0 ]; do
     shift
 done
 # Every measure, in the order they run; --quick runs QUICK_MEASURES, --only the ones named.
-ALL_MEASURES="h1_keepalive h1_metrics h2 full_ecdsa full_rsa resumed mib1 p99 idle_memory"
-QUICK_MEASURES="h1_keepalive h1_metrics h2 full_ecdsa resumed idle_memory"
+ALL_MEASURES="h1_keepalive h1_metrics h2 full_ecdsa full_rsa resumed mib1 p99 idle_memory idle_memory_used"
+QUICK_MEASURES="h1_keepalive h1_metrics h2 full_ecdsa resumed idle_memory idle_memory_used"
 MEASURES=$ALL_MEASURES
 [ "$QUICK" = 1 ] && MEASURES=$QUICK_MEASURES
 if [ -n "$ONLY" ]; then
@@ -574,11 +574,14 @@ print("resumed" if reused else "full")
 EOF
 }
 
-# Opens N TLS connections (TLS handshake done, ALPN http/1.1, no request) and holds them.
+# Opens N TLS connections (TLS handshake done, ALPN http/1.1) and holds them; with a 5th
+# argument "request", each first carries one keep-alive request, read to its end (what a
+# browser leaves behind), else none.
 cat >"$WORK/idle_client.py" <<'EOF'
 import asyncio, ssl, sys
 
 port, name, count, hold = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+request = len(sys.argv) > 5 and sys.argv[5] == "request"
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
@@ -589,8 +592,15 @@ async def main():
     held = []
     async def one():
         async with gate:
-            held.append(await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=name), 30))
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=name), 30)
+            if request:
+                writer.write(f"GET / HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+                length = next(int(l.split(b":", 1)[1]) for l in head.split(b"\r\n")
+                              if l.lower().startswith(b"content-length:"))
+                await asyncio.wait_for(reader.readexactly(length), 30)
+            held.append((reader, writer))
     results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
     failed = sum(isinstance(r, BaseException) for r in results)
     print(f"ready {len(held)} {failed}", flush=True)
@@ -599,9 +609,10 @@ async def main():
 asyncio.run(main())
 EOF
 
-# Memory of idle connections, fresh process: one request, Pss, N connections, Pss.
-measure_idle() { # PROXY RUN
-    local p=$1 r=$2 port pid
+# Memory of idle connections, fresh process: one request, Pss, N connections, Pss. With
+# MODE "request", each connection has carried one keep-alive request before it idles.
+measure_idle() { # PROXY RUN [MODE]
+    local p=$1 r=$2 mode=${3:-} port pid
     port=$(free_ports 1)
     case $p in
         gatehouse) start_gatehouse "mem-$p-$r" "$port" on true ;;
@@ -612,11 +623,12 @@ measure_idle() { # PROXY RUN
     timeout 10 curl -sS -o /dev/null -k --resolve "ecdsa.bench.test:$port:127.0.0.1" \
         "https://ecdsa.bench.test:$port/" || log "warning: warm-up request to $p failed"
     sleep 1
-    local before after cpu0 cpu1 out=$WORK/idle-$p-$r.out
+    local before after cpu0 cpu1 out=$WORK/idle$mode-$p-$r.out measure=idle_memory
+    [ -n "$mode" ] && measure=idle_memory_used
     before=$(pss_kib "$pid")
     others_snap before
     cpu0=$(cpu_ticks "$pid")
-    timeout 300 python3 "$WORK/idle_client.py" "$port" ecdsa.bench.test "$IDLE_CONNS" 120 >"$out" 2>&1 &
+    timeout 300 python3 "$WORK/idle_client.py" "$port" ecdsa.bench.test "$IDLE_CONNS" 120 $mode >"$out" 2>&1 &
     local client=$!
     PIDS+=("$client")
     local _
@@ -639,8 +651,8 @@ measure_idle() { # PROXY RUN
     local per_conn cpu sys
     per_conn=$(awk -v a="$after" -v b="$before" -v n="$held" 'BEGIN { printf "%.2f", n ? (a - b) / n : 0 }')
     read -r cpu sys < <(cpu_delta "$cpu0" "$cpu1")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' idle_memory "$p" "$r" "$per_conn" "$held" "$failed" "$cpu" "${others%% *}" "$sys" >>"$RESULTS"
-    log "idle_memory $p run $r: Pss $before -> $after KiB, $held held ($established established at the proxy, $failed failed): $per_conn KiB/conn; handshake cpu ${cpu}s; others ${others}"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$measure" "$p" "$r" "$per_conn" "$held" "$failed" "$cpu" "${others%% *}" "$sys" >>"$RESULTS"
+    log "$measure $p run $r: Pss $before -> $after KiB, $held held ($established established at the proxy, $failed failed): $per_conn KiB/conn; handshake cpu ${cpu}s; others ${others}"
 }
 
 over_budget() { [ $(( $(date +%s) - T0 )) -ge "$BUDGET" ]; }
@@ -684,6 +696,7 @@ m_resumed() { measure "$1" "$2" "$3" "${PID[$2]}" run_wrk "$(url "$2" ecdsa)" "$
 m_1mib() { measure "$1" "$2" "$3" "${PID[$2]}" run_wrk "$(url "$2" ecdsa /1m)" "$BIG_CONNS"; }
 m_p99() { measure "$1" "$2" "$3" "${PID[$2]}" run_latency "$(url "$2" ecdsa)"; }
 m_idle() { measure_idle "$2" "$3"; }
+m_idle_used() { measure_idle "$2" "$3" request; }
 
 # --- go ---------------------------------------------------------------------------------
 log "work dir $WORK; $RUNS run(s) of ${DUR}s; $WORKERS workers"
@@ -755,6 +768,7 @@ for m in $MEASURES; do
         mib1) rounds mib1 "$PROXIES" m_1mib ;;
         p99) rounds p99 "$PROXIES" m_p99 ;;
         idle_memory) rounds idle_memory "$PROXIES" m_idle ;;
+        idle_memory_used) rounds idle_memory_used "$PROXIES" m_idle_used ;;
     esac
 done
 log "measuring done in $(( $(date +%s) - T0 ))s"

@@ -7,7 +7,7 @@ use certstore::{CertSpec, LoadedCert, Timestamp};
 use super::Outcome;
 use crate::config::Config;
 use crate::exit;
-use crate::ops::table::{identity_columns, render};
+use crate::ops::table::{IDENTITY_HEADER, identity_columns, render};
 
 fn source_text(spec: &CertSpec) -> String {
     let paths: Vec<String> = spec
@@ -79,15 +79,7 @@ pub fn list(config_path: &Path) -> Outcome {
     print!(
         "{}",
         render(
-            &[
-                "NAME",
-                "NAMES",
-                "ISSUER",
-                "NOT AFTER",
-                "DAYS LEFT",
-                "CHAIN",
-                "SOURCE"
-            ],
+            &[&IDENTITY_HEADER[..], &["CHAIN", "SOURCE"]].concat(),
             &rows
         )
     );

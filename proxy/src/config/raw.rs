@@ -190,31 +190,24 @@ pub struct RawUpstreamOptions<'a> {
     pub protocol: &'a Option<Choice<UpstreamProtocol>>,
 }
 
-impl RawListener {
-    pub fn upstream_options(&self) -> RawUpstreamOptions<'_> {
-        RawUpstreamOptions {
-            ca_file: &self.upstream_ca_file,
-            server_name: &self.upstream_server_name,
-            client_cert: &self.upstream_client_cert,
-            client_key: &self.upstream_client_key,
-            insecure_skip_verify: self.upstream_insecure_skip_verify,
-            protocol: &self.upstream_protocol,
+/// `upstream_options()` for the blocks that carry the `upstream_*` keys.
+macro_rules! upstream_options {
+    ($($raw:ty),*) => {$(
+        impl $raw {
+            pub fn upstream_options(&self) -> RawUpstreamOptions<'_> {
+                RawUpstreamOptions {
+                    ca_file: &self.upstream_ca_file,
+                    server_name: &self.upstream_server_name,
+                    client_cert: &self.upstream_client_cert,
+                    client_key: &self.upstream_client_key,
+                    insecure_skip_verify: self.upstream_insecure_skip_verify,
+                    protocol: &self.upstream_protocol,
+                }
+            }
         }
-    }
+    )*};
 }
-
-impl RawRoute {
-    pub fn upstream_options(&self) -> RawUpstreamOptions<'_> {
-        RawUpstreamOptions {
-            ca_file: &self.upstream_ca_file,
-            server_name: &self.upstream_server_name,
-            client_cert: &self.upstream_client_cert,
-            client_key: &self.upstream_client_key,
-            insecure_skip_verify: self.upstream_insecure_skip_verify,
-            protocol: &self.upstream_protocol,
-        }
-    }
-}
+upstream_options!(RawListener, RawRoute);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -29,8 +29,10 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The columns `check` and `certs list` both start with: name, names, issuer, not after,
-/// days left.
+/// The columns `check` and `certs list` both start with.
+pub const IDENTITY_HEADER: [&str; 5] = ["NAME", "NAMES", "ISSUER", "NOT AFTER", "DAYS LEFT"];
+
+/// The values of [`IDENTITY_HEADER`] for `c`.
 pub fn identity_columns(c: &LoadedCert, now: Timestamp) -> Vec<String> {
     let leaf = c.leaf();
     vec![
@@ -61,15 +63,7 @@ pub fn certificate_table<'a>(
         })
         .collect();
     render(
-        &[
-            "NAME",
-            "NAMES",
-            "ISSUER",
-            "NOT AFTER",
-            "DAYS LEFT",
-            "CHAIN",
-            "WARNINGS",
-        ],
+        &[&IDENTITY_HEADER[..], &["CHAIN", "WARNINGS"]].concat(),
         &rows,
     )
 }

@@ -59,9 +59,9 @@ pub enum TlsSetupError {
 /// The aws-lc-rs provider with AES-128-GCM preferred over AES-256-GCM, then ChaCha20.
 ///
 /// OpenSSL-based clients list AES-256-GCM-SHA384 first. Its SHA-384 key schedule and
-/// transcript hash run without the SHA extensions CPUs have for SHA-256: about 20 µs more
-/// CPU per full handshake on the proxy, for no security a terminator in front of an
-/// appliance needs (AES-128 is what browsers prefer too).
+/// transcript hash run without the SHA extensions CPUs have for SHA-256: more CPU per full
+/// handshake on the proxy, for no security a terminator in front of an appliance needs
+/// (AES-128 is what browsers prefer too).
 fn server_provider() -> &'static Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER.get_or_init(|| {

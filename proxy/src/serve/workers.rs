@@ -2,9 +2,9 @@
 //! accepting on its own handle of every listening socket, as nginx's worker processes do.
 //!
 //! A connection, its requests, its upstream connections and its timers stay on the thread
-//! that accepted it. tokio's multi-thread runtime moved work between threads and woke idle
-//! threads to steal it: a quarter of the CPU per proxied request on a 2-core machine
-//! (`benches/RESULTS.md`). The main runtime keeps the admin API, signals and reloads.
+//! that accepted it: no work moves between threads, and no thread is woken to steal it
+//! (which tokio's multi-thread runtime does, at a measured cost per request). The main
+//! runtime keeps the admin API, signals and reloads.
 
 use std::cell::Cell;
 use std::io;

@@ -304,10 +304,13 @@ impl UpstreamPool {
             sender: lease.sender,
             since: Instant::now(),
         });
-        if !mine.reaping {
+        // A body dropped as its runtime shuts down has no runtime left to reap on.
+        if !mine.reaping
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
             mine.reaping = true;
             let index = Self::index() % self.workers.len();
-            tokio::spawn(reap(
+            runtime.spawn(reap(
                 Arc::downgrade(&self.workers),
                 index,
                 self.idle_timeout,
