@@ -13,15 +13,17 @@
 
 #![forbid(unsafe_code)]
 
-pub mod certs;
+// Public: the command line (for `main.rs`) and the TLS setup the tests and benches drive.
+// Everything else is the crate's own.
+mod certs;
 pub mod cli;
-pub mod config;
-pub mod ops;
+mod config;
+mod ops;
 pub mod serve;
-pub mod server;
+mod server;
 
 /// Process exit codes the subcommands promise to scripts.
-pub mod exit {
+pub(crate) mod exit {
     /// Everything fine.
     pub const OK: i32 = 0;
     /// The check or operation found problems (details printed).

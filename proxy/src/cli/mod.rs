@@ -7,11 +7,11 @@
 //! - `reload`: ask the running instance to reload and print the report.
 //! - `demo`: a throwaway CA, three upstreams and Gatehouse in front of them.
 
-pub mod certs;
-pub mod check;
-pub mod demo;
-pub mod reload;
-pub mod run;
+mod certs;
+mod check;
+mod demo;
+mod reload;
+mod run;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;

@@ -107,7 +107,6 @@ pub struct Admin {
 /// A checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub path: PathBuf,
     pub state_dir: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub shutdown_timeout: Duration,
@@ -261,7 +260,6 @@ impl Config {
         };
         match (log_format, shutdown_timeout) {
             (Some(log_format), Some(shutdown_timeout)) if problems.is_empty() => Ok(Self {
-                path: path.to_owned(),
                 workers,
                 state_dir,
                 internal: certs.internal,

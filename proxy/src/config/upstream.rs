@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use http::uri::{Authority, Scheme, Uri};
+use http::uri::{Authority, Uri};
 
 use crate::config::Protocol;
 
@@ -133,15 +133,6 @@ impl Upstream {
             (Protocol::Http, UpstreamKind::Http | UpstreamKind::Https)
                 | (Protocol::Tcp, UpstreamKind::Tcp | UpstreamKind::Tls)
         )
-    }
-
-    /// The scheme the HTTP client connects with.
-    pub fn scheme(&self) -> Scheme {
-        if self.kind.is_tls() {
-            Scheme::HTTPS
-        } else {
-            Scheme::HTTP
-        }
     }
 
     /// The host part, without IPv6 brackets: the default name to verify.

@@ -9,9 +9,9 @@
 //! - `upstream_tls`: Gatehouse as a verifying TLS client of its upstreams.
 //! - `forward`: HTTP reverse proxying and TCP piping, with the upstream clients.
 
-pub mod forward;
-pub mod idle;
-pub mod listener;
+pub(crate) mod forward;
+pub(crate) mod idle;
+pub(crate) mod listener;
 pub mod tls;
 pub mod upstream_tls;
-pub mod workers;
+pub(crate) mod workers;

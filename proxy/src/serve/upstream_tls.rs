@@ -20,7 +20,7 @@ use crate::config::upstream::Upstream;
 /// Why an upstream's TLS client could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum UpstreamTlsError {
+pub(crate) enum UpstreamTlsError {
     #[error("upstream {upstream}: trust file {}: {source}", path.display())]
     CaFile {
         upstream: String,
@@ -187,7 +187,7 @@ fn roots(
 }
 
 /// The rustls client configuration for one TLS upstream.
-pub fn client_config(
+pub(crate) fn client_config(
     upstream: &Upstream,
     global: &UpstreamTlsGlobal,
     now: Timestamp,
@@ -234,7 +234,7 @@ pub fn client_config(
 }
 
 /// The name verified (and sent as SNI) for an upstream.
-pub fn server_name(upstream: &Upstream) -> Result<ServerName<'static>, UpstreamTlsError> {
+pub(crate) fn server_name(upstream: &Upstream) -> Result<ServerName<'static>, UpstreamTlsError> {
     let name = upstream
         .options
         .server_name
@@ -249,7 +249,9 @@ pub fn server_name(upstream: &Upstream) -> Result<ServerName<'static>, UpstreamT
 /// The rustls error somewhere in an error's chain, for telling certificate verification
 /// failures apart. hyper-rustls wraps tokio-rustls' `io::Error` in another `io::Error`,
 /// whose `source()` skips the wrapped error, so wrapped I/O errors are opened explicitly.
-pub fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+pub(crate) fn rustls_error<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
     /// Error chains are a handful deep; this bounds a pathological one.
     const MAX_DEPTH: usize = 16;
     fn find<'a>(
@@ -275,7 +277,7 @@ pub fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'
 }
 
 /// Whether a TLS failure is the upstream's certificate not verifying.
-pub fn is_verify_failure(err: &rustls::Error) -> bool {
+pub(crate) fn is_verify_failure(err: &rustls::Error) -> bool {
     matches!(
         err,
         rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented

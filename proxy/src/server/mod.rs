@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use self::error::StartError;
-use crate::config::{Config, ConfigError, Protocol};
+use crate::config::{Config, ConfigError};
 use crate::ops::admin::{self, Control};
 use crate::ops::metrics::Metrics;
 use crate::ops::report::Reloaded;
@@ -33,7 +33,6 @@ use crate::serve::workers::Workers;
 pub struct Bound {
     pub name: String,
     pub addr: SocketAddr,
-    pub protocol: Protocol,
 }
 
 /// A running instance. Dropping it does not stop it; call [`Running::shutdown`].
@@ -105,18 +104,9 @@ impl Running {
             .map(|b| b.addr)
     }
 
-    pub fn store(&self) -> &Store {
-        &self.inner.store
-    }
-
     /// What SIGHUP does: re-reads the configuration file and every certificate, and
-    /// applies what can be applied without a restart. Blocks; see [`Running::reload_async`].
-    pub fn reload(&self) -> Result<Reloaded, ConfigError> {
-        self.inner.reload()
-    }
-
-    /// [`Running::reload`] on a blocking thread: it reads files and may issue keys, which
-    /// must not stall the runtime.
+    /// applies what can be applied without a restart. Runs on a blocking thread: it reads
+    /// files and may issue keys, which must not stall the runtime.
     pub async fn reload_async(&self) -> Result<Reloaded, ConfigError> {
         admin::reload_blocking(self.inner.clone()).await
     }

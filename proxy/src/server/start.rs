@@ -198,7 +198,6 @@ fn prepare(
         bound: Bound {
             name: l.name.clone(),
             addr,
-            protocol: l.protocol,
         },
     })
 }
