@@ -4,5 +4,6 @@
 //! uses some of them.
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod deploy;
 pub mod process;

@@ -238,4 +238,23 @@ mod tests {
         assert_eq!(host_name("[::1]:443"), "[::1]");
         assert_eq!(host_name("odd:name"), "odd:name", "not a port: kept");
     }
+
+    #[test]
+    fn a_101_that_names_no_protocol_with_connection_upgrade_grants_nothing() {
+        // The forwarder passes a 101 on only with a grant; otherwise it answers 502.
+        let mut granted = headers(&[("connection", "upgrade"), ("upgrade", "websocket")]);
+        assert!(strip_hop_by_hop(&mut granted).is_some());
+        for unasked in [
+            &[("upgrade", "websocket")][..],
+            &[("connection", "keep-alive")][..],
+            &[][..],
+        ] {
+            let mut h = headers(unasked);
+            assert_eq!(
+                strip_hop_by_hop(&mut h),
+                None,
+                "{unasked:?} is no grant: the switch is refused"
+            );
+        }
+    }
 }
