@@ -81,6 +81,18 @@ impl<'a> Parsed<'a> {
     }
 }
 
+/// The CA certificates of `bundle` (basic constraints `cA`): its intermediates and roots,
+/// never a leaf. What a renewal that came without its intermediates can be completed from.
+/// Certificates that do not parse are left out: the bundle was read before.
+pub fn ca_certs(bundle: &Bundle) -> Vec<SourcedCert> {
+    bundle
+        .certs
+        .iter()
+        .filter(|c| Parsed::parse(c).is_ok_and(|p| p.x509.is_ca()))
+        .cloned()
+        .collect()
+}
+
 /// A chain put in serving order.
 pub(crate) struct Ordered {
     /// Indices into the deduplicated certificates: leaf first, then intermediates.

@@ -37,6 +37,7 @@ mod time;
 mod validate;
 
 pub use cert::{LoadedCert, matching_key, provider};
+pub use chain::ca_certs;
 pub use encode::{EncodeError, certs_pem, key_pem, key_pkcs8, pkcs12};
 pub use error::{LoadError, Warning};
 pub use fsutil::{FileMode, write_atomic};

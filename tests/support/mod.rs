@@ -4,6 +4,7 @@
 //! uses some of them.
 #![allow(dead_code)]
 
+pub mod chores;
 pub mod clients;
 pub mod deploy;
 pub mod process;

@@ -45,6 +45,10 @@ pub struct InstallArgs {
     /// Accept a certificate that no longer covers every name the current one serves.
     #[arg(long)]
     pub allow_name_change: bool,
+    /// Install a certificate although no certificate given or in the current chain issued
+    /// it: clients that do not already have its intermediate will refuse it.
+    #[arg(long)]
+    pub allow_incomplete_chain: bool,
 }
 
 /// See the module doc. Refused, with the files untouched, when the material does not load
@@ -54,7 +58,17 @@ pub fn install(args: &InstallArgs) -> Outcome {
     let spec = find_spec(&config, &args.name)?;
     let now = Timestamp::now();
     let refused = |e: CertsError| CertsError::InstallRefused(Box::new(e));
-    let (bundle, new) = read_new(args, spec, now).map_err(refused)?;
+    let (mut bundle, new) = read_new(args, spec, now).map_err(refused)?;
+    let (new, kept) = keep_current_chain(spec, &mut bundle, new, now).map_err(refused)?;
+    if let Some(issuer) = missing_issuer(&new) {
+        // With trust_anchors the load verified the chain to them: a root issued the leaf.
+        if spec.trust_anchors.is_none() && !args.allow_incomplete_chain {
+            return Err(refused(CertsError::IssuerMissing {
+                certificate: spec.name.clone(),
+                issuer,
+            }));
+        }
+    }
     let required = required_names(&config, spec, now);
     let new_names = new.leaf().names();
     let dropped: Vec<String> = required
@@ -68,6 +82,17 @@ pub fn install(args: &InstallArgs) -> Outcome {
         }));
     }
     print_plan(spec, &new, &dropped, now);
+    if let Some(files) = kept {
+        println!(
+            "chain: the intermediates come from the current chain ({files}), which issued the new certificate"
+        );
+    }
+    if missing_issuer(&new).is_some() && args.allow_incomplete_chain {
+        println!(
+            "WARNING: --allow-incomplete-chain: \"{}\" will be served without the certificate that issued it; clients that do not already have it will refuse the connection",
+            spec.name
+        );
+    }
     if args.dry_run {
         println!("dry run: nothing written");
         return Ok(exit::OK);
@@ -149,6 +174,55 @@ fn read_new(
         now,
     )?;
     Ok((bundle, new))
+}
+
+/// The issuer of `new`'s leaf when nothing in its chain is: the leaf would be served
+/// without the intermediate clients need.
+fn missing_issuer(new: &LoadedCert) -> Option<String> {
+    new.warnings.iter().find_map(|w| match w {
+        certstore::Warning::IncompleteChain {
+            missing_issuer,
+            after_intermediate: false,
+        } => Some(missing_issuer.clone()),
+        _ => None,
+    })
+}
+
+/// A renewal sent without its intermediates (as CAs often send them) keeps the current
+/// chain when that chain issued the new leaf: the served chain never gets less complete.
+/// Returns the certificate to install, and the files the chain was kept from, if it was.
+fn keep_current_chain(
+    spec: &CertSpec,
+    bundle: &mut Bundle,
+    new: LoadedCert,
+    now: Timestamp,
+) -> Result<(LoadedCert, Option<String>), CertsError> {
+    if missing_issuer(&new).is_none() {
+        return Ok((new, None));
+    }
+    let Ok(current) = certstore::load_source(&spec.source) else {
+        return Ok((new, None));
+    };
+    let given = bundle.certs.len();
+    bundle.certs.extend(certstore::ca_certs(&current));
+    let completed = LoadedCert::from_bundle(
+        &spec.name,
+        bundle,
+        spec.trust_anchors.as_deref(),
+        new.sources.clone(),
+        now,
+    )?;
+    if missing_issuer(&completed).is_some() {
+        bundle.certs.truncate(given);
+        return Ok((new, None));
+    }
+    let files: Vec<String> = spec
+        .source
+        .paths()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    Ok((completed, Some(files.join(", "))))
 }
 
 /// Prints what the install changes: before → after, the chain served, the warnings.

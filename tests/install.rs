@@ -1,0 +1,134 @@
+//! `gatehouse certs install` never makes the served chain less complete: a renewal sent
+//! without its intermediate keeps the current chain, and a certificate nothing known
+//! issued is refused unless the operator says otherwise, loudly. Driven as an operator
+//! would: the real binary, certificates from the `openssl` CLI and rcgen, and
+//! `openssl s_client -showcerts` to see what is served.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::process::{Command, Stdio};
+
+use gatehouse_tests::{Ca, openssl_fixtures, serial_of, write};
+use support::chores::{deployment, ok, refused, s, served, snapshot};
+use support::process::Gatehouse;
+
+/// The certificates `openssl s_client -showcerts` sees for `sni`, as PEM blocks.
+fn showcerts(g: &Gatehouse, sni: &str) -> Vec<String> {
+    let out = Command::new("openssl")
+        .args(["s_client", "-showcerts", "-connect"])
+        .arg(g.addr("web").to_string())
+        .args(["-servername", sni])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .map(|c| {
+            c.split("-----END CERTIFICATE-----")
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_renewal_without_its_intermediate_keeps_the_current_chain() {
+    let (env, g, config) = deployment();
+    assert_eq!(
+        showcerts(&g, "portal.test").len(),
+        2,
+        "leaf and intermediate"
+    );
+    // What a CA often sends for a renewal: the new certificate alone, for a new key.
+    let renewed = env.pki.inter.leaf(&["portal.test", "engine.test"]);
+    let cert = write(env.path(), "renewed.crt", &renewed.cert_pem);
+    let key = write(env.path(), "renewed.key", &renewed.key_pem);
+    let out = ok(&[
+        "certs",
+        "install",
+        "--config",
+        &s(&config),
+        "--name",
+        "portal",
+        "--cert",
+        &s(&cert),
+        "--key",
+        &s(&key),
+    ]);
+    assert!(
+        out.contains("the intermediates come from the current chain"),
+        "{out}"
+    );
+    let chain = std::fs::read_to_string(env.path().join("portal.chain.pem")).unwrap();
+    assert!(
+        chain.contains(env.pki.inter.cert_pem.trim()),
+        "the chain file still holds the intermediate: {chain}"
+    );
+    let served = served(&g, "portal.test");
+    assert_eq!(serial_of(&served[0]), renewed.serial());
+    assert_eq!(
+        showcerts(&g, "portal.test").len(),
+        2,
+        "the renewed leaf is served with its intermediate"
+    );
+}
+
+#[test]
+fn a_certificate_nothing_known_issued_is_refused_and_installed_only_when_allowed() {
+    let (env, g, config) = deployment();
+    // A leaf from the openssl CLI's CA, without that CA's intermediate.
+    let fx = openssl_fixtures();
+    let before = snapshot(env.path());
+    let out = refused(&[
+        "certs",
+        "install",
+        "--config",
+        &s(&config),
+        "--name",
+        "portal",
+        "--cert",
+        &s(&fx.join("leaf-ecp256.crt")),
+        "--key",
+        &s(&fx.join("leaf-ecp256.key")),
+        "--allow-name-change",
+    ]);
+    for expected in ["install refused", "was issued by", "--chain", "untouched"] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    assert_eq!(before, snapshot(env.path()), "a refusal touches no file");
+    assert_eq!(showcerts(&g, "portal.test").len(), 2);
+
+    // Another CA's leaf for the same names, installed on purpose without its chain.
+    let other = Ca::root("Other Root").intermediate("Other Intermediate");
+    let leaf = other.leaf(&["portal.test", "engine.test"]);
+    let cert = write(env.path(), "other.crt", &leaf.cert_pem);
+    let key = write(env.path(), "other.key", &leaf.key_pem);
+    let args = [
+        "certs",
+        "install",
+        "--config",
+        &s(&config),
+        "--name",
+        "portal",
+        "--cert",
+        &s(&cert),
+        "--key",
+        &s(&key),
+    ];
+    let out = refused(&args);
+    assert!(
+        out.contains("Other Intermediate"),
+        "names the issuer: {out}"
+    );
+    let out = ok(&[&args[..], &["--allow-incomplete-chain"]].concat());
+    assert!(out.contains("WARNING: --allow-incomplete-chain"), "{out}");
+    assert_eq!(serial_of(&served(&g, "portal.test")[0]), leaf.serial());
+    assert_eq!(
+        showcerts(&g, "portal.test").len(),
+        1,
+        "served alone, as the operator asked"
+    );
+}
