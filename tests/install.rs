@@ -132,3 +132,74 @@ fn a_certificate_nothing_known_issued_is_refused_and_installed_only_when_allowed
         "served alone, as the operator asked"
     );
 }
+
+#[test]
+fn a_pfx_given_as_cert_is_pointed_to_pkcs12() {
+    let (env, _g, config) = deployment();
+    let pfx = openssl_fixtures().join("leaf-ecp256.p12");
+    let before = snapshot(env.path());
+    let out = refused(&[
+        "certs",
+        "install",
+        "--config",
+        &s(&config),
+        "--name",
+        "portal",
+        "--cert",
+        &s(&pfx),
+    ]);
+    assert!(
+        out.contains("is a PKCS#12/PFX file")
+            && out.contains(&format!("--pkcs12 {}", pfx.display()))
+            && out.contains("--password-file"),
+        "{out}"
+    );
+    assert_eq!(before, snapshot(env.path()));
+}
+
+#[test]
+fn csr_names_the_whole_install_command_and_writes_the_subject_in_the_usual_order() {
+    let dir = gatehouse_tests::temp_dir();
+    let key = dir.path().join("portal.key");
+    let csr = dir.path().join("portal.csr");
+    let out = ok(&[
+        "certs",
+        "csr",
+        "--common-name",
+        "portal.example.com",
+        "--country",
+        "DE",
+        "--state",
+        "Bavaria",
+        "--locality",
+        "Munich",
+        "--organization",
+        "Example",
+        "--org-unit",
+        "IT",
+        "--key-out",
+        &s(&key),
+        "--csr-out",
+        &s(&csr),
+    ]);
+    let then = out
+        .lines()
+        .find(|l| l.starts_with("then:"))
+        .unwrap_or_else(|| panic!("a then: line: {out}"));
+    assert!(
+        then.contains(&format!("--key {}", key.display())),
+        "the install command names the key just made: {then}"
+    );
+    let subject = Command::new("openssl")
+        .args(["req", "-noout", "-subject", "-in"])
+        .arg(&csr)
+        .output()
+        .expect("openssl req");
+    let subject = String::from_utf8_lossy(&subject.stdout);
+    assert!(
+        subject.contains(
+            "C = DE, ST = Bavaria, L = Munich, O = Example, OU = IT, CN = portal.example.com"
+        ),
+        "C, ST, L, O, OU, CN: {subject}"
+    );
+}

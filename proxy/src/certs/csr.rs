@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use certstore::Timestamp;
 use clap::{Args, ValueEnum};
-use rcgen::{CertificateParams, DnType, KeyPair, RsaKeySize, SanType};
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, RsaKeySize, SanType};
 
 use super::{Outcome, write_public, write_secret};
 use crate::exit;
@@ -132,7 +132,8 @@ pub fn csr(args: &CsrArgs) -> Outcome {
             .join(", ")
     );
     println!(
-        "then:        gatehouse certs install --config FILE --name NAME --cert <what the CA sends back>"
+        "then:        gatehouse certs install --config FILE --name NAME --cert <what the CA sends back> --key {}",
+        args.key_out.display()
     );
     Ok(exit::OK)
 }
@@ -179,8 +180,10 @@ fn request(args: &CsrArgs) -> Result<(CertificateParams, Vec<String>), CsrError>
     for ip in &args.ips {
         params.subject_alt_names.push(SanType::IpAddress(*ip));
     }
+    // rcgen's default subject holds a placeholder CN; start from an empty one.
+    params.distinguished_name = DistinguishedName::new();
     let dn = &mut params.distinguished_name;
-    dn.push(DnType::CommonName, args.common_name.as_str());
+    // The usual order, most general first: C, ST, L, O, OU, then CN.
     for (ty, value) in [
         (DnType::CountryName, &args.country),
         (DnType::StateOrProvinceName, &args.state),
@@ -192,6 +195,7 @@ fn request(args: &CsrArgs) -> Result<(CertificateParams, Vec<String>), CsrError>
             dn.push(ty, v.as_str());
         }
     }
+    dn.push(DnType::CommonName, args.common_name.as_str());
     Ok((params, dns))
 }
 

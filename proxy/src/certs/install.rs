@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use certstore::{
-    Bundle, CertSpec, LoadedCert, Source, Timestamp, covers, read_file, read_password,
+    Bundle, CertSpec, LoadError, LoadedCert, Source, Timestamp, covers, read_file, read_password,
 };
 use clap::Args;
 
@@ -138,7 +138,10 @@ fn read_new(
     let mut sources = Vec::new();
     let mut read = |path: &Path| -> Result<(), CertsError> {
         let bytes = read_file(path)?;
-        let b = certstore::parse_any(path, &bytes, None)?;
+        let b = certstore::parse_any(path, &bytes, None).map_err(|e| match e {
+            LoadError::IsPkcs12 { path } => CertsError::PfxAsCert { path },
+            other => other.into(),
+        })?;
         bundle.certs.extend(b.certs);
         bundle.keys.extend(b.keys);
         sources.push(path.to_owned());

@@ -58,6 +58,11 @@ pub enum CertsError {
     },
     #[error(transparent)]
     Csr(#[from] csr::CsrError),
+    #[error(
+        "{} is a PKCS#12/PFX file: install it with `--pkcs12 {} --password-file FILE` (the file holding its password) instead of --cert",
+        path.display(), path.display()
+    )]
+    PfxAsCert { path: PathBuf },
     #[error("give --cert (with optional --key and --chain) or --pkcs12 with --password-file")]
     NoMaterial,
     #[error("install refused: {0}\nthe current files are untouched")]

@@ -69,7 +69,7 @@ fn every_problem_is_reported_at_once_with_key_value_and_fix() {
         "bind = \"443\" is not an address",
         "protocol = \"udp\" is not supported",
         "certificate \"engine\" is not defined; define it in a [[certificate]] block or remove it from certificates",
-        "upstream = \"ftp://x\"",
+        "upstream = \"ftp://x\": scheme \"ftp\" is not supported; use http:// or https:// (http listeners), tcp:// or tls:// (tcp listeners)",
         "min_tls_version = \"1.1\"",
     ] {
         assert!(msg.contains(expected), "missing {expected:?} in:\n{msg}");

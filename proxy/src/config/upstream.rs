@@ -69,7 +69,7 @@ pub enum UpstreamError {
     #[error("not a URL; write it as http://HOST:PORT or tcp://HOST:PORT")]
     NotAUrl,
     #[error(
-        "scheme \"{0}\" is not supported; use http:// (http listeners) or tcp:// (tcp listeners)"
+        "scheme \"{0}\" is not supported; use http:// or https:// (http listeners), tcp:// or tls:// (tcp listeners)"
     )]
     Scheme(String),
     #[error("no host; write it as SCHEME://HOST:PORT")]
