@@ -6,7 +6,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use gatehouse_tests::upstream::http_upstream;
 use gatehouse_tests::{LeafSpec, openssl_fixtures, serial_of, verify_chain, write};
@@ -360,18 +360,45 @@ fn restore_brings_the_previous_certificate_back_and_can_itself_be_undone() {
     ]);
     assert_eq!(serial_of(&served(&g, "portal.test")[0]), new.serial());
 
-    let out = ok(&["certs", "restore", "--config", &c, "--name", "portal"]);
+    // A dry run shows the backup it would put back and changes nothing.
+    let before = snapshot(env.path());
+    let out = ok(&[
+        "certs",
+        "restore",
+        "--config",
+        &c,
+        "--name",
+        "portal",
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains(&old_serial) && out.contains("dry run: nothing written"),
+        "{out}"
+    );
+    assert_eq!(before, snapshot(env.path()), "--dry-run writes nothing");
+    // Run from the config's directory with a relative --config, as an operator would.
+    let out = text(&in_dir(
+        env.path(),
+        &[
+            "certs",
+            "restore",
+            "--config",
+            "gatehouse.toml",
+            "--name",
+            "portal",
+        ],
+    ));
     assert_eq!(
         serial_of(&served(&g, "portal.test")[0]),
         old_serial,
-        "restore brings the previous serial back"
+        "restore brings the previous serial back: {out}"
     );
-    let undo_id = out
-        .split("undo: gatehouse certs restore --name portal --backup ")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .unwrap_or_else(|| panic!("restore names its undo backup: {out}"))
-        .to_owned();
+    let undo = out
+        .lines()
+        .find_map(|l| l.strip_prefix("undo: gatehouse "))
+        .unwrap_or_else(|| panic!("restore prints its undo command: {out}"));
+    let undo: Vec<&str> = undo.split_whitespace().collect();
+    let undo_id = undo.last().expect("the backup id").to_string();
     use std::os::unix::fs::PermissionsExt;
     for entry in walk(&env.path().join("state/backups")) {
         let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
@@ -382,9 +409,10 @@ fn restore_brings_the_previous_certificate_back_and_can_itself_be_undone() {
         list.contains(&undo_id) && list.contains(&old_serial) && list.contains(&new.serial()),
         "{list}"
     );
-    ok(&[
-        "certs", "restore", "--config", &c, "--name", "portal", "--backup", &undo_id,
-    ]);
+    // The undo line is a complete command: it works from any directory.
+    let elsewhere = gatehouse_tests::temp_dir();
+    let out = in_dir(elsewhere.path(), &undo);
+    assert_eq!(out.status.code(), Some(0), "{undo:?}: {}", text(&out));
     assert_eq!(
         serial_of(&served(&g, "portal.test")[0]),
         new.serial(),
@@ -394,6 +422,16 @@ fn restore_brings_the_previous_certificate_back_and_can_itself_be_undone() {
         "certs", "restore", "--config", &c, "--name", "portal", "--backup", "nope",
     ]);
     assert!(out.contains("no backup \"nope\""), "{out}");
+}
+
+/// `gatehouse ARGS…` run from `dir`.
+fn in_dir(dir: &Path, args: &[&str]) -> Output {
+    Command::new(support::process::gatehouse_bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run gatehouse")
 }
 
 fn as_refs(v: &[String]) -> Vec<&str> {

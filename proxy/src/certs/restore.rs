@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use certstore::{Bundle, CertSpec, LoadedCert, Source, Timestamp, read_file};
 
 use super::backup::{self, Backup};
-use super::{CertsError, Outcome, find_spec, reload_and_report, source_files};
+use super::{CertsError, Outcome, find_spec, reload_and_report, source_files, summary};
 use crate::config::Config;
 use crate::exit;
 use crate::ops::table::render;
@@ -55,8 +55,9 @@ pub fn backups(config_path: &Path, name: &str) -> Outcome {
 }
 
 /// `certs restore`: puts a backup back (the newest unless `id`), checked as the store
-/// would load it, after backing up the current files.
-pub fn restore(config_path: &Path, name: &str, id: Option<&str>) -> Outcome {
+/// would load it, after backing up the current files. With `dry_run`, shows what would
+/// change and writes nothing.
+pub fn restore(config_path: &Path, name: &str, id: Option<&str>, dry_run: bool) -> Outcome {
     let config = Config::load(config_path)?;
     let spec = find_spec(&config, name)?;
     let now = Timestamp::now();
@@ -83,6 +84,26 @@ pub fn restore(config_path: &Path, name: &str, id: Option<&str>) -> Outcome {
             id: chosen.id.clone(),
             source,
         })?;
+    let mut rows = Vec::new();
+    if let Ok(current) = LoadedCert::load(spec, now) {
+        rows.push(summary("now", current.leaf(), now));
+    }
+    rows.push(summary(
+        &format!("backup {}", chosen.id),
+        restored.leaf(),
+        now,
+    ));
+    print!(
+        "{}",
+        render(&["", "NAMES", "SERIAL", "ISSUER", "NOT AFTER"], &rows)
+    );
+    for f in &chosen.files {
+        println!("replaces {}", f.original.display());
+    }
+    if dry_run {
+        println!("dry run: nothing written");
+        return Ok(exit::OK);
+    }
     let undo = backup::create(&config.state_dir, name, &source_files(&spec.source), now)?;
     backup::put_back(&chosen)?;
     println!(
@@ -92,9 +113,11 @@ pub fn restore(config_path: &Path, name: &str, id: Option<&str>) -> Outcome {
         restored.leaf().not_after
     );
     if let Some(u) = undo {
+        let config_path = std::path::absolute(config_path).unwrap_or(config_path.to_owned());
         println!(
-            "the files it replaced are in backup {} (undo: gatehouse certs restore --name {name} --backup {})",
-            u.id, u.id
+            "the files it replaced are in backup {id}\nundo: gatehouse certs restore --config {} --name {name} --backup {id}",
+            config_path.display(),
+            id = u.id,
         );
     }
     Ok(reload_and_report(&config, name))

@@ -41,6 +41,9 @@ pub enum CertsCommand {
         name: String,
         #[arg(long)]
         backup: Option<String>,
+        /// Show what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print the internal CA certificate (PEM), to import into browsers and trust stores.
     ExportCa {
@@ -64,7 +67,8 @@ pub fn run(command: CertsCommand) -> i32 {
             config,
             name,
             backup,
-        } => certs::restore(&config, &name, backup.as_deref()),
+            dry_run,
+        } => certs::restore(&config, &name, backup.as_deref(), dry_run),
         CertsCommand::ExportCa { config } => certs::export_ca(&config),
     })
 }

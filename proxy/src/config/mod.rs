@@ -208,7 +208,10 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        // Relative paths are relative to the file, and every path is kept absolute: backups
+        // record them, and a command run from another directory must find the same files.
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let base = absolute.parent().unwrap_or(Path::new("/"));
         Self::check(raw, path, base)
     }
 
