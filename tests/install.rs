@@ -13,6 +13,20 @@ use gatehouse_tests::{Ca, openssl_fixtures, serial_of, write};
 use support::chores::{deployment, ok, refused, s, served, snapshot};
 use support::process::Gatehouse;
 
+/// `chain_complete` of certificate `name` in the admin API's `/certs`.
+fn chain_complete(g: &Gatehouse, name: &str) -> bool {
+    let out = Command::new("curl")
+        .args(["-sS", &g.admin_url("/certs")])
+        .output()
+        .expect("curl");
+    let certs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    certs
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .and_then(|c| c["chain_complete"].as_bool())
+        .unwrap_or_else(|| panic!("/certs shows {name}: {certs}"))
+}
+
 /// The certificates `openssl s_client -showcerts` sees for `sni`, as PEM blocks.
 fn showcerts(g: &Gatehouse, sni: &str) -> Vec<String> {
     let out = Command::new("openssl")
@@ -74,6 +88,7 @@ fn a_renewal_without_its_intermediate_keeps_the_current_chain() {
         2,
         "the renewed leaf is served with its intermediate"
     );
+    assert!(chain_complete(&g, "portal"));
 }
 
 #[test]
@@ -130,6 +145,10 @@ fn a_certificate_nothing_known_issued_is_refused_and_installed_only_when_allowed
         showcerts(&g, "portal.test").len(),
         1,
         "served alone, as the operator asked"
+    );
+    assert!(
+        !chain_complete(&g, "portal"),
+        "/certs says the chain is incomplete"
     );
 }
 

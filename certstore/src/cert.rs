@@ -135,6 +135,15 @@ impl LoadedCert {
     }
 
     /// The leaf certificate's details.
+    /// Whether the leaf is served with the certificate that issued it (or verified to a
+    /// configured trust anchor): no client lacks an intermediate.
+    pub fn chain_complete(&self) -> bool {
+        !self
+            .warnings
+            .iter()
+            .any(|w| matches!(w, Warning::IncompleteChain { .. }))
+    }
+
     pub fn leaf(&self) -> &CertInfo {
         &self.chain[0]
     }

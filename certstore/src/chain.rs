@@ -142,11 +142,14 @@ pub(crate) fn order(certs: &[Parsed<'_>], leaf: usize) -> Ordered {
                     current = i;
                 }
             }
+            // A chain that reaches an intermediate and stops below its root is the normal
+            // case (clients hold the roots): only a leaf without its issuer is incomplete.
             None => {
-                warnings.push(Warning::IncompleteChain {
-                    missing_issuer: certs[current].x509.issuer().to_string(),
-                    after_intermediate: current != leaf,
-                });
+                if current == leaf {
+                    warnings.push(Warning::IncompleteChain {
+                        missing_issuer: certs[current].x509.issuer().to_string(),
+                    });
+                }
                 break;
             }
         }

@@ -176,13 +176,10 @@ pub enum Warning {
     DroppedUnrelated { subject: String },
     /// The files listed the certificates in another order than the one served.
     Reordered,
-    /// The chain stops before a self-signed certificate: clients that lack the issuer fail.
-    /// `after_intermediate` says the chain does reach an intermediate (whose issuer is
-    /// usually a root clients already trust); otherwise the leaf stands alone.
-    IncompleteChain {
-        missing_issuer: String,
-        after_intermediate: bool,
-    },
+    /// The leaf's issuer is not among the files: served alone, the leaf fails on clients
+    /// that do not already hold its intermediate. (A chain that reaches an intermediate
+    /// and stops below its root is complete: clients hold the roots.)
+    IncompleteChain { missing_issuer: String },
     /// Lifetime above what browsers accept for publicly trusted certificates.
     LongLifetime { days: i64 },
     /// Renew soon.
@@ -212,19 +209,9 @@ impl fmt::Display for Warning {
                 f,
                 "certificates were out of order: served as leaf first, then intermediates"
             ),
-            Self::IncompleteChain {
-                missing_issuer,
-                after_intermediate: false,
-            } => write!(
+            Self::IncompleteChain { missing_issuer } => write!(
                 f,
                 "chain incomplete: issuer \"{missing_issuer}\" missing; add the intermediate certificate the CA sent to `chain`"
-            ),
-            Self::IncompleteChain {
-                missing_issuer,
-                after_intermediate: true,
-            } => write!(
-                f,
-                "chain ends below \"{missing_issuer}\", which is not in the files: fine if it is a root your clients trust (set `trust_anchors` to check), else add it to `chain`"
             ),
             Self::LongLifetime { days } => write!(
                 f,

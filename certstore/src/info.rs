@@ -113,6 +113,14 @@ pub fn fingerprint(der: &[u8]) -> String {
     hex.join(":")
 }
 
+/// SHA-256 of a certificate's SubjectPublicKeyInfo (DER): the key pin of HPKP and curl's
+/// `--pinnedpubkey`. `None` for bytes that are not a certificate.
+pub fn spki_sha256(der: &[u8]) -> Option<[u8; 32]> {
+    let (_, x) = x509_parser::parse_x509_certificate(der).ok()?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, x.public_key().raw);
+    digest.as_ref().try_into().ok()
+}
+
 fn key_description(x: &X509Certificate<'_>) -> String {
     let spki = x.public_key();
     match spki.parsed() {

@@ -46,17 +46,9 @@ impl fmt::Display for Verdict {
             match w {
                 Warning::DroppedRoot { .. } => write!(f, ", root dropped")?,
                 Warning::Reordered => write!(f, "; out of order: will be reordered")?,
-                Warning::IncompleteChain {
-                    missing_issuer,
-                    after_intermediate: false,
-                } => write!(f, "; incomplete: issuer \"{missing_issuer}\" missing")?,
-                Warning::IncompleteChain {
-                    missing_issuer,
-                    after_intermediate: true,
-                } => write!(
-                    f,
-                    "; ends below \"{missing_issuer}\" (a root clients must trust)"
-                )?,
+                Warning::IncompleteChain { missing_issuer } => {
+                    write!(f, "; incomplete: issuer \"{missing_issuer}\" missing")?
+                }
                 Warning::DroppedDuplicate { subject } => {
                     write!(f, "; duplicate \"{subject}\" dropped")?
                 }

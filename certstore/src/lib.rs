@@ -41,7 +41,7 @@ pub use chain::ca_certs;
 pub use encode::{EncodeError, certs_pem, key_pem, key_pkcs8, pkcs12};
 pub use error::{LoadError, Warning};
 pub use fsutil::{FileMode, write_atomic};
-pub use info::{CertInfo, fingerprint};
+pub use info::{CertInfo, fingerprint, spki_sha256};
 pub use inspect::{Inspection, Verdict, inspect};
 pub use issue::{CA_LIFETIME_DAYS, InternalCa, IssueError, Issued, LEAF_LIFETIME_DAYS};
 pub use parse::{

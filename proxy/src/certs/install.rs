@@ -183,10 +183,7 @@ fn read_new(
 /// without the intermediate clients need.
 fn missing_issuer(new: &LoadedCert) -> Option<String> {
     new.warnings.iter().find_map(|w| match w {
-        certstore::Warning::IncompleteChain {
-            missing_issuer,
-            after_intermediate: false,
-        } => Some(missing_issuer.clone()),
+        certstore::Warning::IncompleteChain { missing_issuer } => Some(missing_issuer.clone()),
         _ => None,
     })
 }

@@ -42,19 +42,15 @@ pub fn list(config_path: &Path) -> Outcome {
             }
             match LoadedCert::load(spec, now) {
                 Ok(c) => {
-                    let incomplete = c
-                        .warnings
-                        .iter()
-                        .any(|w| matches!(w, certstore::Warning::IncompleteChain { .. }));
                     let mut row = identity_columns(&c, now);
                     row.extend([
                         format!(
-                            "{} served{}",
+                            "{} served, {}",
                             c.chain.len(),
-                            if incomplete {
-                                ", ends below a root"
+                            if c.chain_complete() {
+                                "complete"
                             } else {
-                                ", complete"
+                                "INCOMPLETE: the leaf's issuer is missing"
                             }
                         ),
                         source_text(spec),

@@ -287,6 +287,7 @@ fn upstream_options(
         ("upstream_client_cert", raw.client_cert.is_some()),
         ("upstream_client_key", raw.client_key.is_some()),
         ("upstream_insecure_skip_verify", raw.insecure_skip_verify),
+        ("upstream_pin_sha256", !raw.pin_sha256.is_empty()),
     ];
     if !upstream.kind.is_tls() {
         for (name, set) in tls_only {
@@ -315,11 +316,29 @@ fn upstream_options(
             "{what}: upstream_server_name = \"{name}\" is not a DNS name or IP address"
         ));
     }
+    if raw.insecure_skip_verify && !raw.pin_sha256.is_empty() {
+        problems.push(format!(
+            "{what}: upstream_insecure_skip_verify makes upstream_pin_sha256 pointless; remove one"
+        ));
+    }
     if raw.insecure_skip_verify && raw.ca_file.is_some() {
         problems.push(format!(
             "{what}: upstream_insecure_skip_verify makes upstream_ca_file pointless; remove one"
         ));
     }
+    let pin_sha256 = raw
+        .pin_sha256
+        .iter()
+        .filter_map(|pin| match pin_digest(pin) {
+            Some(digest) => Some(digest),
+            None => {
+                problems.push(format!(
+                    "{what}: upstream_pin_sha256 \"{pin}\" is not a base64 SHA-256 digest (44 characters); compute it with `openssl x509 -in upstream.crt -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`"
+                ));
+                None
+            }
+        })
+        .collect();
     let protocol = match raw.protocol {
         Some(p) => p
             .clone()
@@ -332,6 +351,18 @@ fn upstream_options(
         server_name: raw.server_name.clone(),
         client_cert,
         insecure_skip_verify: raw.insecure_skip_verify,
+        pin_sha256,
         protocol,
     }
+}
+
+/// A pin as HPKP and curl's `--pinnedpubkey sha256//…` write it: base64 of a SHA-256 digest.
+fn pin_digest(pin: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    let pin = pin.strip_prefix("sha256//").unwrap_or(pin);
+    base64::engine::general_purpose::STANDARD
+        .decode(pin)
+        .ok()?
+        .try_into()
+        .ok()
 }

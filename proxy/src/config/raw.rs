@@ -161,6 +161,8 @@ pub struct RawListener {
     pub upstream_client_key: Option<PathBuf>,
     #[serde(default)]
     pub upstream_insecure_skip_verify: bool,
+    #[serde(default)]
+    pub upstream_pin_sha256: Vec<String>,
     pub upstream_protocol: Option<Choice<UpstreamProtocol>>,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
@@ -177,6 +179,8 @@ pub struct RawRoute {
     pub upstream_client_key: Option<PathBuf>,
     #[serde(default)]
     pub upstream_insecure_skip_verify: bool,
+    #[serde(default)]
+    pub upstream_pin_sha256: Vec<String>,
     pub upstream_protocol: Option<Choice<UpstreamProtocol>>,
 }
 
@@ -187,6 +191,7 @@ pub struct RawUpstreamOptions<'a> {
     pub client_cert: &'a Option<PathBuf>,
     pub client_key: &'a Option<PathBuf>,
     pub insecure_skip_verify: bool,
+    pub pin_sha256: &'a [String],
     pub protocol: &'a Option<Choice<UpstreamProtocol>>,
 }
 
@@ -201,6 +206,7 @@ macro_rules! upstream_options {
                     client_cert: &self.upstream_client_cert,
                     client_key: &self.upstream_client_key,
                     insecure_skip_verify: self.upstream_insecure_skip_verify,
+                    pin_sha256: &self.upstream_pin_sha256,
                     protocol: &self.upstream_protocol,
                 }
             }

@@ -46,6 +46,9 @@ pub struct UpstreamOptions {
     pub client_cert: Option<(PathBuf, PathBuf)>,
     /// Accept any certificate. Explicit, per upstream, warned about and exported as a metric.
     pub insecure_skip_verify: bool,
+    /// SHA-256 digests of SubjectPublicKeyInfos: an upstream presenting one of these keys is
+    /// trusted, whoever issued its certificate.
+    pub pin_sha256: Vec<[u8; 32]>,
     pub protocol: UpstreamProtocol,
 }
 

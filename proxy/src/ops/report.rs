@@ -63,6 +63,7 @@ pub fn cert_json(cert: &LoadedCert, now: Timestamp) -> Value {
         "sha256_fingerprint": leaf.fingerprint_sha256,
         "key": leaf.key,
         "chain": cert.chain.iter().map(|c| c.subject.clone()).collect::<Vec<_>>(),
+        "chain_complete": cert.chain_complete(),
         "warnings": cert.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
         "source_files": cert.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "loaded_at": cert.loaded_at.to_string(),

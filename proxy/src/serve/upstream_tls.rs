@@ -48,6 +48,8 @@ pub(crate) enum UpstreamTlsError {
         #[source]
         source: rustls::Error,
     },
+    #[error("upstream {upstream}: cannot set up certificate verification: {detail}")]
+    Verifier { upstream: String, detail: String },
     #[error("upstream {upstream}: \"{name}\" is not a valid name to verify")]
     ServerName { upstream: String, name: String },
 }
@@ -99,6 +101,104 @@ impl ServerCertVerifier for InsecureVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Verifies an upstream the way an operator configured trust for it: by the roots (webpki,
+/// with the name), or by a certificate in `upstream_ca_file` that the upstream presents
+/// itself, byte for byte (the browser "exception" for a self-signed appliance
+/// certificate, which `openssl req -x509` marks as a CA), with the name still checked, or by
+/// an `upstream_pin_sha256` key.
+#[derive(Debug)]
+struct UpstreamVerifier {
+    /// `None` when no certificate could be a trust anchor.
+    roots: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    /// The certificates of `upstream_ca_file`, trusted when presented as they are.
+    exact: Vec<CertificateDer<'static>>,
+    pins: Vec<[u8; 32]>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+/// The upstream's key is not one `upstream_pin_sha256` lists.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the upstream's key is sha256//{presented}, which upstream_pin_sha256 does not list; if the upstream's key changed on purpose, pin the new one"
+)]
+pub(crate) struct PinMismatch {
+    presented: String,
+}
+
+impl ServerCertVerifier for UpstreamVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if !self.pins.is_empty() {
+            let digest = certstore::spki_sha256(end_entity.as_ref());
+            if digest.is_some_and(|d| self.pins.contains(&d)) {
+                return Ok(ServerCertVerified::assertion());
+            }
+            use base64::Engine;
+            let presented = digest
+                .map(|d| base64::engine::general_purpose::STANDARD.encode(d))
+                .unwrap_or_else(|| "(unreadable)".into());
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(PinMismatch {
+                    presented,
+                }))),
+            ));
+        }
+        if self.exact.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
+            let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_name(&parsed, server_name)?;
+            return Ok(ServerCertVerified::assertion());
+        }
+        match &self.roots {
+            Some(roots) => {
+                roots.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            }
+            None => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -160,8 +260,9 @@ fn roots(
     };
     let mut roots = RootCertStore::empty();
     if let Some(path) = &upstream.options.ca_file {
-        // Per upstream: replaces the set.
-        add(&mut roots, ca_certs(upstream, path)?, path)?;
+        // Per upstream: replaces the set. A certificate that cannot be a trust anchor (a
+        // v1 self-signed one) is still trusted when the upstream presents it as it is.
+        roots.add_parsable_certificates(ca_certs(upstream, path)?);
         return Ok(roots);
     }
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -186,6 +287,40 @@ fn roots(
     Ok(roots)
 }
 
+/// What verifies one upstream: its roots, its `upstream_ca_file` certificates as
+/// presented, its pins.
+fn verifier(
+    upstream: &Upstream,
+    global: &UpstreamTlsGlobal,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<UpstreamVerifier, UpstreamTlsError> {
+    let exact = match &upstream.options.ca_file {
+        Some(path) => ca_certs(upstream, path)?,
+        None => Vec::new(),
+    };
+    let roots = roots(upstream, global)?;
+    let roots = if roots.is_empty() {
+        None
+    } else {
+        let built = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| UpstreamTlsError::Verifier {
+            upstream: upstream.original.clone(),
+            detail: e.to_string(),
+        })?;
+        Some(built)
+    };
+    Ok(UpstreamVerifier {
+        roots,
+        exact,
+        pins: upstream.options.pin_sha256.clone(),
+        provider,
+    })
+}
+
 /// The rustls client configuration for one TLS upstream.
 pub(crate) fn client_config(
     upstream: &Upstream,
@@ -205,7 +340,9 @@ pub(crate) fn client_config(
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(InsecureVerifier(provider)))
     } else {
-        builder.with_root_certificates(roots(upstream, global)?)
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier(upstream, global, provider)?))
     };
     // ALPN is left empty: hyper-rustls sets it from `upstream_protocol` for HTTP, and a
     // TCP pipe offers none.
@@ -282,4 +419,52 @@ pub(crate) fn is_verify_failure(err: &rustls::Error) -> bool {
         err,
         rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
     )
+}
+
+/// A TLS failure with an upstream as a sentence that says what to do: the name it
+/// expected, the issuer it could not find, the key it got.
+pub(crate) fn explain(err: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(cert) = err else {
+        return match err {
+            rustls::Error::NoCertificatesPresented => {
+                "the upstream presented no certificate; is it a TLS server?".into()
+            }
+            other => format!("the TLS handshake with the upstream failed: {other}"),
+        };
+    };
+    match cert {
+        C::NotValidForNameContext { expected, presented } => format!(
+            "the upstream's certificate is for {} but Gatehouse expected {}: give the upstream a certificate for that name, or set upstream_server_name to a name its certificate carries",
+            presented
+                .iter()
+                .map(|n| bare_name(n))
+                .collect::<Vec<_>>()
+                .join(", "),
+            expected.to_str()
+        ),
+        C::NotValidForName => "the upstream's certificate is not for the name Gatehouse expected: set upstream_server_name to a name its certificate carries".into(),
+        C::UnknownIssuer => "the upstream's certificate was issued by a CA Gatehouse does not trust: put that CA (or, for a self-signed certificate, the certificate itself) in upstream_ca_file, or pin its key with upstream_pin_sha256".into(),
+        C::Expired | C::ExpiredContext { .. } => "the upstream's certificate has expired: renew it on the upstream".into(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "the upstream's certificate is not valid yet: check the clocks of both machines".into(),
+        C::Other(other)
+            if matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
+        {
+            "the upstream presents a self-signed CA certificate (as `openssl req -x509` makes) that is not in upstream_ca_file: put that very certificate in upstream_ca_file, or pin its key with upstream_pin_sha256".into()
+        }
+        C::Other(other) => format!("the upstream's certificate was refused: {other}"),
+        other => format!("the upstream's certificate was refused ({other:?})"),
+    }
+}
+
+/// A name as webpki reports it (`DnsName("a.example")`, `IpAddress(192.0.2.1)`), bare.
+fn bare_name(presented: &str) -> &str {
+    let inner = presented
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or(presented);
+    inner.trim_matches('"')
 }

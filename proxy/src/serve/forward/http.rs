@@ -395,7 +395,8 @@ impl ConnCtx {
             && crate::serve::upstream_tls::is_verify_failure(tls)
         {
             listener.metrics.upstream_error("tls_verify");
-            tracing::warn!(listener = %listener.name, upstream = %upstream, error = %tls, "upstream certificate not trusted: 502");
+            let reason = crate::serve::upstream_tls::explain(tls);
+            tracing::warn!(listener = %listener.name, upstream = %upstream, "upstream certificate not trusted, 502: {reason}");
             return Refusal(
                 StatusCode::BAD_GATEWAY,
                 "502 Bad Gateway: the upstream's certificate is not trusted\n",

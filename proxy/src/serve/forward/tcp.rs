@@ -20,12 +20,12 @@ pub enum TcpForwardError {
         #[source]
         source: std::io::Error,
     },
-    #[error("TLS to upstream {upstream} failed: {source}")]
+    #[error("TLS to upstream {upstream} failed: {reason}")]
     Tls {
         upstream: String,
         verify: bool,
-        #[source]
-        source: std::io::Error,
+        /// What went wrong, as a sentence that says what to do.
+        reason: String,
     },
 }
 
@@ -80,12 +80,14 @@ where
                     });
                 }
                 Ok(Err(source)) => {
-                    let verify = crate::serve::upstream_tls::rustls_error(&source)
-                        .is_some_and(crate::serve::upstream_tls::is_verify_failure);
+                    let tls = crate::serve::upstream_tls::rustls_error(&source);
                     return Err(TcpForwardError::Tls {
                         upstream: upstream.original.clone(),
-                        verify,
-                        source,
+                        verify: tls.is_some_and(crate::serve::upstream_tls::is_verify_failure),
+                        reason: tls.map_or_else(
+                            || source.to_string(),
+                            crate::serve::upstream_tls::explain,
+                        ),
                     });
                 }
                 Ok(Ok(s)) => s,
