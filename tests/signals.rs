@@ -324,3 +324,78 @@ fn a_reload_that_drops_a_certificate_a_running_listener_needs_keeps_it() {
         .expect("still served");
     assert_eq!(serial_of(&chain[0]), env.serials["portal"]);
 }
+
+#[test]
+fn check_reports_config_and_certificate_problems_in_one_pass() {
+    let mut env = Env::new();
+    env.certificate("portal", &["portal.test"]);
+    let expired = env
+        .pki
+        .inter
+        .leaf_with(LeafSpec::new(&["portal.test"]).validity(-30, -1));
+    env.pki.write_leaf(env.path(), "portal", &expired);
+    let config = env.config(
+        &ListenerToml::http(refused_addr().addr())
+            .certificates(&["portal"])
+            .set("idle_timeout = \"soon\"")
+            .to_toml(),
+    );
+    let out = Command::new(gatehouse_bin())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("check");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("idle_timeout = \"soon\" is not a duration") && all.contains("expired"),
+        "the config's problem and the certificate's, in one run: {all}"
+    );
+}
+
+#[test]
+fn check_warns_about_what_works_but_is_risky_and_run_logs_the_same() {
+    let mut env = Env::new();
+    env.certificate("portal", &["portal.test"]);
+    let upstream = http_upstream("portal");
+    let listener = ListenerToml::http(upstream)
+        .certificates(&["portal"])
+        .route("engine.test", upstream);
+    let config = env.config(&listener.to_toml());
+    let key = env.path().join("portal.key");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(gatehouse_bin())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("check");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "warnings do not fail: {}",
+        text(&out)
+    );
+    let all = text(&out);
+    for expected in [
+        "route server_name \"engine.test\" is covered by none of its certificates (portal)",
+        &format!("run `chmod 600 {}`", key.display()),
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    let g = Gatehouse::start(&config);
+    assert!(
+        g.wait_for_log(|l| l.contains("WARN") && l.contains("chmod 600"), WAIT)
+            .is_some(),
+        "run logs the same warnings: {}",
+        g.log_text()
+    );
+    drop(g);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = Command::new(gatehouse_bin())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("check");
+    assert!(!text(&out).contains("chmod"), "{}", text(&out));
+}

@@ -200,8 +200,11 @@ fn insecure_skip_verify_is_explicit_warned_and_exported() {
     let (body, code) = get(&env, &g);
     assert_eq!(code, "200", "{body}");
     assert!(
-        g.wait_for_log(|l| l.contains("WARN") && l.contains("NOT verified"), WAIT)
-            .is_some(),
+        g.wait_for_log(
+            |l| l.contains("WARN") && l.contains("is not verified"),
+            WAIT
+        )
+        .is_some(),
         "{}",
         g.log_text()
     );
@@ -217,7 +220,7 @@ fn insecure_skip_verify_is_explicit_warned_and_exported() {
     g.signal("HUP");
     assert!(
         g.wait_for_log(
-            |l| l.contains("NOT verified") && !g.log_lines()[..before].contains(&l.to_owned()),
+            |l| l.contains("is not verified") && !g.log_lines()[..before].contains(&l.to_owned()),
             WAIT
         )
         .is_some(),

@@ -1,25 +1,36 @@
 //! `gatehouse check --config FILE`: load everything as `run` would, without binding, and
-//! print one row per certificate. Exit 0 if `run` would start, 1 with every error otherwise.
+//! print one row per certificate and every warning. Exit 0 if `run` would start, 1 with
+//! every error otherwise: the config's and the certificates' in one pass.
 
 use std::path::Path;
 
-use certstore::{Store, Timestamp};
+use certstore::{LoadedCert, Store, Timestamp};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::exit;
+use crate::ops::advice;
 use crate::ops::table::certificate_table;
 
 /// Runs the check, printing to stdout (report) and stderr (errors); returns the exit code.
 pub fn check(config_path: &Path) -> i32 {
+    let now = Timestamp::now();
     let config = match Config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
+            // The certificates that were well configured are loaded all the same: their
+            // problems are reported in the same pass.
+            if let ConfigError::Invalid { certificates, .. } = &e {
+                for spec in certificates {
+                    if let Err(e) = LoadedCert::load(spec, now) {
+                        eprintln!("error: certificate \"{}\": {e}", spec.name);
+                    }
+                }
+            }
             eprintln!("check failed: gatehouse would not start");
             return exit::PROBLEMS;
         }
     };
-    let now = Timestamp::now();
     // What else `run` checks before it serves: every upstream's TLS client, the token.
     let mut problems = Vec::new();
     for l in &config.listeners {
@@ -50,6 +61,9 @@ pub fn check(config_path: &Path) -> i32 {
                 "{}",
                 certificate_table(snapshot.certificates().map(|c| &**c), now)
             );
+            for w in advice::warnings(&config, |name| snapshot.certificate(name).map(|c| &**c)) {
+                println!("warning: {w}");
+            }
             for p in &pending {
                 println!(
                     "{}: will be issued by the internal CA at start ({})",

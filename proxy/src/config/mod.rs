@@ -184,6 +184,9 @@ pub enum ConfigError {
     Invalid {
         path: PathBuf,
         problems: Vec<String>,
+        /// The `[[certificate]]` blocks from files that checked fine: `check` loads them
+        /// too, so one pass reports the certificates' problems beside the config's.
+        certificates: Vec<CertSpec>,
     },
 }
 
@@ -279,6 +282,11 @@ impl Config {
             _ => Err(ConfigError::Invalid {
                 path: path.to_owned(),
                 problems,
+                certificates: certs
+                    .specs
+                    .into_iter()
+                    .filter(|c| !certs.internal.iter().any(|i| i.name == c.name))
+                    .collect(),
             }),
         }
     }

@@ -2,12 +2,14 @@
 //!
 //! # Layout
 //! - `metrics`: Prometheus metrics, with handles resolved once per listener.
+//! - `advice`: warnings about a working configuration (`check` prints them, `run` logs them).
 //! - `admin`: the admin API (`/metrics`, `/healthz`, `/certs`, `POST /reload`).
 //! - `client`: the admin API's client, as `gatehouse reload` and `certs install` use it.
 //! - `report`: what a reload did, as log lines and as JSON.
 //! - `table`: plain-text tables for terminal output (certificates, reload reports).
 
 pub mod admin;
+pub mod advice;
 pub mod client;
 pub mod metrics;
 pub mod report;

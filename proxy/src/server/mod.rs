@@ -80,19 +80,28 @@ impl Control for Inner {
     }
 }
 
-/// Exports `gatehouse_upstream_insecure` and warns for every upstream that skips
-/// verification (at startup and on every reload).
-fn observe_upstreams(metrics: &Metrics, routes: &[(String, Routes)]) {
+/// Exports `gatehouse_upstream_insecure` for every upstream that skips verification, and
+/// logs the configuration's warnings (`ops::advice`, the ones `check` prints): at start
+/// and on every reload.
+fn observe(
+    config: &Config,
+    store: &certstore::Store,
+    metrics: &Metrics,
+    routes: &[(String, Routes)],
+) {
     let mut insecure = Vec::new();
     for (listener, table) in routes {
         for u in table.load().upstreams() {
             if u.options.insecure_skip_verify {
-                tracing::warn!(listener = %listener, upstream = %u, "upstream_insecure_skip_verify: the upstream's certificate is NOT verified; anyone on the path can impersonate it");
                 insecure.push((listener.clone(), u.original.clone()));
             }
         }
     }
     metrics.observe_insecure(&insecure);
+    let snapshot = store.snapshot();
+    for w in crate::ops::advice::warnings(config, |name| snapshot.certificate(name).map(|c| &**c)) {
+        tracing::warn!("{w}");
+    }
 }
 
 impl Running {

@@ -6,7 +6,7 @@ use std::sync::{Arc, PoisonError};
 
 use certstore::Timestamp;
 
-use super::{Inner, observe_upstreams};
+use super::{Inner, observe};
 use crate::config::{Config, ConfigError};
 use crate::ops::report::Reloaded;
 use crate::serve::forward::routes::RouteTable;
@@ -35,7 +35,7 @@ impl Inner {
         applied.upstream_tls = new.upstream_tls.clone();
         let report = self.store.reload_at(&applied.store_config(), now);
         let upstream_errors = self.rebuild_routes(&applied, now);
-        observe_upstreams(&self.metrics, &self.routes);
+        observe(&applied, &self.store, &self.metrics, &self.routes);
         self.metrics
             .observe_reload(report.is_clean() && upstream_errors.is_empty(), now);
         self.metrics.observe_certificates(&self.store.snapshot());

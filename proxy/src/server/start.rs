@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Bound, Inner, Running, StartError, observe_upstreams};
+use super::{Bound, Inner, Running, StartError, observe};
 use crate::config::{Config, Listener, Protocol};
 use crate::ops::admin::{self, ADMIN_ADDR_FILE};
 use crate::ops::metrics::Metrics;
@@ -62,7 +62,7 @@ impl Running {
             .iter()
             .map(|p| (p.bound.name.clone(), p.routes.clone()))
             .collect();
-        observe_upstreams(&metrics, &routes);
+        observe(&config, &store, &metrics, &routes);
         let workers = Workers::start(config.workers).map_err(|source| StartError::Workers {
             count: config.workers,
             source,
