@@ -436,3 +436,17 @@ fn rcgen_chain_with_wildcard_loads() {
     assert_eq!(cert.leaf().serial, leaf.serial());
     assert_eq!(cert.chain.len(), 2);
 }
+
+#[test]
+fn pkcs7_bundles_are_read_as_certificates_or_chains_in_pem_and_der() {
+    // A CA's .p7b (PEM) with the leaf and its intermediate, given as `cert`.
+    let cert = loads(&files("chain.p7b", "leaf-ecp256.key", None));
+    assert_leaf_then_intermediate(&cert);
+    // The DER .p7c as `chain` beside the leaf.
+    let cert = loads(&files(
+        "leaf-ecp256.crt",
+        "leaf-ecp256.key",
+        Some("chain.p7c"),
+    ));
+    assert_leaf_then_intermediate(&cert);
+}

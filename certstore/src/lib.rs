@@ -5,7 +5,7 @@
 //!
 //! # Layout
 //! - [`source`](Source): what to load (files, PKCS#12) and which listener serves what.
-//! - `parse`: PEM / DER / PKCS#12 bytes → certificates and keys.
+//! - `parse`: PEM / DER / PKCS#12 / PKCS#7 bytes → certificates and keys.
 //! - `chain`: find the leaf by its key, order the intermediates, verify to trust anchors.
 //! - `validate`: policy — expiry, key strength, signature algorithm, names.
 //! - `info`: what operators see of a certificate.

@@ -175,13 +175,11 @@ fn parse_pem(path: &Path, bytes: &[u8]) -> Result<Bundle, LoadError> {
             _ => other_sections += 1,
         }
     }
+    if contains(bytes, b"-----BEGIN PKCS7-----") {
+        bundle.certs.extend(pem_pkcs7(path, bytes)?);
+    }
     if bundle.certs.is_empty() && bundle.keys.is_empty() {
-        return Err(if contains(bytes, b"-----BEGIN PKCS7-----") {
-            malformed(
-                "it is a PKCS#7 bundle: convert it with `openssl pkcs7 -print_certs -in FILE -out cert.pem`"
-                    .into(),
-            )
-        } else if other_sections > 0 {
+        return Err(if other_sections > 0 {
             LoadError::Unrecognized {
                 path: path.to_owned(),
             }
@@ -224,6 +222,18 @@ fn parse_der(path: &Path, bytes: &[u8]) -> Result<Bundle, LoadError> {
             keys: Vec::new(),
         });
     }
+    if let Some(certs) = pkcs7_certs(bytes) {
+        return Ok(Bundle {
+            certs: certs
+                .into_iter()
+                .map(|der| SourcedCert {
+                    der: CertificateDer::from(der),
+                    path: path.to_owned(),
+                })
+                .collect(),
+            keys: Vec::new(),
+        });
+    }
     if is_pkcs12(bytes) {
         return Err(LoadError::IsPkcs12 {
             path: path.to_owned(),
@@ -241,6 +251,50 @@ fn parse_der(path: &Path, bytes: &[u8]) -> Result<Bundle, LoadError> {
             path: path.to_owned(),
         }),
     }
+}
+
+/// The certificates of the `PKCS7` blocks of a PEM file (`openssl crl2pkcs7`, a CA's
+/// `.p7b` in text form).
+fn pem_pkcs7(path: &Path, bytes: &[u8]) -> Result<Vec<SourcedCert>, LoadError> {
+    let malformed = |detail: String| LoadError::MalformedPem {
+        path: path.to_owned(),
+        detail,
+    };
+    let blocks = ::pem::parse_many(bytes).map_err(|e| malformed(e.to_string()))?;
+    let mut certs = Vec::new();
+    for block in blocks.iter().filter(|b| b.tag() == "PKCS7") {
+        let found = pkcs7_certs(block.contents()).ok_or_else(|| {
+            malformed("its PKCS7 block is not a PKCS#7 certificate bundle".into())
+        })?;
+        for der in found {
+            check_certificate(path, &der)?;
+            certs.push(SourcedCert {
+                der: CertificateDer::from(der),
+                path: path.to_owned(),
+            });
+        }
+    }
+    Ok(certs)
+}
+
+/// The certificates of a PKCS#7 (CMS SignedData) bundle, as CAs send chains in `.p7b` and
+/// `.p7c` files (Windows AD CS especially); `None` when `der` is not one.
+fn pkcs7_certs(der: &[u8]) -> Option<Vec<Vec<u8>>> {
+    use cms::cert::CertificateChoices;
+    use cms::cert::x509::der::{Decode, Encode};
+    let info = cms::content_info::ContentInfo::from_der(der).ok()?;
+    let signed: cms::signed_data::SignedData = info.content.decode_as().ok()?;
+    let certs = signed.certificates?;
+    Some(
+        certs
+            .0
+            .iter()
+            .filter_map(|c| match c {
+                CertificateChoices::Certificate(cert) => cert.to_der().ok(),
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 fn check_certificate(path: &Path, der: &[u8]) -> Result<(), LoadError> {
