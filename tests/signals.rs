@@ -141,11 +141,7 @@ fn check_exits_0_on_a_good_config_and_1_with_every_error_on_a_broken_one() {
             .certificates(&["portal"])
             .to_toml(),
     );
-    let out = Command::new(gatehouse_bin())
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .expect("check");
+    let out = check(&config);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let report = text(&out);
     assert!(
@@ -166,22 +162,14 @@ fn check_exits_0_on_a_good_config_and_1_with_every_error_on_a_broken_one() {
             .upstream(&format!("ftp://{}", dead.addr()))
             .to_toml(),
     );
-    let out = Command::new(gatehouse_bin())
-        .args(["check", "--config"])
-        .arg(&broken)
-        .output()
-        .expect("check");
+    let out = check(&broken);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("ftp"),
         "config problems are reported: {}",
         text(&out)
     );
-    let out = Command::new(gatehouse_bin())
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .expect("check");
+    let out = check(&config);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("expired"),
@@ -340,11 +328,7 @@ fn check_reports_config_and_certificate_problems_in_one_pass() {
             .set("idle_timeout = \"soon\"")
             .to_toml(),
     );
-    let out = Command::new(gatehouse_bin())
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .expect("check");
+    let out = check(&config);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let all = text(&out);
     assert!(
@@ -365,11 +349,7 @@ fn check_warns_about_what_works_but_is_risky_and_run_logs_the_same() {
     let key = env.path().join("portal.key");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = Command::new(gatehouse_bin())
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .expect("check");
+    let out = check(&config);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -392,10 +372,15 @@ fn check_warns_about_what_works_but_is_risky_and_run_logs_the_same() {
     );
     drop(g);
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = Command::new(gatehouse_bin())
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .expect("check");
+    let out = check(&config);
     assert!(!text(&out).contains("chmod"), "{}", text(&out));
+}
+
+/// `gatehouse check --config CONFIG`, run to completion.
+fn check(config: &std::path::Path) -> std::process::Output {
+    Command::new(gatehouse_bin())
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .expect("check")
 }

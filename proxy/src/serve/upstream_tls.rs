@@ -116,7 +116,8 @@ struct UpstreamVerifier {
     /// The certificates of `upstream_ca_file`, trusted when presented as they are.
     exact: Vec<CertificateDer<'static>>,
     pins: Vec<[u8; 32]>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
+    /// Checks the handshake signatures, as for any certificate.
+    signatures: InsecureVerifier,
 }
 
 /// The upstream's key is not one `upstream_pin_sha256` lists.
@@ -173,12 +174,7 @@ impl ServerCertVerifier for UpstreamVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -187,18 +183,11 @@ impl ServerCertVerifier for UpstreamVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.supported_verify_schemes()
     }
 }
 
@@ -317,7 +306,7 @@ fn verifier(
         roots,
         exact,
         pins: upstream.options.pin_sha256.clone(),
-        provider,
+        signatures: InsecureVerifier(provider),
     })
 }
 
