@@ -498,6 +498,45 @@ fn csr_refuses_to_overwrite_a_key_unless_forced_and_then_keeps_the_old_one() {
 }
 
 #[test]
+fn internal_ca_takes_its_name_organization_and_validity_from_the_config() {
+    let mut env = Env::new();
+    env.certificate_block("default", "issuer = \"internal\"\nnames = [\"box.test\"]");
+    let listener = ListenerToml::http(http_upstream("portal")).certificates(&["default"]);
+    let config = env.config_with(
+        "[internal_ca]\ncommon_name = \"Acme Appliance CA\"\norganization = \"Acme\"\nvalidity_days = 1000\n",
+        &listener.to_toml(),
+    );
+    let g = Gatehouse::start(&config);
+    let ca_pem = ok(&["certs", "export-ca", "--config", &s(&config)]);
+    drop(g);
+    let ca = write(env.path(), "ca.pem", &ca_pem);
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-checkend"])
+        .arg((999 * 86_400).to_string())
+        .arg("-in")
+        .arg(&ca)
+        .output()
+        .expect("openssl x509");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("CN = Acme Appliance CA") && text.contains("O = Acme"),
+        "{text}"
+    );
+    assert!(out.status.success(), "valid for 999 more days: {text}");
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-checkend"])
+        .arg((1001 * 86_400).to_string())
+        .arg("-in")
+        .arg(&ca)
+        .output()
+        .expect("openssl x509");
+    assert!(
+        !out.status.success(),
+        "but not for 1001: validity_days = 1000"
+    );
+}
+
+#[test]
 fn internal_certificates_are_issued_on_first_boot_and_reissued_when_the_host_is_renamed() {
     let env = Env::new();
     let mut env = env;

@@ -81,14 +81,23 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
+/// What a new internal CA is made with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaSubject {
+    pub common_name: String,
+    pub organization: String,
+    /// How long the CA certificate is valid.
+    pub validity_days: i64,
+}
+
 impl InternalCa {
     pub const CERT_FILE: &'static str = "ca.crt";
     pub const KEY_FILE: &'static str = "ca.key";
 
-    /// Loads the CA from `dir`, or makes one named `common_name` there if `dir` holds none.
+    /// Loads the CA from `dir`, or makes one as `subject` says there if `dir` holds none.
     pub fn load_or_create(
         dir: &Path,
-        common_name: &str,
+        subject: &CaSubject,
         now: Timestamp,
     ) -> Result<Self, IssueError> {
         let cert_path = dir.join(Self::CERT_FILE);
@@ -107,14 +116,14 @@ impl InternalCa {
             })?;
         params
             .distinguished_name
-            .push(DnType::CommonName, common_name);
+            .push(DnType::CommonName, subject.common_name.as_str());
         params
             .distinguished_name
-            .push(DnType::OrganizationName, "Gatehouse");
+            .push(DnType::OrganizationName, subject.organization.as_str());
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.not_before = to_offset(now.plus_days(-1));
-        params.not_after = to_offset(now.plus_days(CA_LIFETIME_DAYS));
+        params.not_after = to_offset(now.plus_days(subject.validity_days));
         params.serial_number = Some(random_serial());
         let cert = params.self_signed(&key).map_err(|e| IssueError::Damaged {
             dir: dir.to_owned(),

@@ -43,7 +43,7 @@ pub use error::{LoadError, Warning};
 pub use fsutil::{FileMode, write_atomic};
 pub use info::{CertInfo, fingerprint, spki_sha256};
 pub use inspect::{Inspection, Verdict, inspect};
-pub use issue::{CA_LIFETIME_DAYS, InternalCa, IssueError, Issued, LEAF_LIFETIME_DAYS};
+pub use issue::{CA_LIFETIME_DAYS, CaSubject, InternalCa, IssueError, Issued, LEAF_LIFETIME_DAYS};
 pub use parse::{
     Bundle, SourcedCert, SourcedKey, load_source, parse_any, parse_bundle, parse_pkcs12, read_file,
     read_password,

@@ -104,15 +104,7 @@ pub fn plan(config: &Config, now: Timestamp) -> Vec<Planned> {
 
 /// Loads (or makes) the internal CA of `config`.
 pub fn ca(config: &Config, now: Timestamp) -> Result<InternalCa, IssueError> {
-    let host = crate::config::host::names()
-        .into_iter()
-        .next()
-        .unwrap_or_default();
-    InternalCa::load_or_create(
-        &ca_dir(&config.state_dir),
-        &format!("Gatehouse Internal CA {host}"),
-        now,
-    )
+    InternalCa::load_or_create(&ca_dir(&config.state_dir), &config.internal_ca, now)
 }
 
 /// Issues every internal certificate that needs it; logs each one.

@@ -121,6 +121,8 @@ pub struct Config {
     pub certificates: Vec<CertSpec>,
     /// Certificates the internal CA issues (their `CertSpec`s point at `state_dir/certs/`).
     pub internal: Vec<InternalCert>,
+    /// What the internal CA is made with, when it is first needed.
+    pub internal_ca: certstore::CaSubject,
     pub listeners: Vec<Listener>,
 }
 
@@ -243,6 +245,7 @@ impl Config {
             None => Some(LogFormat::Text),
         };
         let admin = admin(raw.admin.as_ref(), &resolve, &mut problems);
+        let internal_ca = internal_ca(raw.internal_ca.as_ref(), &mut problems);
         let upstream_tls = match &raw.upstream_tls {
             Some(t) => UpstreamTlsGlobal {
                 ca_file: t.ca_file.as_deref().map(resolve),
@@ -269,6 +272,7 @@ impl Config {
                 workers,
                 state_dir,
                 internal: certs.internal,
+                internal_ca,
                 pid_file: raw.pid_file.as_deref().map(resolve),
                 shutdown_timeout,
                 log_format,
@@ -305,6 +309,35 @@ impl Config {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The `[internal_ca]` section; by default "Gatehouse Internal CA <host>", organization
+/// "Gatehouse", valid ten years.
+fn internal_ca(
+    raw: Option<&raw::RawInternalCa>,
+    problems: &mut Vec<String>,
+) -> certstore::CaSubject {
+    let host = host::names().into_iter().next().unwrap_or_default();
+    let validity_days = match raw.and_then(|r| r.validity_days) {
+        Some(d @ 1..=36_500) => d,
+        Some(d) => {
+            problems.push(format!(
+                "[internal_ca] validity_days = {d} is out of range; give 1 to 36500 (the default is {})",
+                certstore::CA_LIFETIME_DAYS
+            ));
+            certstore::CA_LIFETIME_DAYS
+        }
+        None => certstore::CA_LIFETIME_DAYS,
+    };
+    certstore::CaSubject {
+        common_name: raw
+            .and_then(|r| r.common_name.clone())
+            .unwrap_or_else(|| format!("Gatehouse Internal CA {host}")),
+        organization: raw
+            .and_then(|r| r.organization.clone())
+            .unwrap_or_else(|| "Gatehouse".into()),
+        validity_days,
     }
 }
 

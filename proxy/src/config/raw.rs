@@ -103,6 +103,7 @@ pub struct RawConfig {
     /// Export Prometheus metrics (on by default; off only to measure what they cost).
     pub metrics: Option<bool>,
     pub admin: Option<RawAdmin>,
+    pub internal_ca: Option<RawInternalCa>,
     pub upstream_tls: Option<RawUpstreamTls>,
     #[serde(default, rename = "certificate")]
     pub certificates: Vec<RawCertificate>,
@@ -116,6 +117,15 @@ pub struct RawAdmin {
     pub enabled: Option<bool>,
     pub listen: Option<String>,
     pub token_file: Option<PathBuf>,
+}
+
+/// `[internal_ca]`: what a new internal CA is made with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInternalCa {
+    pub common_name: Option<String>,
+    pub organization: Option<String>,
+    pub validity_days: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -170,3 +170,21 @@ fn upstream_scheme_must_fit_the_protocol() {
         "{err}"
     );
 }
+
+#[test]
+fn internal_ca_defaults_and_its_validity_is_bounded() {
+    let c = parse(GOOD).expect("good config");
+    assert_eq!(c.internal_ca.organization, "Gatehouse");
+    assert_eq!(c.internal_ca.validity_days, certstore::CA_LIFETIME_DAYS);
+    assert!(
+        c.internal_ca
+            .common_name
+            .starts_with("Gatehouse Internal CA")
+    );
+    let err = parse(&format!("{GOOD}\n[internal_ca]\nvalidity_days = 0\n")).expect_err("zero");
+    assert!(
+        err.to_string()
+            .contains("[internal_ca] validity_days = 0 is out of range"),
+        "{err}"
+    );
+}
