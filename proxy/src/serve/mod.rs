@@ -6,7 +6,8 @@
 //! - `listener`: a listening socket and its accept loop, with the connection limit.
 //! - `tls`: the per-listener rustls configuration and the bounded handshake.
 //! - `idle`: closes connections idle too long, and request heads that take too long.
-//! - `upstream_tls`: Gatehouse as a verifying TLS client of its upstreams.
+//! - `upstream_tls`: Gatehouse as a verifying TLS client of its upstreams, and what a
+//!   refusal says.
 //! - `forward`: HTTP reverse proxying and TCP piping, with the upstream clients.
 
 pub(crate) mod forward;
