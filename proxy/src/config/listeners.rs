@@ -316,15 +316,15 @@ fn upstream_options(
             "{what}: upstream_server_name = \"{name}\" is not a DNS name or IP address"
         ));
     }
-    if raw.insecure_skip_verify && !raw.pin_sha256.is_empty() {
-        problems.push(format!(
-            "{what}: upstream_insecure_skip_verify makes upstream_pin_sha256 pointless; remove one"
-        ));
-    }
-    if raw.insecure_skip_verify && raw.ca_file.is_some() {
-        problems.push(format!(
-            "{what}: upstream_insecure_skip_verify makes upstream_ca_file pointless; remove one"
-        ));
+    for (name, set) in [
+        ("upstream_pin_sha256", !raw.pin_sha256.is_empty()),
+        ("upstream_ca_file", raw.ca_file.is_some()),
+    ] {
+        if raw.insecure_skip_verify && set {
+            problems.push(format!(
+                "{what}: upstream_insecure_skip_verify makes {name} pointless; remove one"
+            ));
+        }
     }
     let pin_sha256 = raw
         .pin_sha256

@@ -197,6 +197,13 @@ fn bullet(problems: &[String]) -> String {
     lines.join("\n")
 }
 
+impl Listener {
+    /// The listener's upstream, then each route's.
+    pub fn upstreams(&self) -> impl Iterator<Item = &Upstream> {
+        std::iter::once(&self.upstream).chain(self.routes.iter().map(|r| &r.upstream))
+    }
+}
+
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

@@ -18,8 +18,7 @@ pub fn warnings<'a>(
 ) -> Vec<String> {
     let mut out = Vec::new();
     for l in &config.listeners {
-        let upstreams = std::iter::once(&l.upstream).chain(l.routes.iter().map(|r| &r.upstream));
-        for u in upstreams {
+        for u in l.upstreams() {
             insecure(&l.name, u, &mut out);
         }
         for r in &l.routes {
@@ -68,8 +67,7 @@ fn secret_files(config: &Config, out: &mut Vec<String>) {
         }
     }
     for l in &config.listeners {
-        let upstreams = std::iter::once(&l.upstream).chain(l.routes.iter().map(|r| &r.upstream));
-        for u in upstreams {
+        for u in l.upstreams() {
             if let Some((_, key)) = &u.options.client_cert {
                 secrets.push((key, format!("client key for {u}")));
             }
