@@ -34,7 +34,7 @@ fn pkcs12(file: &str, password: &str) -> CertSpec {
 }
 
 fn load(spec: &CertSpec) -> Result<LoadedCert, LoadError> {
-    LoadedCert::load(spec, Timestamp::now())
+    LoadedCert::load(spec, Timestamp::now(), &Default::default())
 }
 
 fn loads(spec: &CertSpec) -> LoadedCert {

@@ -53,6 +53,7 @@ impl Setup {
         let config = StoreConfig {
             certificates,
             listeners: vec![listener("main", &["portal", "engine", "apps"], strict_sni)],
+            ..Default::default()
         };
         Self {
             dir,

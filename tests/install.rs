@@ -72,9 +72,10 @@ fn a_renewal_without_its_intermediate_keeps_the_current_chain() {
         "--key",
         &s(&key),
     ]);
+    let chain_file = env.path().join("portal.chain.pem");
     assert!(
-        out.contains("the intermediates come from the current chain"),
-        "{out}"
+        out.contains(&format!("completed from {}", chain_file.display())),
+        "install says where the intermediate came from: {out}"
     );
     let chain = std::fs::read_to_string(env.path().join("portal.chain.pem")).unwrap();
     assert!(
@@ -220,5 +221,88 @@ fn csr_names_the_whole_install_command_and_writes_the_subject_in_the_usual_order
             "C = DE, ST = Bavaria, L = Munich, O = Example, OU = IT, CN = portal.example.com"
         ),
         "C, ST, L, O, OU, CN: {subject}"
+    );
+}
+
+#[test]
+fn an_intermediate_added_to_the_pool_completes_chains_sent_without_it() {
+    let (env, g, config) = deployment();
+    let fx = openssl_fixtures();
+    let leaf = fx.join("leaf-ecp256.crt");
+    let (config, leaf_s, key) = (s(&config), s(&leaf), s(&fx.join("leaf-ecp256.key")));
+    let install_leaf = |extra: &[&str]| -> String {
+        let args = [
+            "certs",
+            "install",
+            "--config",
+            config.as_str(),
+            "--name",
+            "portal",
+            "--cert",
+            leaf_s.as_str(),
+            "--key",
+            key.as_str(),
+            "--allow-name-change",
+        ];
+        ok(&[&args[..], extra].concat())
+    };
+    // The operator installs a leaf without its chain, on purpose: served alone.
+    install_leaf(&["--allow-incomplete-chain"]);
+    assert_eq!(showcerts(&g, "leaf.test").len(), 1);
+    assert!(!chain_complete(&g, "portal"));
+
+    let add = |file: &std::path::Path| -> Vec<String> {
+        [
+            "certs",
+            "install",
+            "--config",
+            config.as_str(),
+            "--intermediate",
+            &s(file),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let add = |file: &std::path::Path, expect_ok: bool| {
+        let args = add(file);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        if expect_ok { ok(&args) } else { refused(&args) }
+    };
+    let before = snapshot(env.path());
+    let out = add(&leaf, false);
+    assert!(out.contains("is not a CA certificate"), "{out}");
+    assert_eq!(before, snapshot(env.path()), "a refusal writes nothing");
+
+    // The intermediate the CA sent, as DER from the openssl CLI.
+    let out = add(&fx.join("inter.der"), true);
+    assert!(
+        out.contains("added intermediate \"CN=Gatehouse Test Intermediate"),
+        "{out}"
+    );
+    assert!(out.contains("completes the chain of \"portal\""), "{out}");
+    assert!(
+        out.contains("completed from") && out.contains("intermediates"),
+        "the reload report says where the intermediate came from: {out}"
+    );
+    assert_eq!(
+        showcerts(&g, "leaf.test").len(),
+        2,
+        "the leaf is served with the intermediate from the pool"
+    );
+    assert!(
+        chain_complete(&g, "portal"),
+        "/certs: the chain is complete"
+    );
+    let again = add(&fx.join("inter.crt"), true);
+    assert!(again.contains("already in the pool"), "{again}");
+
+    // A renewal from that CA sent alone now installs without a flag, with its chain.
+    let out = install_leaf(&[]);
+    assert!(out.contains("completed from"), "{out}");
+    let chain = std::fs::read_to_string(env.path().join("portal.chain.pem")).unwrap();
+    assert_eq!(
+        chain.matches("-----BEGIN CERTIFICATE-----").count(),
+        1,
+        "the chain file holds the intermediate now"
     );
 }

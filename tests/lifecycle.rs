@@ -544,20 +544,27 @@ fn internal_certificates_are_issued_on_first_boot_and_reissued_when_the_host_is_
     let listener = ListenerToml::http(http_upstream("portal")).certificates(&["default"]);
     let config = env.config(&listener.to_toml());
     let c = s(&config);
-    let start = |host: &str| {
-        Gatehouse::start_env(&["run", "--config", &c], &[("GATEHOUSE_HOSTNAME", host)])
+    let start = |host: &str, address: &str| {
+        Gatehouse::start_env(
+            &["run", "--config", &c],
+            &[
+                ("GATEHOUSE_HOSTNAME", host),
+                ("GATEHOUSE_HOST_ADDRESSES", address),
+            ],
+        )
     };
 
-    let g = start("alpha.test");
+    let g = start("alpha.test", "192.0.2.10");
     let first = served(&g, "alpha.test");
     let ca_pem = ok(&["certs", "export-ca", "--config", &c]);
     let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes())
         .expect("export-ca prints a PEM certificate");
     verify_chain(&first, &ca, "alpha.test")
         .expect("the default certificate verifies to the exported CA");
+    verify_chain(&first, &ca, "192.0.2.10").expect("and covers the host's address");
     drop(g);
 
-    let g = start("alpha.test");
+    let g = start("alpha.test", "192.0.2.10");
     assert_eq!(
         serial_of(&served(&g, "alpha.test")[0]),
         serial_of(&first[0]),
@@ -565,11 +572,23 @@ fn internal_certificates_are_issued_on_first_boot_and_reissued_when_the_host_is_
     );
     drop(g);
 
-    let g = start("beta.test");
+    // The address changed (XClarity reissues on an IP change): reissued, old one backed up.
+    let g = start("alpha.test", "192.0.2.11");
+    let readdressed = served(&g, "alpha.test");
+    assert_ne!(serial_of(&readdressed[0]), serial_of(&first[0]));
+    verify_chain(&readdressed, &ca, "192.0.2.11").expect("covers the new address");
+    let backups = ok(&["certs", "backups", "--config", &c, "--name", "default"]);
+    assert!(
+        backups.contains(&serial_of(&first[0])),
+        "the replaced internal certificate is backed up: {backups}"
+    );
+    drop(g);
+
+    let g = start("beta.test", "192.0.2.11");
     let renamed = served(&g, "beta.test");
     assert_ne!(
         serial_of(&renamed[0]),
-        serial_of(&first[0]),
+        serial_of(&readdressed[0]),
         "renamed host: reissued"
     );
     verify_chain(&renamed, &ca, "beta.test").expect("by the same CA");

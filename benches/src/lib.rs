@@ -58,8 +58,15 @@ pub fn loaded_certs(n: usize) -> Vec<LoadedCert> {
                     path: PathBuf::from("memory"),
                 }],
             };
-            LoadedCert::from_bundle(&format!("c{i}"), &bundle, None, Vec::new(), now)
-                .expect("load bench certificate")
+            LoadedCert::from_bundle(
+                &format!("c{i}"),
+                &bundle,
+                None,
+                Vec::new(),
+                now,
+                &Default::default(),
+            )
+            .expect("load bench certificate")
         })
         .collect()
 }
@@ -88,6 +95,7 @@ pub fn copy_loaded(cert: &LoadedCert) -> LoadedCert {
         certified_key: cert.certified_key.clone(),
         chain: cert.chain.clone(),
         warnings: cert.warnings.clone(),
+        completed: cert.completed.clone(),
         sources: cert.sources.clone(),
         loaded_at: cert.loaded_at,
     }
@@ -115,5 +123,6 @@ pub fn write_certs(dir: &Path, n: usize) -> StoreConfig {
     StoreConfig {
         certificates,
         listeners: vec![listener],
+        ..Default::default()
     }
 }

@@ -86,8 +86,15 @@ impl Material {
                 path: memory.clone(),
             }],
         };
-        LoadedCert::from_bundle("leaf", &bundle, None, Vec::new(), Timestamp::now())
-            .expect("load the bench leaf")
+        LoadedCert::from_bundle(
+            "leaf",
+            &bundle,
+            None,
+            Vec::new(),
+            Timestamp::now(),
+            &Default::default(),
+        )
+        .expect("load the bench leaf")
     }
 
     /// Gatehouse's server configuration for an HTTP listener serving this leaf.

@@ -11,6 +11,7 @@ use crate::chain::{self, Parsed};
 use crate::error::{LoadError, Warning};
 use crate::info::CertInfo;
 use crate::parse::{self, Bundle};
+use crate::pool::Intermediates;
 use crate::source::CertSpec;
 use crate::time::Timestamp;
 use crate::validate::{self, Purpose};
@@ -45,28 +46,53 @@ pub struct LoadedCert {
     /// What operators see of each served certificate, leaf first.
     pub chain: Vec<CertInfo>,
     pub warnings: Vec<Warning>,
+    /// Intermediates the files lacked, served from the pool of known intermediates.
+    pub completed: Vec<Completion>,
     /// The files it was read from.
     pub sources: Vec<PathBuf>,
     pub loaded_at: Timestamp,
 }
 
+/// An intermediate a chain was completed with, and the file it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub subject: String,
+    pub path: PathBuf,
+}
+
+impl std::fmt::Display for Completion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "completed from {} (intermediate \"{}\")",
+            self.path.display(),
+            self.subject
+        )
+    }
+}
+
 impl LoadedCert {
-    /// Reads, assembles and validates one configured certificate.
-    pub fn load(spec: &CertSpec, now: Timestamp) -> Result<Self, LoadError> {
-        Self::load_for(spec, now, Purpose::Server)
+    /// Reads, assembles and validates one configured certificate, completing its chain
+    /// from `pool` where its files lack an intermediate.
+    pub fn load(spec: &CertSpec, now: Timestamp, pool: &Intermediates) -> Result<Self, LoadError> {
+        Self::load_for(spec, now, pool, Purpose::Server)
     }
 
     /// Loads a certificate for `purpose` (a client certificate needs no SAN).
-    pub fn load_for(spec: &CertSpec, now: Timestamp, purpose: Purpose) -> Result<Self, LoadError> {
+    pub fn load_for(
+        spec: &CertSpec,
+        now: Timestamp,
+        pool: &Intermediates,
+        purpose: Purpose,
+    ) -> Result<Self, LoadError> {
         let bundle = parse::load_source(&spec.source)?;
-        Self::from_bundle_for(
-            &spec.name,
-            &bundle,
-            spec.trust_anchors.as_deref(),
-            spec.source.paths(),
-            now,
-            purpose,
-        )
+        let material = Material {
+            name: &spec.name,
+            bundle: &bundle,
+            trust_anchors: spec.trust_anchors.as_deref(),
+            pool,
+        };
+        material.assemble(spec.source.paths(), now, purpose)
     }
 
     /// Assembles and validates material already read (from files or from memory).
@@ -76,62 +102,15 @@ impl LoadedCert {
         trust_anchors: Option<&Path>,
         sources: Vec<PathBuf>,
         now: Timestamp,
+        pool: &Intermediates,
     ) -> Result<Self, LoadError> {
-        Self::from_bundle_for(name, bundle, trust_anchors, sources, now, Purpose::Server)
-    }
-
-    /// [`LoadedCert::from_bundle`] for a given purpose.
-    pub fn from_bundle_for(
-        name: &str,
-        bundle: &Bundle,
-        trust_anchors: Option<&Path>,
-        sources: Vec<PathBuf>,
-        now: Timestamp,
-        purpose: Purpose,
-    ) -> Result<Self, LoadError> {
-        let provider = provider();
-        let mut warnings = Vec::new();
-        let certs = chain::dedup(&bundle.certs, &mut warnings)?;
-        let pair = chain::match_key(bundle, &certs, provider).map_err(|e| match e {
-            // The provider refuses weak RSA keys outright: say so in terms of the
-            // certificate that has one.
-            LoadError::UnsupportedKey { .. } => certs
-                .iter()
-                .filter(|c| !c.x509.is_ca())
-                .find_map(|c| validate::check_key_strength(c).err())
-                .unwrap_or(e),
-            e => e,
-        })?;
-        let ordered = chain::order(&certs, pair.leaf);
-        let served: Vec<&Parsed<'_>> = ordered.path.iter().map(|&i| &certs[i]).collect();
-        let leaf_warnings = validate::check_served_for(&served, now, purpose)?;
-        let chain_der: Vec<CertificateDer<'static>> =
-            served.iter().map(|p| p.der.clone()).collect();
-        let mut chain_warnings = ordered.warnings;
-        if let Some(anchors_path) = trust_anchors {
-            let anchors = chain::load_anchors(anchors_path)?;
-            chain::verify_to_anchors(
-                &chain_der,
-                anchors_path,
-                &anchors,
-                provider,
-                now,
-                &served[0].subject(),
-            )?;
-            // Verified to a configured anchor: the chain is complete for its clients.
-            chain_warnings.retain(|w| !matches!(w, Warning::IncompleteChain { .. }));
-        }
-        warnings.extend(chain_warnings);
-        warnings.extend(leaf_warnings);
-        let chain = served.iter().map(|p| CertInfo::of(p)).collect();
-        Ok(Self {
-            name: name.to_owned(),
-            certified_key: Arc::new(CertifiedKey::new(chain_der, pair.signing_key)),
-            chain,
-            warnings,
-            sources,
-            loaded_at: now,
-        })
+        let material = Material {
+            name,
+            bundle,
+            trust_anchors,
+            pool,
+        };
+        material.assemble(sources, now, Purpose::Server)
     }
 
     /// The leaf certificate's details.
@@ -151,5 +130,78 @@ impl LoadedCert {
     /// Whether `other` serves exactly the same chain (and so the same key).
     pub fn same_chain(&self, other: &LoadedCert) -> bool {
         self.certified_key.cert == other.certified_key.cert
+    }
+}
+
+/// What one certificate is assembled from.
+struct Material<'a> {
+    name: &'a str,
+    bundle: &'a Bundle,
+    trust_anchors: Option<&'a Path>,
+    pool: &'a Intermediates,
+}
+
+impl Material<'_> {
+    /// Finds the leaf by its key, orders and completes the chain, validates it.
+    fn assemble(
+        &self,
+        sources: Vec<PathBuf>,
+        now: Timestamp,
+        purpose: Purpose,
+    ) -> Result<LoadedCert, LoadError> {
+        let provider = provider();
+        let mut warnings = Vec::new();
+        let mut certs = chain::dedup(&self.bundle.certs, &mut warnings)?;
+        let given = certs.len();
+        let pair = chain::match_key(self.bundle, &certs, provider).map_err(|e| match e {
+            // The provider refuses weak RSA keys outright: say so in terms of the
+            // certificate that has one.
+            LoadError::UnsupportedKey { .. } => certs
+                .iter()
+                .filter(|c| !c.x509.is_ca())
+                .find_map(|c| validate::check_key_strength(c).err())
+                .unwrap_or(e),
+            e => e,
+        })?;
+        chain::with_pool(&mut certs, self.pool);
+        let ordered = chain::order(&certs, pair.leaf, given);
+        let served: Vec<&Parsed<'_>> = ordered.path.iter().map(|&i| &certs[i]).collect();
+        let leaf_warnings = validate::check_served_for(&served, now, purpose)?;
+        let chain_der: Vec<CertificateDer<'static>> =
+            served.iter().map(|p| p.der.clone()).collect();
+        let mut chain_warnings = ordered.warnings;
+        if let Some(anchors_path) = self.trust_anchors {
+            let anchors = chain::load_anchors(anchors_path)?;
+            chain::verify_to_anchors(
+                &chain_der,
+                anchors_path,
+                &anchors,
+                provider,
+                now,
+                &served[0].subject(),
+            )?;
+            // Verified to a configured anchor: the chain is complete for its clients.
+            chain_warnings.retain(|w| !matches!(w, Warning::IncompleteChain { .. }));
+        }
+        warnings.extend(chain_warnings);
+        warnings.extend(leaf_warnings);
+        let chain = served.iter().map(|p| CertInfo::of(p)).collect();
+        let completed = ordered
+            .completed
+            .iter()
+            .map(|&i| Completion {
+                subject: certs[i].subject(),
+                path: certs[i].path.to_owned(),
+            })
+            .collect();
+        Ok(LoadedCert {
+            name: self.name.to_owned(),
+            certified_key: Arc::new(CertifiedKey::new(chain_der, pair.signing_key)),
+            chain,
+            warnings,
+            completed,
+            sources,
+            loaded_at: now,
+        })
     }
 }

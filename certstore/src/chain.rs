@@ -16,6 +16,7 @@ use x509_parser::extensions::ParsedExtension;
 
 use crate::error::{LoadError, Warning};
 use crate::parse::{Bundle, SourcedCert, parse_bundle, read_file};
+use crate::pool::{Intermediates, issued_by_known_root};
 use crate::time::Timestamp;
 
 /// A certificate with its parsed view. Borrowed from the DER it was parsed from.
@@ -95,8 +96,10 @@ pub fn ca_certs(bundle: &Bundle) -> Vec<SourcedCert> {
 
 /// A chain put in serving order.
 pub(crate) struct Ordered {
-    /// Indices into the deduplicated certificates: leaf first, then intermediates.
+    /// Indices into the certificates: leaf first, then intermediates.
     pub(crate) path: Vec<usize>,
+    /// The indices on the path that came from the pool, not the files.
+    pub(crate) completed: Vec<usize>,
     pub(crate) warnings: Vec<Warning>,
 }
 
@@ -119,33 +122,54 @@ pub(crate) fn dedup<'a>(
     Ok(out)
 }
 
-/// Builds the serving path from the leaf at `leaf` upward.
-pub(crate) fn order(certs: &[Parsed<'_>], leaf: usize) -> Ordered {
+/// Appends the pool's certificates that are not among `certs` already.
+pub(crate) fn with_pool<'a>(certs: &mut Vec<Parsed<'a>>, pool: &'a Intermediates) {
+    for cert in pool.certs() {
+        if certs.iter().any(|p| p.der.as_ref() == cert.der.as_ref()) {
+            continue;
+        }
+        if let Ok(parsed) = Parsed::parse(cert) {
+            certs.push(parsed);
+        }
+    }
+}
+
+/// Builds the serving path from the leaf at `leaf` upward. The first `given` certificates
+/// came from the files; those after are the pool's, used only where the files end.
+pub(crate) fn order(certs: &[Parsed<'_>], leaf: usize, given: usize) -> Ordered {
     let mut warnings = Vec::new();
     let mut path = vec![leaf];
+    let mut completed = Vec::new();
     let mut used = vec![false; certs.len()];
     used[leaf] = true;
     let mut complete = certs[leaf].is_self_signed();
     let mut current = leaf;
     while !complete {
+        // Lowest index first: the files' own certificates before the pool's.
         let next = (0..certs.len()).find(|&i| !used[i] && certs[current].issued_by(&certs[i]));
         match next {
             Some(i) => {
                 used[i] = true;
                 if certs[i].is_self_signed() {
-                    warnings.push(Warning::DroppedRoot {
-                        subject: certs[i].subject(),
-                    });
+                    if i < given {
+                        warnings.push(Warning::DroppedRoot {
+                            subject: certs[i].subject(),
+                        });
+                    }
                     complete = true;
                 } else {
                     path.push(i);
+                    if i >= given {
+                        completed.push(i);
+                    }
                     current = i;
                 }
             }
             // A chain that reaches an intermediate and stops below its root is the normal
-            // case (clients hold the roots): only a leaf without its issuer is incomplete.
+            // case (clients hold the roots): only a leaf without its issuer is incomplete,
+            // unless a root clients hold issued it directly.
             None => {
-                if current == leaf {
+                if current == leaf && !issued_by_known_root(certs[leaf].x509.issuer().as_raw()) {
                     warnings.push(Warning::IncompleteChain {
                         missing_issuer: certs[current].x509.issuer().to_string(),
                     });
@@ -154,7 +178,7 @@ pub(crate) fn order(certs: &[Parsed<'_>], leaf: usize) -> Ordered {
             }
         }
     }
-    for (i, cert) in certs.iter().enumerate() {
+    for (i, cert) in certs.iter().enumerate().take(given) {
         if !used[i] {
             warnings.push(Warning::DroppedUnrelated {
                 subject: cert.subject(),
@@ -164,7 +188,11 @@ pub(crate) fn order(certs: &[Parsed<'_>], leaf: usize) -> Ordered {
     if !path.is_sorted() {
         warnings.insert(0, Warning::Reordered);
     }
-    Ordered { path, warnings }
+    Ordered {
+        path,
+        completed,
+        warnings,
+    }
 }
 
 /// Picks the leaf of a bundle that has no (matching) key, for `certs inspect`: the first

@@ -79,7 +79,7 @@ pub fn inspect(bundle: &Bundle, now: Timestamp) -> Result<Inspection, LoadError>
         }
     };
     let verdict = leaf.map(|leaf| {
-        let ordered = chain::order(&certs, leaf);
+        let ordered = chain::order(&certs, leaf, certs.len());
         let served: Vec<&Parsed<'_>> = ordered.path.iter().map(|&i| &certs[i]).collect();
         let mut all = warnings.clone();
         all.extend(ordered.warnings);

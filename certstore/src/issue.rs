@@ -93,6 +93,9 @@ pub struct CaSubject {
 impl InternalCa {
     pub const CERT_FILE: &'static str = "ca.crt";
     pub const KEY_FILE: &'static str = "ca.key";
+    /// Where [`InternalCa::rotate`] keeps the CA it replaced.
+    pub const PREVIOUS_DIR: &'static str = "previous";
+    const ROTATED_FILE: &'static str = "rotated_at";
 
     /// Loads the CA from `dir`, or makes one as `subject` says there if `dir` holds none.
     pub fn load_or_create(
@@ -163,6 +166,58 @@ impl InternalCa {
             cert_pem,
             issuer,
         })
+    }
+
+    /// Renews the CA: moves the current one (certificate and key) to `dir/previous/`,
+    /// replacing any older previous CA, records when, and makes a new one as `subject` says.
+    /// Certificates the old CA issued stay valid for clients that trust it; reissue them.
+    pub fn rotate(dir: &Path, subject: &CaSubject, now: Timestamp) -> Result<Self, IssueError> {
+        let old = Self::load(dir)?;
+        let previous = dir.join(Self::PREVIOUS_DIR);
+        let write = |path: &Path, bytes: &[u8], mode| {
+            write_atomic(path, bytes, mode).map_err(|source| IssueError::Write {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        let key_pem =
+            std::fs::read(dir.join(Self::KEY_FILE)).map_err(|source| IssueError::Read {
+                path: dir.join(Self::KEY_FILE),
+                source,
+            })?;
+        write(&previous.join(Self::KEY_FILE), &key_pem, FileMode::Secret)?;
+        write(
+            &previous.join(Self::CERT_FILE),
+            old.cert_pem.as_bytes(),
+            FileMode::Public,
+        )?;
+        write(
+            &previous.join(Self::ROTATED_FILE),
+            format!("{}\n", now.unix_seconds()).as_bytes(),
+            FileMode::Public,
+        )?;
+        for file in [Self::KEY_FILE, Self::CERT_FILE] {
+            let path = dir.join(file);
+            std::fs::remove_file(&path).map_err(|source| IssueError::Write { path, source })?;
+        }
+        Self::load_or_create(dir, subject, now)
+    }
+
+    /// The CA the last rotation replaced, PEM, while certificates it issued may still be in
+    /// use: until their longest lifetime has passed since the rotation.
+    pub fn previous_cert_pem(dir: &Path, now: Timestamp) -> Option<(String, Timestamp)> {
+        let previous = dir.join(Self::PREVIOUS_DIR);
+        let rotated: i64 = std::fs::read_to_string(previous.join(Self::ROTATED_FILE))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let until = Timestamp(rotated).plus_days(LEAF_LIFETIME_DAYS);
+        if now >= until {
+            return None;
+        }
+        let pem = std::fs::read_to_string(previous.join(Self::CERT_FILE)).ok()?;
+        Some((pem, until))
     }
 
     /// The CA certificate, PEM: what browsers and trust stores import.

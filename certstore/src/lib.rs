@@ -7,6 +7,7 @@
 //! - [`source`](Source): what to load (files, PKCS#12) and which listener serves what.
 //! - `parse`: PEM / DER / PKCS#12 / PKCS#7 bytes → certificates and keys.
 //! - `chain`: find the leaf by its key, order the intermediates, verify to trust anchors.
+//! - `pool`: known intermediates that complete a chain the files left short ([`Intermediates`]).
 //! - `validate`: policy — expiry, key strength, signature algorithm, names.
 //! - `info`: what operators see of a certificate.
 //! - `inspect`: what `certs inspect` shows of any file ([`inspect()`]).
@@ -14,6 +15,7 @@
 //! - `resolve`: SNI → certificate on the handshake path ([`SniResolver`]).
 //! - `sign`: how keys sign handshakes (RSA prefers SHA-256).
 //! - `issue`: the internal CA ([`InternalCa`]).
+//! - `last_good`: each certificate's last material that loaded, served when its files break.
 //! - `encode`: PEM and PKCS#12 out ([`certs_pem`], [`pkcs12`]).
 //! - `fsutil`: atomic file writes ([`write_atomic`]).
 //! - `store`: the [`Snapshot`] behind an `ArcSwap`, and [`Store::reload`].
@@ -28,7 +30,9 @@ mod fsutil;
 mod info;
 mod inspect;
 mod issue;
+mod last_good;
 mod parse;
+mod pool;
 mod resolve;
 mod sign;
 mod source;
@@ -36,7 +40,7 @@ mod store;
 mod time;
 mod validate;
 
-pub use cert::{LoadedCert, matching_key, provider};
+pub use cert::{Completion, LoadedCert, matching_key, provider};
 pub use chain::ca_certs;
 pub use encode::{EncodeError, certs_pem, key_pem, key_pkcs8, pkcs12};
 pub use error::{LoadError, Warning};
@@ -44,10 +48,12 @@ pub use fsutil::{FileMode, write_atomic};
 pub use info::{CertInfo, fingerprint, spki_sha256};
 pub use inspect::{Inspection, Verdict, inspect};
 pub use issue::{CA_LIFETIME_DAYS, CaSubject, InternalCa, IssueError, Issued, LEAF_LIFETIME_DAYS};
+pub use last_good::path as last_good_path;
 pub use parse::{
     Bundle, SourcedCert, SourcedKey, load_source, parse_any, parse_bundle, parse_pkcs12, read_file,
     read_password,
 };
+pub use pool::Intermediates;
 pub use resolve::{ListenerIndex, Selection, SniResolver, covers};
 pub use source::{CertSpec, ListenerSpec, Source, StoreConfig};
 pub use store::{InitialLoadError, Outcome, ReloadReport, ReportEntry, Snapshot, Store, Version};

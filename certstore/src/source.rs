@@ -61,4 +61,10 @@ pub struct ListenerSpec {
 pub struct StoreConfig {
     pub certificates: Vec<CertSpec>,
     pub listeners: Vec<ListenerSpec>,
+    /// Files and directories of extra CA certificates that complete incomplete chains
+    /// (see [`crate::Intermediates`]).
+    pub intermediates: Vec<PathBuf>,
+    /// Where each certificate's last good material is kept, to serve when its files break
+    /// before a start; `None` keeps nothing.
+    pub last_good_dir: Option<PathBuf>,
 }

@@ -10,10 +10,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 
-use crate::cert::LoadedCert;
+use crate::cert::{Completion, LoadedCert};
 use crate::error::{LoadError, Warning};
+use crate::last_good;
+use crate::pool::Intermediates;
 use crate::resolve::{ListenerIndex, SniResolver};
-use crate::source::{ListenerSpec, StoreConfig};
+use crate::source::{CertSpec, ListenerSpec, StoreConfig};
 use crate::time::Timestamp;
 
 /// Everything served at one moment. Immutable once published.
@@ -23,6 +25,8 @@ pub struct Snapshot {
     /// Indexed by listener slot (see [`Store::resolver`]); a slot absent from the
     /// configuration has an empty index.
     listeners: Vec<ListenerIndex>,
+    /// Certificates served from an earlier version because their files failed, with why.
+    stale: BTreeMap<String, String>,
     generation: u64,
 }
 
@@ -50,6 +54,7 @@ impl Snapshot {
         Self {
             certs,
             listeners: indexes,
+            stale: BTreeMap::new(),
             generation,
         }
     }
@@ -60,6 +65,12 @@ impl Snapshot {
 
     pub fn certificate(&self, name: &str) -> Option<&Arc<LoadedCert>> {
         self.certs.get(name)
+    }
+
+    /// Why certificate `name` serves an earlier version than its files (they failed to
+    /// load), or `None` when it serves what its files hold.
+    pub fn stale(&self, name: &str) -> Option<&str> {
+        self.stale.get(name).map(String::as_str)
     }
 
     pub(crate) fn listener(&self, slot: usize) -> Option<&ListenerIndex> {
@@ -109,6 +120,12 @@ pub enum Outcome {
         serving: Version,
         error: LoadError,
     },
+    /// The files failed at start (or for a certificate new to the config), and the last
+    /// version that loaded, kept in the last-good directory, serves instead.
+    LastKnownGood {
+        serving: Version,
+        error: LoadError,
+    },
     /// A new certificate failed and there is nothing to keep.
     Failed(LoadError),
     Removed(Version),
@@ -122,18 +139,36 @@ impl Outcome {
             Self::Updated { .. } => "updated",
             Self::Unchanged(_) => "unchanged",
             Self::KeptPrevious { .. } => "kept_previous",
+            Self::LastKnownGood { .. } => "last_known_good",
             Self::Failed(_) => "failed",
             Self::Removed(_) => "removed",
         }
     }
 
     pub fn is_failure(&self) -> bool {
-        matches!(self, Self::KeptPrevious { .. } | Self::Failed(_))
+        matches!(
+            self,
+            Self::KeptPrevious { .. } | Self::LastKnownGood { .. } | Self::Failed(_)
+        )
+    }
+
+    /// The version served, if any.
+    pub fn serving(&self) -> Option<&Version> {
+        match self {
+            Self::Added(v) | Self::Unchanged(v) => Some(v),
+            Self::Updated { after, .. } => Some(after),
+            Self::KeptPrevious { serving, .. } | Self::LastKnownGood { serving, .. } => {
+                Some(serving)
+            }
+            Self::Failed(_) | Self::Removed(_) => None,
+        }
     }
 
     pub fn error(&self) -> Option<&LoadError> {
         match self {
-            Self::KeptPrevious { error, .. } | Self::Failed(error) => Some(error),
+            Self::KeptPrevious { error, .. }
+            | Self::LastKnownGood { error, .. }
+            | Self::Failed(error) => Some(error),
             _ => None,
         }
     }
@@ -146,6 +181,8 @@ pub struct ReportEntry {
     pub outcome: Outcome,
     /// Warnings of the material just read (empty when it failed or was removed).
     pub warnings: Vec<Warning>,
+    /// Intermediates the files lacked, taken from the pool.
+    pub completed: Vec<Completion>,
 }
 
 impl fmt::Display for ReportEntry {
@@ -158,8 +195,15 @@ impl fmt::Display for ReportEntry {
             Outcome::KeptPrevious { serving, error } => {
                 write!(f, "kept previous ({serving}): {error}")?
             }
+            Outcome::LastKnownGood { serving, error } => write!(
+                f,
+                "serving the last known good version ({serving}) because the files fail: {error}"
+            )?,
             Outcome::Failed(error) => write!(f, "failed: {error}")?,
             Outcome::Removed(v) => write!(f, "removed (was {v})")?,
+        }
+        for c in &self.completed {
+            write!(f, "; {c}")?;
         }
         for w in &self.warnings {
             write!(f, "; warning: {w}")?;
@@ -177,6 +221,14 @@ pub struct ReloadReport {
 }
 
 impl ReloadReport {
+    /// True when some certificate serves nothing (its files failed and no earlier version
+    /// was there to keep): what stops a start.
+    pub fn has_unserved(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| matches!(e.outcome, Outcome::Failed(_)))
+    }
+
     /// True when no certificate failed.
     pub fn is_clean(&self) -> bool {
         !self.entries.iter().any(|e| e.outcome.is_failure())
@@ -233,7 +285,8 @@ pub struct Store {
 }
 
 impl Store {
-    /// First load: every certificate must load, or nothing is served.
+    /// First load: every certificate must serve, from its files or, when they fail, from
+    /// its last known good version; otherwise nothing is served.
     pub fn load(
         config: &StoreConfig,
         now: Timestamp,
@@ -244,7 +297,7 @@ impl Store {
             reloading: Mutex::new(()),
         };
         let report = store.reload_at(config, now);
-        if report.is_clean() {
+        if !report.has_unserved() {
             Ok((store, report))
         } else {
             Err(InitialLoadError { report })
@@ -279,57 +332,22 @@ impl Store {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let old = self.current.load_full();
+        let pool = Intermediates::gather(config);
         let mut certs = BTreeMap::new();
+        let mut stale = BTreeMap::new();
         let mut entries = Vec::with_capacity(config.certificates.len());
         for spec in &config.certificates {
-            let previous = old.certs.get(&spec.name);
-            let (outcome, warnings, serve) = match (LoadedCert::load(spec, now), previous) {
-                (Ok(new), Some(prev)) if new.same_chain(prev) => {
-                    // The same key object keeps serving; what is said about it (warnings
-                    // such as "expires in N days", source files) is current.
-                    let warnings = new.warnings.clone();
-                    let kept = LoadedCert {
-                        certified_key: prev.certified_key.clone(),
-                        loaded_at: prev.loaded_at,
-                        ..new
-                    };
-                    (
-                        Outcome::Unchanged(Version::of(prev)),
-                        warnings,
-                        Some(Arc::new(kept)),
-                    )
-                }
-                (Ok(new), Some(prev)) => (
-                    Outcome::Updated {
-                        before: Version::of(prev),
-                        after: Version::of(&new),
-                    },
-                    new.warnings.clone(),
-                    Some(Arc::new(new)),
-                ),
-                (Ok(new), None) => (
-                    Outcome::Added(Version::of(&new)),
-                    new.warnings.clone(),
-                    Some(Arc::new(new)),
-                ),
-                (Err(error), Some(prev)) => (
-                    Outcome::KeptPrevious {
-                        serving: Version::of(prev),
-                        error,
-                    },
-                    Vec::new(),
-                    Some(prev.clone()),
-                ),
-                (Err(error), None) => (Outcome::Failed(error), Vec::new(), None),
-            };
+            let loaded =
+                last_good::load_and_keep(spec, now, &pool, config.last_good_dir.as_deref());
+            let (entry, serve) =
+                settle(spec, loaded, old.certs.get(&spec.name), config, &pool, now);
             if let Some(cert) = serve {
                 certs.insert(spec.name.clone(), cert);
             }
-            entries.push(ReportEntry {
-                name: spec.name.clone(),
-                outcome,
-                warnings,
-            });
+            if let Some(error) = entry.outcome.error() {
+                stale.insert(spec.name.clone(), error.to_string());
+            }
+            entries.push(entry);
         }
         for (name, prev) in &old.certs {
             if !config.certificates.iter().any(|c| &c.name == name) {
@@ -337,6 +355,7 @@ impl Store {
                     name: name.clone(),
                     outcome: Outcome::Removed(Version::of(prev)),
                     warnings: Vec::new(),
+                    completed: Vec::new(),
                 });
             }
         }
@@ -348,7 +367,10 @@ impl Store {
                     slots.push(l.name.clone());
                 }
             }
-            Snapshot::build(certs, &config.listeners, &slots, generation)
+            Snapshot {
+                stale,
+                ..Snapshot::build(certs, &config.listeners, &slots, generation)
+            }
         };
         self.current.store(Arc::new(snapshot));
         ReloadReport {
@@ -367,5 +389,78 @@ impl Store {
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = slots.iter().position(|s| s == listener)?;
         Some(Arc::new(SniResolver::new(self.current.clone(), slot)))
+    }
+}
+
+/// What a reload does with one certificate: the new material when it loaded, else the
+/// previous version, else its last known good version. Returns the report row and what
+/// to serve.
+fn settle(
+    spec: &CertSpec,
+    loaded: Result<LoadedCert, LoadError>,
+    previous: Option<&Arc<LoadedCert>>,
+    config: &StoreConfig,
+    pool: &Intermediates,
+    now: Timestamp,
+) -> (ReportEntry, Option<Arc<LoadedCert>>) {
+    let entry = |outcome, warnings, completed| ReportEntry {
+        name: spec.name.clone(),
+        outcome,
+        warnings,
+        completed,
+    };
+    match (loaded, previous) {
+        (Ok(new), Some(prev)) if new.same_chain(prev) => {
+            // The same key object keeps serving; what is said about it (warnings such as
+            // "expires in N days", source files) is current.
+            let row = entry(
+                Outcome::Unchanged(Version::of(prev)),
+                new.warnings.clone(),
+                new.completed.clone(),
+            );
+            let kept = LoadedCert {
+                certified_key: prev.certified_key.clone(),
+                loaded_at: prev.loaded_at,
+                ..new
+            };
+            (row, Some(Arc::new(kept)))
+        }
+        (Ok(new), prev) => {
+            let outcome = match prev {
+                Some(prev) => Outcome::Updated {
+                    before: Version::of(prev),
+                    after: Version::of(&new),
+                },
+                None => Outcome::Added(Version::of(&new)),
+            };
+            let row = entry(outcome, new.warnings.clone(), new.completed.clone());
+            (row, Some(Arc::new(new)))
+        }
+        (Err(error), Some(prev)) => {
+            let outcome = Outcome::KeptPrevious {
+                serving: Version::of(prev),
+                error,
+            };
+            (entry(outcome, Vec::new(), Vec::new()), Some(prev.clone()))
+        }
+        (Err(error), None) => {
+            let kept = config
+                .last_good_dir
+                .as_deref()
+                .and_then(|dir| last_good::load(dir, spec, now, pool));
+            match kept {
+                Some(kept) => {
+                    let outcome = Outcome::LastKnownGood {
+                        serving: Version::of(&kept),
+                        error,
+                    };
+                    (
+                        entry(outcome, kept.warnings.clone(), Vec::new()),
+                        Some(Arc::new(kept)),
+                    )
+                }
+                None => (entry(Outcome::Failed(error), Vec::new(), Vec::new()), None),
+            }
+        }
     }
 }

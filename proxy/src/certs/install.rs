@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use certstore::{
-    Bundle, CertSpec, LoadError, LoadedCert, Source, Timestamp, covers, read_file, read_password,
+    Bundle, CertSpec, Intermediates, LoadError, LoadedCert, Source, Timestamp, covers, read_file,
+    read_password,
 };
 use clap::Args;
 
@@ -23,8 +24,8 @@ pub struct InstallArgs {
     #[arg(long, short)]
     pub config: PathBuf,
     /// The `[[certificate]]` to replace.
-    #[arg(long)]
-    pub name: String,
+    #[arg(long, required_unless_present = "intermediate")]
+    pub name: Option<String>,
     /// The new certificate (PEM or DER; may hold the intermediates and the key too).
     #[arg(long, conflicts_with = "pkcs12")]
     pub cert: Option<PathBuf>,
@@ -34,6 +35,10 @@ pub struct InstallArgs {
     /// Intermediate certificates.
     #[arg(long, requires = "cert")]
     pub chain: Option<PathBuf>,
+    /// Add the intermediate CA certificate(s) in FILE to the pool that completes chains
+    /// (`state_dir/intermediates/`), then reload; no certificate is replaced.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["name", "cert", "pkcs12"])]
+    pub intermediate: Option<PathBuf>,
     /// A PKCS#12/PFX file instead of --cert.
     #[arg(long, requires = "password_file")]
     pub pkcs12: Option<PathBuf>,
@@ -55,11 +60,17 @@ pub struct InstallArgs {
 /// or drops a name the certificate serves now (unless `--allow-name-change`).
 pub fn install(args: &InstallArgs) -> Outcome {
     let config = Config::load(&args.config)?;
-    let spec = find_spec(&config, &args.name)?;
+    let (Some(name), None) = (&args.name, &args.intermediate) else {
+        return match &args.intermediate {
+            Some(file) => super::intermediate::add(&config, file, args.dry_run),
+            None => Err(CertsError::NoMaterial),
+        };
+    };
+    let spec = find_spec(&config, name)?;
     let now = Timestamp::now();
     let refused = |e: CertsError| CertsError::InstallRefused(Box::new(e));
-    let (mut bundle, new) = read_new(args, spec, now).map_err(refused)?;
-    let (new, kept) = keep_current_chain(spec, &mut bundle, new, now).map_err(refused)?;
+    let pool = config.intermediates();
+    let (bundle, new) = read_new(args, spec, now, &pool).map_err(refused)?;
     if let Some(issuer) = missing_issuer(&new) {
         // With trust_anchors the load verified the chain to them: a root issued the leaf.
         if spec.trust_anchors.is_none() && !args.allow_incomplete_chain {
@@ -82,10 +93,8 @@ pub fn install(args: &InstallArgs) -> Outcome {
         }));
     }
     print_plan(spec, &new, &dropped, now);
-    if let Some(files) = kept {
-        println!(
-            "chain: the intermediates come from the current chain ({files}), which issued the new certificate"
-        );
+    for c in &new.completed {
+        println!("chain: {c}: the files given lack it; it is written with the new certificate");
     }
     if missing_issuer(&new).is_some() && args.allow_incomplete_chain {
         println!(
@@ -125,7 +134,7 @@ pub fn install(args: &InstallArgs) -> Outcome {
         return Err(CertsError::InstallWrite(Box::new(e)));
     }
     println!("installed \"{}\"", spec.name);
-    Ok(reload_and_report(&config, &spec.name))
+    Ok(reload_and_report(&config, &[&spec.name]))
 }
 
 /// The new material, read exactly as the store reads files, and loaded as it would be.
@@ -133,6 +142,7 @@ fn read_new(
     args: &InstallArgs,
     spec: &CertSpec,
     now: Timestamp,
+    pool: &Intermediates,
 ) -> Result<(Bundle, LoadedCert), CertsError> {
     let mut bundle = Bundle::default();
     let mut sources = Vec::new();
@@ -175,6 +185,7 @@ fn read_new(
         spec.trust_anchors.as_deref(),
         sources,
         now,
+        pool,
     )?;
     Ok((bundle, new))
 }
@@ -188,47 +199,10 @@ fn missing_issuer(new: &LoadedCert) -> Option<String> {
     })
 }
 
-/// A renewal sent without its intermediates (as CAs often send them) keeps the current
-/// chain when that chain issued the new leaf: the served chain never gets less complete.
-/// Returns the certificate to install, and the files the chain was kept from, if it was.
-fn keep_current_chain(
-    spec: &CertSpec,
-    bundle: &mut Bundle,
-    new: LoadedCert,
-    now: Timestamp,
-) -> Result<(LoadedCert, Option<String>), CertsError> {
-    if missing_issuer(&new).is_none() {
-        return Ok((new, None));
-    }
-    let Ok(current) = certstore::load_source(&spec.source) else {
-        return Ok((new, None));
-    };
-    let given = bundle.certs.len();
-    bundle.certs.extend(certstore::ca_certs(&current));
-    let completed = LoadedCert::from_bundle(
-        &spec.name,
-        bundle,
-        spec.trust_anchors.as_deref(),
-        new.sources.clone(),
-        now,
-    )?;
-    if missing_issuer(&completed).is_some() {
-        bundle.certs.truncate(given);
-        return Ok((new, None));
-    }
-    let files: Vec<String> = spec
-        .source
-        .paths()
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    Ok((completed, Some(files.join(", "))))
-}
-
 /// Prints what the install changes: before → after, the chain served, the warnings.
 fn print_plan(spec: &CertSpec, new: &LoadedCert, dropped: &[String], now: Timestamp) {
     let mut rows = Vec::new();
-    if let Ok(c) = LoadedCert::load(spec, now) {
+    if let Ok(c) = LoadedCert::load(spec, now, &Intermediates::default()) {
         rows.push(summary("before", c.leaf(), now));
     } else if let Some(names) = current_names(spec, now) {
         rows.push(vec![
@@ -279,7 +253,7 @@ fn current_names(spec: &CertSpec, now: Timestamp) -> Option<Vec<String>> {
 /// Names a replacement must still cover: what the current certificate covers, and every
 /// route `server_name` on a listener serving it that the current certificate answers
 /// (all of that listener's route names when the current certificate is unreadable).
-fn required_names(config: &Config, spec: &CertSpec, now: Timestamp) -> Vec<String> {
+pub(super) fn required_names(config: &Config, spec: &CertSpec, now: Timestamp) -> Vec<String> {
     let current = current_names(spec, now);
     let mut required: Vec<String> = current.clone().unwrap_or_default();
     for l in config
@@ -302,7 +276,7 @@ fn required_names(config: &Config, spec: &CertSpec, now: Timestamp) -> Vec<Strin
 
 /// Writes new material to the files `source` names: the key first, so that a failure
 /// never leaves a new certificate beside an old key.
-fn write_material(
+pub(super) fn write_material(
     source: &Source,
     chain: &[rustls::pki_types::CertificateDer<'static>],
     key: &rustls::pki_types::PrivateKeyDer<'static>,

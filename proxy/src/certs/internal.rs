@@ -75,7 +75,7 @@ pub fn needs_issue(
         },
         trust_anchors: Some(ca_cert.to_owned()),
     };
-    certstore::LoadedCert::load(&spec, now)
+    certstore::LoadedCert::load(&spec, now, &certstore::Intermediates::default())
         .err()
         .map(|e| Reason::Invalid(e.to_string()))
 }
@@ -118,8 +118,29 @@ pub fn ensure(config: &Config, now: Timestamp) -> Result<Vec<Planned>, IssueErro
         let Some(cert) = config.internal.iter().find(|c| c.name == p.name) else {
             continue;
         };
-        ca.issue_to_files(&cert.names, &cert.cert, &cert.key, now)?;
+        reissue(config, &ca, cert, now)?;
         tracing::info!(certificate = %cert.name, names = ?cert.names, reason = %p.reason, "issued by the internal CA");
     }
     Ok(planned)
+}
+
+/// Issues `cert` from `ca` after backing up its current files, like any certificate's
+/// (`certs backups` lists them). A backup that cannot be written is logged: the files are
+/// the internal CA's own, and a start must not fail for want of a copy.
+pub fn reissue(
+    config: &Config,
+    ca: &InternalCa,
+    cert: &InternalCert,
+    now: Timestamp,
+) -> Result<Option<super::backup::Backup>, IssueError> {
+    let files = [(cert.cert.clone(), false), (cert.key.clone(), true)];
+    let backup = match super::backup::create(&config.state_dir, &cert.name, &files, now) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(certificate = %cert.name, "cannot back up before reissuing: {e}");
+            None
+        }
+    };
+    ca.issue_to_files(&cert.names, &cert.cert, &cert.key, now)?;
+    Ok(backup)
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use certstore::{CertSpec, LoadedCert, Timestamp};
 
 use super::Outcome;
-use crate::config::Config;
+use crate::config::{Config, last_good_dir};
 use crate::exit;
 use crate::ops::table::{IDENTITY_HEADER, identity_columns, render};
 
@@ -24,6 +24,7 @@ pub fn list(config_path: &Path) -> Outcome {
     let config = Config::load(config_path)?;
     let now = Timestamp::now();
     let pending = super::internal::plan(&config, now);
+    let pool = config.intermediates();
     let mut failed = false;
     let rows: Vec<Vec<String>> = config
         .certificates
@@ -40,7 +41,7 @@ pub fn list(config_path: &Path) -> Outcome {
                     source_text(spec),
                 ];
             }
-            match LoadedCert::load(spec, now) {
+            match LoadedCert::load(spec, now, &pool) {
                 Ok(c) => {
                     let mut row = identity_columns(&c, now);
                     row.extend([
@@ -59,13 +60,23 @@ pub fn list(config_path: &Path) -> Outcome {
                 }
                 Err(e) => {
                     failed = true;
+                    let kept =
+                        certstore::last_good_path(&last_good_dir(&config.state_dir), &spec.name);
+                    let stale = if kept.exists() {
+                        format!(
+                            " (stale: gatehouse serves the last known good version, {})",
+                            kept.display()
+                        )
+                    } else {
+                        String::new()
+                    };
                     vec![
                         spec.name.clone(),
                         "-".into(),
                         "-".into(),
                         "-".into(),
                         "-".into(),
-                        format!("ERROR: {e}"),
+                        format!("ERROR: {e}{stale}"),
                         source_text(spec),
                     ]
                 }

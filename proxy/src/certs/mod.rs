@@ -1,30 +1,33 @@
 //! The certificate chores of `gatehouse certs`: inspect, list, csr, install, backups,
-//! restore, export-ca. Every check goes through `certstore`, the same code the proxy loads
+//! restore, reset, export-ca, ca rotate. Every check goes through `certstore`, the same code the proxy loads
 //! with; no command prints a private key. Each command returns its exit code, or a
 //! [`CertsError`] that says what is wrong and what to do.
 //!
 //! # Layout
-//! - `inspect`, `list`, `csr`, `install`, `restore` (with `backups`), `export_ca`: one
-//!   command each.
+//! - `inspect`, `list`, `csr`, `install` (`intermediate` for `--intermediate`), `restore`
+//!   (with `backups`), `reset`: one command each; `ca`: `export-ca` and `ca rotate`.
 //! - `backup`: the backups `install` and `restore` make and read.
 //! - `internal`: certificates issued by the internal CA, before every load and reload.
 
 pub mod backup;
+mod ca;
 pub mod csr;
-mod export_ca;
 mod inspect;
 pub mod install;
+mod intermediate;
 pub mod internal;
 mod list;
+mod reset;
 mod restore;
 
 use std::path::{Path, PathBuf};
 
 use certstore::{CertInfo, CertSpec, LoadError, Source, Timestamp};
 
-pub use self::export_ca::export_ca;
+pub use self::ca::{export_ca, rotate as rotate_ca};
 pub use self::inspect::inspect;
 pub use self::list::list;
+pub use self::reset::reset;
 pub use self::restore::{backups, restore};
 use crate::config::{Config, ConfigError};
 use crate::exit;
@@ -58,6 +61,8 @@ pub enum CertsError {
     },
     #[error(transparent)]
     Csr(#[from] csr::CsrError),
+    #[error(transparent)]
+    Issue(#[from] certstore::IssueError),
     #[error(
         "{} is a PKCS#12/PFX file: install it with `--pkcs12 {} --password-file FILE` (the file holding its password) instead of --cert",
         path.display(), path.display()
@@ -65,6 +70,13 @@ pub enum CertsError {
     PfxAsCert { path: PathBuf },
     #[error("give --cert (with optional --key and --chain) or --pkcs12 with --password-file")]
     NoMaterial,
+    #[error(
+        "{} holds \"{subject}\", which is not a CA certificate; --intermediate takes the intermediate certificate(s) your CA sent (to install a server certificate: --name NAME --cert FILE)",
+        path.display()
+    )]
+    NotIntermediate { path: PathBuf, subject: String },
+    #[error("{} holds no certificate; --intermediate takes the intermediate certificate(s) your CA sent, PEM, DER or PKCS#7", path.display())]
+    NoIntermediate { path: PathBuf },
     #[error("install refused: {0}\nthe current files are untouched")]
     InstallRefused(#[source] Box<CertsError>),
     #[error(
@@ -128,6 +140,11 @@ fn find_spec<'a>(config: &'a Config, name: &str) -> Result<&'a CertSpec, CertsEr
     if config.internal.iter().any(|c| c.name == name) {
         return Err(CertsError::Internal { name: name.into() });
     }
+    find_any_spec(config, name)
+}
+
+/// The `[[certificate]]` named `name`, internal or not (backups, restore, reset).
+fn find_any_spec<'a>(config: &'a Config, name: &str) -> Result<&'a CertSpec, CertsError> {
     config
         .certificates
         .iter()
@@ -136,6 +153,17 @@ fn find_spec<'a>(config: &'a Config, name: &str) -> Result<&'a CertSpec, CertsEr
             name: name.into(),
             known: config.certificates.iter().map(|c| c.name.clone()).collect(),
         })
+}
+
+/// Prints where the replaced files went and the complete command that puts them back.
+fn print_undo(config_path: &Path, name: &str, backup: &backup::Backup) {
+    let config_path = std::path::absolute(config_path).unwrap_or(config_path.to_owned());
+    println!(
+        "the files it replaced are in backup {id} ({dir})\nundo: gatehouse certs restore --config {} --name {name} --backup {id}",
+        config_path.display(),
+        id = backup.id,
+        dir = backup.dir.display(),
+    );
 }
 
 /// The files a certificate's source names, with whether each is secret.
@@ -189,10 +217,10 @@ fn summary(label: &str, c: &CertInfo, now: Timestamp) -> Vec<String> {
     ]
 }
 
-/// Asks the running instance to reload and prints its report; returns the exit code. An
-/// instance that cannot be reached is not an error: the files are in place for its next
-/// start or reload.
-fn reload_and_report(config: &Config, name: &str) -> i32 {
+/// Asks the running instance to reload and prints its report; returns the exit code, 1
+/// when one of `names` did not take its new files. An instance that cannot be reached is
+/// not an error: the files are in place for its next start or reload.
+fn reload_and_report(config: &Config, names: &[&str]) -> i32 {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -206,19 +234,21 @@ fn reload_and_report(config: &Config, name: &str) -> i32 {
     match rt.block_on(admin_post(config, "/reload")) {
         Ok((_, body)) => {
             print!("{}", report_table(&body));
-            let outcome = body["certificates"]
-                .as_array()
-                .and_then(|a| a.iter().find(|c| c["name"] == name))
-                .and_then(|c| c["outcome"].as_str())
-                .unwrap_or("");
-            if matches!(outcome, "updated" | "unchanged" | "added") {
-                exit::OK
-            } else {
-                eprintln!(
-                    "the running gatehouse did not take the new files for \"{name}\" ({outcome})"
-                );
-                exit::PROBLEMS
+            let mut code = exit::OK;
+            for name in names {
+                let outcome = body["certificates"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|c| c["name"] == *name))
+                    .and_then(|c| c["outcome"].as_str())
+                    .unwrap_or("");
+                if !matches!(outcome, "updated" | "unchanged" | "added") {
+                    eprintln!(
+                        "the running gatehouse did not take the new files for \"{name}\" ({outcome})"
+                    );
+                    code = exit::PROBLEMS;
+                }
             }
+            code
         }
         Err(e) => {
             println!(

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use certstore::{Bundle, CertSpec, LoadedCert, Source, Timestamp, read_file};
 
 use super::backup::{self, Backup};
-use super::{CertsError, Outcome, find_spec, reload_and_report, source_files, summary};
+use super::{
+    CertsError, Outcome, find_any_spec, print_undo, reload_and_report, source_files, summary,
+};
 use crate::config::Config;
 use crate::exit;
 use crate::ops::table::render;
@@ -59,8 +61,9 @@ pub fn backups(config_path: &Path, name: &str) -> Outcome {
 /// change and writes nothing.
 pub fn restore(config_path: &Path, name: &str, id: Option<&str>, dry_run: bool) -> Outcome {
     let config = Config::load(config_path)?;
-    let spec = find_spec(&config, name)?;
+    let spec = find_any_spec(&config, name)?;
     let now = Timestamp::now();
+    let pool = config.intermediates();
     let chosen = backup::find(&config.state_dir, name, id)?;
     let current_files: Vec<PathBuf> = source_files(&spec.source)
         .into_iter()
@@ -80,12 +83,12 @@ pub fn restore(config_path: &Path, name: &str, id: Option<&str>, dry_run: bool) 
     // Check the backup as the store would load it, from where it is stored.
     let from_backup = stored_spec(spec, &chosen);
     let restored =
-        LoadedCert::load(&from_backup, now).map_err(|source| CertsError::BackupBroken {
+        LoadedCert::load(&from_backup, now, &pool).map_err(|source| CertsError::BackupBroken {
             id: chosen.id.clone(),
             source,
         })?;
     let mut rows = Vec::new();
-    if let Ok(current) = LoadedCert::load(spec, now) {
+    if let Ok(current) = LoadedCert::load(spec, now, &pool) {
         rows.push(summary("now", current.leaf(), now));
     }
     rows.push(summary(
@@ -113,14 +116,9 @@ pub fn restore(config_path: &Path, name: &str, id: Option<&str>, dry_run: bool) 
         restored.leaf().not_after
     );
     if let Some(u) = undo {
-        let config_path = std::path::absolute(config_path).unwrap_or(config_path.to_owned());
-        println!(
-            "the files it replaced are in backup {id}\nundo: gatehouse certs restore --config {} --name {name} --backup {id}",
-            config_path.display(),
-            id = u.id,
-        );
+        print_undo(config_path, name, &u);
     }
-    Ok(reload_and_report(&config, name))
+    Ok(reload_and_report(&config, &[name]))
 }
 
 /// `spec` with every file it names read from where `backup` stored it.

@@ -45,8 +45,32 @@ pub enum CertsCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Put back a default certificate from the internal CA for a certificate's names
+    /// (after backing up its files); the config is not changed.
+    Reset {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// Show what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the internal CA certificate (PEM), to import into browsers and trust stores.
     ExportCa {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The internal CA.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CaCommand {
+    /// Make a new internal CA and reissue every certificate the old one issued; the old
+    /// CA is kept, and `export-ca` prints both during the transition.
+    Rotate {
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -69,6 +93,12 @@ pub fn run(command: CertsCommand) -> i32 {
             backup,
             dry_run,
         } => certs::restore(&config, &name, backup.as_deref(), dry_run),
+        CertsCommand::Reset {
+            config,
+            name,
+            dry_run,
+        } => certs::reset(&config, &name, dry_run),
         CertsCommand::ExportCa { config } => certs::export_ca(&config),
+        CertsCommand::Ca(CaCommand::Rotate { config }) => certs::rotate_ca(&config),
     })
 }

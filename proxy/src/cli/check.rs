@@ -6,7 +6,7 @@ use std::path::Path;
 
 use certstore::{LoadedCert, Store, Timestamp};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, last_good_dir};
 use crate::exit;
 use crate::ops::advice;
 use crate::ops::table::certificate_table;
@@ -21,8 +21,12 @@ pub fn check(config_path: &Path) -> i32 {
             // The certificates that were well configured are loaded all the same: their
             // problems are reported in the same pass.
             if let ConfigError::Invalid { certificates, .. } = &e {
+                let pool = certstore::Intermediates::gather(&certstore::StoreConfig {
+                    certificates: certificates.clone(),
+                    ..Default::default()
+                });
                 for spec in certificates {
-                    if let Err(e) = LoadedCert::load(spec, now) {
+                    if let Err(e) = LoadedCert::load(spec, now, &pool) {
                         eprintln!("error: certificate \"{}\": {e}", spec.name);
                     }
                 }
@@ -54,6 +58,11 @@ pub fn check(config_path: &Path) -> i32 {
     store_config
         .certificates
         .retain(|c| !pending.iter().any(|p| p.name == c.name));
+    // Check reads the files as they are: the last good versions `run` would fall back
+    // on are not loaded (and check writes none).
+    store_config.last_good_dir = None;
+    let mut fallbacks = Vec::new();
+    let mut failures = 0;
     let failed = match Store::load(&store_config, now) {
         Ok((store, _)) => {
             let snapshot = store.snapshot();
@@ -75,12 +84,29 @@ pub fn check(config_path: &Path) -> i32 {
         Err(e) => {
             for entry in e.report.entries.iter().filter(|e| e.outcome.is_failure()) {
                 eprintln!("error: {entry}");
+                failures += 1;
+                let kept =
+                    certstore::last_good_path(&last_good_dir(&config.state_dir), &entry.name);
+                if kept.exists() {
+                    fallbacks.push(format!(
+                        "\"{}\" from its last known good version ({})",
+                        entry.name,
+                        kept.display()
+                    ));
+                }
             }
             true
         }
     };
     for p in &problems {
         eprintln!("error: {p}");
+    }
+    if failed && problems.is_empty() && fallbacks.len() == failures {
+        eprintln!(
+            "check failed: gatehouse would start, serving {}; fix the files above",
+            fallbacks.join(", ")
+        );
+        return exit::PROBLEMS;
     }
     if failed || !problems.is_empty() {
         eprintln!("check failed: gatehouse would not start");

@@ -1,12 +1,60 @@
 //! This machine's names, for internal certificates that name no hosts.
 
+use std::net::IpAddr;
 use std::path::Path;
 
 /// Overrides the host name (containers whose UTS name is not the name clients use).
 pub const HOSTNAME_ENV: &str = "GATEHOUSE_HOSTNAME";
+/// Overrides the host's addresses, comma-separated (behind NAT, the address clients use
+/// is not the interface's; empty for none).
+pub const ADDRESSES_ENV: &str = "GATEHOUSE_HOST_ADDRESSES";
+
+/// What an internal certificate covers by default: the host name, its fully qualified
+/// name when it can be found (lowercase), and every address of the host but loopback and
+/// IPv6 link-local ones (which need a zone clients cannot put in a URL). A change of any
+/// of them reissues the certificate at the next start or reload.
+pub fn names() -> Vec<String> {
+    let mut names = host_names();
+    for ip in addresses() {
+        let ip = ip.to_string();
+        if !names.contains(&ip) {
+            names.push(ip);
+        }
+    }
+    names
+}
+
+/// The host's addresses, or those [`ADDRESSES_ENV`] lists.
+fn addresses() -> Vec<IpAddr> {
+    if let Ok(list) = std::env::var(ADDRESSES_ENV) {
+        return list
+            .split(',')
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+    }
+    let Ok(interfaces) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut ips = Vec::new();
+    for interface in interfaces {
+        let Some(address) = interface.address else {
+            continue;
+        };
+        let ip = match (address.as_sockaddr_in(), address.as_sockaddr_in6()) {
+            (Some(v4), _) => IpAddr::V4(v4.ip()),
+            (_, Some(v6)) => IpAddr::V6(v6.ip()),
+            _ => continue,
+        };
+        let link_local_v6 = matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local());
+        if !ip.is_loopback() && !ip.is_unspecified() && !link_local_v6 && !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips
+}
 
 /// The host name and, when it can be found, the fully qualified name; lowercase.
-pub fn names() -> Vec<String> {
+fn host_names() -> Vec<String> {
     let host = std::env::var(HOSTNAME_ENV)
         .ok()
         .or_else(|| read_trimmed(Path::new("/proc/sys/kernel/hostname")))

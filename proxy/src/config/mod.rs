@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use certstore::{CertSpec, ListenerSpec, StoreConfig};
+use certstore::{CertSpec, Intermediates, ListenerSpec, StoreConfig};
 use serde::Deserialize;
 
 use self::raw::{RawAdmin, RawConfig};
@@ -139,6 +139,17 @@ pub struct InternalCert {
 /// Where the internal CA lives under `state_dir`.
 pub fn ca_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("ca")
+}
+
+/// Where `certs install --intermediate` keeps the intermediates it adds to the pool that
+/// completes chains.
+pub fn intermediates_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("intermediates")
+}
+
+/// Where each certificate's last good material is kept (chain and key, 0600).
+pub fn last_good_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("last-good")
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -315,7 +326,21 @@ impl Config {
                     strict_sni: l.strict_sni,
                 })
                 .collect(),
+            intermediates: vec![
+                intermediates_dir(&self.state_dir),
+                ca_dir(&self.state_dir).join(certstore::InternalCa::CERT_FILE),
+                // What `certs ca rotate` replaced: certificates it issued stay complete.
+                ca_dir(&self.state_dir)
+                    .join(certstore::InternalCa::PREVIOUS_DIR)
+                    .join(certstore::InternalCa::CERT_FILE),
+            ],
+            last_good_dir: Some(last_good_dir(&self.state_dir)),
         }
+    }
+
+    /// The pool of known intermediates, as a load or reload gathers it.
+    pub fn intermediates(&self) -> Intermediates {
+        Intermediates::gather(&self.store_config())
     }
 }
 

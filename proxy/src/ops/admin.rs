@@ -156,11 +156,10 @@ async fn handle<C: Control>(
         }
         (&Method::GET, "/certs") => {
             let now = Timestamp::now();
-            let certs: Vec<Value> = inner
-                .store()
-                .snapshot()
+            let snapshot = inner.store().snapshot();
+            let certs: Vec<Value> = snapshot
                 .certificates()
-                .map(|c| cert_json(c, now))
+                .map(|c| cert_json(c, snapshot.stale(&c.name), now))
                 .collect();
             json_response(StatusCode::OK, &Value::Array(certs))
         }

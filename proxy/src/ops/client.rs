@@ -119,6 +119,9 @@ pub fn report_table(report: &Value) -> String {
             };
             let mut detail: Vec<String> =
                 c["error"].as_str().map(str::to_owned).into_iter().collect();
+            if let Some(done) = c["completed"].as_array() {
+                detail.extend(done.iter().filter_map(|d| d.as_str()).map(str::to_owned));
+            }
             if let Some(w) = c["warnings"].as_array() {
                 detail.extend(
                     w.iter()

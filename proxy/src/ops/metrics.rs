@@ -35,6 +35,7 @@ pub struct Metrics {
     registry: Registry,
     cert_expiry: IntGaugeVec,
     cert_info: IntGaugeVec,
+    cert_stale: IntGaugeVec,
     reloads: IntCounterVec,
     reload_timestamp: IntGauge,
     handshakes: IntCounterVec,
@@ -88,6 +89,12 @@ impl Metrics {
             "gatehouse_certificate_info",
             "The served certificate (value is always 1)",
             &["certificate", "serial", "issuer"],
+        );
+        let cert_stale = gauges(
+            r,
+            "gatehouse_certificate_stale",
+            "1 when the certificate serves an earlier version (kept, or last known good) because its files fail to load",
+            &["certificate"],
         );
         let reloads = counters(
             r,
@@ -147,6 +154,7 @@ impl Metrics {
             registry,
             cert_expiry,
             cert_info,
+            cert_stale,
             reloads,
             reload_timestamp,
             handshakes,
@@ -178,6 +186,8 @@ impl Metrics {
             let i = vec![cert.name.clone(), leaf.serial.clone(), leaf.issuer.clone()];
             set_gauge(&self.cert_expiry, &e, leaf.not_after.unix_seconds());
             set_gauge(&self.cert_info, &i, 1);
+            let stale = snapshot.stale(&cert.name).is_some();
+            set_gauge(&self.cert_stale, &e, i64::from(stale));
             expiry.push(e);
             info.push(i);
         }
@@ -185,6 +195,7 @@ impl Metrics {
             .published
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        replace_series(&self.cert_stale, &mut published.stale, expiry.clone());
         replace_series(&self.cert_expiry, &mut published.expiry, expiry);
         replace_series(&self.cert_info, &mut published.info, info);
     }
@@ -259,6 +270,7 @@ fn replace_series(vec: &IntGaugeVec, old: &mut Vec<Vec<String>>, new: Vec<Vec<St
 #[derive(Default)]
 struct Published {
     expiry: Vec<Vec<String>>,
+    stale: Vec<Vec<String>>,
     info: Vec<Vec<String>>,
     insecure: Vec<Vec<String>>,
 }

@@ -49,9 +49,10 @@ pub fn log_reloaded(reloaded: &Reloaded) {
 }
 
 /// One served certificate as `/certs` shows it. Never key material.
-pub fn cert_json(cert: &LoadedCert, now: Timestamp) -> Value {
+/// `stale` says why the certificate serves an earlier version than its files hold.
+pub fn cert_json(cert: &LoadedCert, stale: Option<&str>, now: Timestamp) -> Value {
     let leaf = cert.leaf();
-    json!({
+    let mut v = json!({
         "name": cert.name,
         "names": leaf.names(),
         "subject": leaf.subject,
@@ -64,10 +65,16 @@ pub fn cert_json(cert: &LoadedCert, now: Timestamp) -> Value {
         "key": leaf.key,
         "chain": cert.chain.iter().map(|c| c.subject.clone()).collect::<Vec<_>>(),
         "chain_complete": cert.chain_complete(),
+        "completed_from": cert.completed.iter().map(|c| c.path.display().to_string()).collect::<Vec<_>>(),
+        "stale": stale.is_some(),
         "warnings": cert.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
         "source_files": cert.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "loaded_at": cert.loaded_at.to_string(),
-    })
+    });
+    if let Some(why) = stale {
+        v["stale_reason"] = Value::String(why.to_owned());
+    }
+    v
 }
 
 fn version_json(v: &Version) -> Value {
@@ -84,12 +91,14 @@ pub fn report_json(report: &ReloadReport) -> Value {
                 "name": e.name,
                 "outcome": e.outcome.as_str(),
                 "warnings": e.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+                "completed": e.completed.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
             });
             let (before, after) = match &e.outcome {
                 Outcome::Added(a) => (None, Some(a)),
                 Outcome::Updated { before, after } => (Some(before), Some(after)),
                 Outcome::Unchanged(v) => (Some(v), Some(v)),
                 Outcome::KeptPrevious { serving, .. } => (Some(serving), Some(serving)),
+                Outcome::LastKnownGood { serving, .. } => (None, Some(serving)),
                 Outcome::Removed(b) => (Some(b), None),
                 _ => (None, None),
             };

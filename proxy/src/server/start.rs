@@ -43,7 +43,7 @@ impl Running {
         crate::certs::internal::ensure(&config, now)?;
         let (store, report) = Store::load(&config.store_config(), now)?;
         log_report(&report);
-        metrics.observe_reload(true, now);
+        metrics.observe_reload(report.is_clean(), now);
         metrics.observe_certificates(&store.snapshot());
         let token = match config.admin.as_ref().and_then(|a| a.token_file.as_ref()) {
             Some(path) => Some(admin::read_token(path)?),

@@ -16,7 +16,7 @@ pub(crate) use self::verify::{explain, is_verify_failure, rustls_error};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use certstore::{CertSpec, LoadError, LoadedCert, Purpose, Source, Timestamp};
+use certstore::{CertSpec, Intermediates, LoadError, LoadedCert, Purpose, Source, Timestamp};
 use rustls::client::ResolvesClientCert;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::sign::CertifiedKey;
@@ -217,12 +217,12 @@ pub(crate) fn client_config(
                 },
                 trust_anchors: None,
             };
-            let loaded = LoadedCert::load_for(&spec, now, Purpose::Client).map_err(|source| {
-                UpstreamTlsError::ClientCert {
-                    upstream: upstream.original.clone(),
-                    source,
-                }
-            })?;
+            let loaded =
+                LoadedCert::load_for(&spec, now, &Intermediates::default(), Purpose::Client)
+                    .map_err(|source| UpstreamTlsError::ClientCert {
+                        upstream: upstream.original.clone(),
+                        source,
+                    })?;
             builder.with_client_cert_resolver(Arc::new(ClientCert(loaded.certified_key.clone())))
         }
         None => builder.with_no_client_auth(),
