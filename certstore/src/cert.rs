@@ -113,7 +113,6 @@ impl LoadedCert {
         material.assemble(sources, now, Purpose::Server)
     }
 
-    /// The leaf certificate's details.
     /// Whether the leaf is served with the certificate that issued it (or verified to a
     /// configured trust anchor): no client lacks an intermediate.
     pub fn chain_complete(&self) -> bool {
@@ -123,6 +122,7 @@ impl LoadedCert {
             .any(|w| matches!(w, Warning::IncompleteChain { .. }))
     }
 
+    /// The leaf certificate's details.
     pub fn leaf(&self) -> &CertInfo {
         &self.chain[0]
     }

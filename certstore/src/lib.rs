@@ -19,6 +19,7 @@
 //! - `encode`: PEM and PKCS#12 out ([`certs_pem`], [`pkcs12`]).
 //! - `fsutil`: atomic file writes ([`write_atomic`]).
 //! - `store`: the [`Snapshot`] behind an `ArcSwap`, and [`Store::reload`].
+//! - `report`: what a load or reload did ([`ReloadReport`]).
 
 #![forbid(unsafe_code)]
 
@@ -33,6 +34,7 @@ mod issue;
 mod last_good;
 mod parse;
 mod pool;
+mod report;
 mod resolve;
 mod sign;
 mod source;
@@ -54,8 +56,9 @@ pub use parse::{
     read_password,
 };
 pub use pool::Intermediates;
+pub use report::{InitialLoadError, Outcome, ReloadReport, ReportEntry, Version};
 pub use resolve::{ListenerIndex, Selection, SniResolver, covers};
 pub use source::{CertSpec, ListenerSpec, Source, StoreConfig};
-pub use store::{InitialLoadError, Outcome, ReloadReport, ReportEntry, Snapshot, Store, Version};
+pub use store::{Snapshot, Store};
 pub use time::Timestamp;
 pub use validate::{EXPIRY_WARNING_DAYS, MAX_LIFETIME_DAYS, MIN_RSA_BITS, Purpose};

@@ -17,25 +17,59 @@ pub fn check(config_path: &Path) -> i32 {
     let config = match Config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
-            // The certificates that were well configured are loaded all the same: their
-            // problems are reported in the same pass.
-            if let ConfigError::Invalid { certificates, .. } = &e {
-                let pool = certstore::Intermediates::gather(&certstore::StoreConfig {
-                    certificates: certificates.clone(),
-                    ..Default::default()
-                });
-                for spec in certificates {
-                    if let Err(e) = LoadedCert::load(spec, now, &pool) {
-                        eprintln!("error: certificate \"{}\": {e}", spec.name);
-                    }
-                }
-            }
+            report_invalid(&e, now);
             eprintln!("check failed: gatehouse would not start");
             return exit::PROBLEMS;
         }
     };
-    // What else `run` checks before it serves: every upstream's TLS client, the token.
+    let verdict = certificates(&config, now);
+    let problems = other_problems(&config, now);
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
+    match verdict {
+        Certificates::Load if problems.is_empty() => {
+            println!(
+                "config {} is OK: {} certificate(s), {} listener(s)",
+                config_path.display(),
+                config.certificates.len(),
+                config.listeners.len()
+            );
+            exit::OK
+        }
+        Certificates::Stale(fallbacks) if problems.is_empty() => {
+            eprintln!(
+                "check failed: gatehouse would start, serving {}; fix the files above",
+                fallbacks.join(", ")
+            );
+            exit::PROBLEMS
+        }
+        _ => {
+            eprintln!("check failed: gatehouse would not start");
+            exit::PROBLEMS
+        }
+    }
+}
+
+/// A config that does not check: its errors, and those of the certificates that were
+/// well configured, loaded all the same so that every problem is reported in one pass.
+fn report_invalid(e: &ConfigError, now: Timestamp) {
+    eprintln!("{e}");
+    if let ConfigError::Invalid { certificates, .. } = e {
+        let pool = certstore::Intermediates::gather(&certstore::StoreConfig {
+            certificates: certificates.clone(),
+            ..Default::default()
+        });
+        for spec in certificates {
+            if let Err(e) = LoadedCert::load(spec, now, &pool) {
+                eprintln!("error: certificate \"{}\": {e}", spec.name);
+            }
+        }
+    }
+}
+
+/// What else `run` checks before it serves: every upstream's TLS client, the token.
+fn other_problems(config: &Config, now: Timestamp) -> Vec<String> {
     let mut problems = Vec::new();
     for l in &config.listeners {
         if let Err(e) = crate::serve::forward::routes::RouteTable::build(
@@ -52,25 +86,37 @@ pub fn check(config_path: &Path) -> i32 {
     {
         problems.push(e.to_string());
     }
-    // Internal certificates still to be issued are issued by `run`; check writes nothing.
-    let pending = crate::certs::internal::plan(&config, now);
+    problems
+}
+
+/// How the certificates' files load.
+enum Certificates {
+    Load,
+    /// Some fail, and each of those has a last good version `run` would serve (listed).
+    Stale(Vec<String>),
+    /// Some fail with nothing to serve instead.
+    Fail,
+}
+
+/// Loads every certificate from its files as they are (the last good versions `run`
+/// would fall back on are not loaded, and check writes none), printing the table and the
+/// warnings, or the errors.
+fn certificates(config: &Config, now: Timestamp) -> Certificates {
+    // Internal certificates still to be issued are issued by `run`.
+    let pending = crate::certs::internal::plan(config, now);
     let mut store_config = config.store_config();
     store_config
         .certificates
         .retain(|c| !pending.iter().any(|p| p.name == c.name));
-    // Check reads the files as they are: the last good versions `run` would fall back
-    // on are not loaded (and check writes none).
     store_config.last_good_dir = None;
-    let mut fallbacks = Vec::new();
-    let mut failures = 0;
-    let failed = match Store::load(&store_config, now) {
+    let e = match Store::load(&store_config, now) {
         Ok((store, _)) => {
             let snapshot = store.snapshot();
             print!(
                 "{}",
                 certificate_table(snapshot.certificates().map(|c| &**c), now)
             );
-            for w in advice::warnings(&config, |name| snapshot.certificate(name).map(|c| &**c)) {
+            for w in advice::warnings(config, |name| snapshot.certificate(name).map(|c| &**c)) {
                 println!("warning: {w}");
             }
             for p in &pending {
@@ -79,44 +125,27 @@ pub fn check(config_path: &Path) -> i32 {
                     p.name, p.reason
                 );
             }
-            false
+            return Certificates::Load;
         }
-        Err(e) => {
-            for entry in e.report.entries.iter().filter(|e| e.outcome.is_failure()) {
-                eprintln!("error: {entry}");
-                failures += 1;
-                let kept =
-                    certstore::last_good_path(&last_good_dir(&config.state_dir), &entry.name);
-                if kept.exists() {
-                    fallbacks.push(format!(
-                        "\"{}\" from its last known good version ({})",
-                        entry.name,
-                        kept.display()
-                    ));
-                }
-            }
-            true
-        }
+        Err(e) => e,
     };
-    for p in &problems {
-        eprintln!("error: {p}");
+    let mut fallbacks = Vec::new();
+    let mut failures = 0;
+    for entry in e.report.entries.iter().filter(|e| e.outcome.is_failure()) {
+        eprintln!("error: {entry}");
+        failures += 1;
+        let kept = certstore::last_good_path(&last_good_dir(&config.state_dir), &entry.name);
+        if kept.exists() {
+            fallbacks.push(format!(
+                "\"{}\" from its last known good version ({})",
+                entry.name,
+                kept.display()
+            ));
+        }
     }
-    if failed && problems.is_empty() && fallbacks.len() == failures {
-        eprintln!(
-            "check failed: gatehouse would start, serving {}; fix the files above",
-            fallbacks.join(", ")
-        );
-        return exit::PROBLEMS;
+    if fallbacks.len() == failures {
+        Certificates::Stale(fallbacks)
+    } else {
+        Certificates::Fail
     }
-    if failed || !problems.is_empty() {
-        eprintln!("check failed: gatehouse would not start");
-        return exit::PROBLEMS;
-    }
-    println!(
-        "config {} is OK: {} certificate(s), {} listener(s)",
-        config_path.display(),
-        config.certificates.len(),
-        config.listeners.len()
-    );
-    exit::OK
 }

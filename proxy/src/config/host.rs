@@ -45,12 +45,17 @@ fn addresses() -> Vec<IpAddr> {
             (_, Some(v6)) => IpAddr::V6(v6.ip()),
             _ => continue,
         };
-        let link_local_v6 = matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local());
-        if !ip.is_loopback() && !ip.is_unspecified() && !link_local_v6 && !ips.contains(&ip) {
+        if usable(ip) && !ips.contains(&ip) {
             ips.push(ip);
         }
     }
     ips
+}
+
+/// Whether clients can reach this host at `ip` by putting it in a URL.
+fn usable(ip: IpAddr) -> bool {
+    let link_local_v6 = matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local());
+    !ip.is_loopback() && !ip.is_unspecified() && !link_local_v6
 }
 
 /// The host name and, when it can be found, the fully qualified name; lowercase.
@@ -96,4 +101,27 @@ fn fqdn(host: &str) -> Option<String> {
     read_trimmed(Path::new("/proc/sys/kernel/domainname"))
         .filter(|d| d != "(none)")
         .map(|d| format!("{host}.{}", d.to_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_unspecified_and_ipv6_link_local_addresses_are_left_out() {
+        for (ip, expected) in [
+            ("192.0.2.10", true),
+            ("10.1.2.3", true),
+            ("2001:db8::10", true),
+            ("127.0.0.1", false),
+            ("::1", false),
+            ("0.0.0.0", false),
+            ("fe80::1", false),
+        ] {
+            let ip: IpAddr = ip
+                .parse()
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+            assert_eq!(usable(ip), expected, "{ip}");
+        }
+    }
 }
