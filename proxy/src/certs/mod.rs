@@ -89,7 +89,7 @@ pub enum CertsError {
         names: Vec<String>,
     },
     #[error(
-        "the new certificate for \"{certificate}\" was issued by \"{issuer}\", and neither the files given nor the current chain hold that certificate: served alone, clients would refuse it. Pass the intermediate certificate(s) your CA sent with --chain FILE (or in the --cert file); if a root your clients trust issued it directly, set trust_anchors for the certificate; --allow-incomplete-chain installs it anyway"
+        "the new certificate for \"{certificate}\" was issued by \"{issuer}\", and neither the files given nor the current chain hold that certificate: served alone, clients would refuse it. Pass the intermediate certificate(s) your CA sent with --chain FILE (or in the --cert file), or add them to the pool first with `gatehouse certs install --config CONFIG --intermediate FILE`; if a root your clients trust issued it directly, set trust_anchors for the certificate; --allow-incomplete-chain installs it anyway"
     )]
     IssuerMissing { certificate: String, issuer: String },
     #[error("install failed while writing: {0}; the previous files were put back")]
