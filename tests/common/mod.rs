@@ -2,6 +2,7 @@
 //! `openssl` CLI), temp files, a TLS echo server on `127.0.0.1:0` and a TLS client that
 //! reports the chain it was served.
 
+pub mod faults;
 pub mod upstream;
 
 use std::net::SocketAddr;

@@ -33,7 +33,7 @@ pub fn rt() -> &'static tokio::runtime::Runtime {
 }
 
 /// Runs `serve` for every connection accepted on a new `127.0.0.1:0` listener.
-fn spawn_server<F, Fut>(serve: F) -> SocketAddr
+pub(crate) fn spawn_server<F, Fut>(serve: F) -> SocketAddr
 where
     F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -101,7 +101,7 @@ pub struct Watch {
 }
 
 impl Watch {
-    fn update(&self, f: impl FnOnce(&mut Seen)) {
+    pub(crate) fn update(&self, f: impl FnOnce(&mut Seen)) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut seen);
         self.changed.notify_all();

@@ -76,6 +76,7 @@ fn listener(
         handshake_timeout,
         header_timeout,
         idle_timeout,
+        send_timeout,
         upstream_connect_timeout,
         upstream_timeout,
         upstream_idle_timeout,
@@ -87,6 +88,7 @@ fn listener(
         ),
         (&l.header_timeout, "header_timeout", DEFAULT_HEADER_TIMEOUT),
         (&l.idle_timeout, "idle_timeout", DEFAULT_IDLE_TIMEOUT),
+        (&l.send_timeout, "send_timeout", DEFAULT_SEND_TIMEOUT),
         (
             &l.upstream_connect_timeout,
             "upstream_connect_timeout",
@@ -119,6 +121,7 @@ fn listener(
         handshake_timeout,
         header_timeout,
         idle_timeout,
+        send_timeout,
         upstream_connect_timeout,
         upstream_timeout,
         upstream_idle_timeout,

@@ -38,6 +38,8 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// An idle keep-alive connection is closed after this long.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// nginx's `send_timeout`: a client that takes nothing for a minute is gone or hostile.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connecting to an upstream on the appliance itself is instant; 5 s means it is down.
 pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an upstream may take to start answering before the client gets 504.
@@ -167,6 +169,9 @@ pub struct Listener {
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// How long the response bytes waiting for a client may make no progress (the client
+    /// stopped reading, or its HTTP/2 window stays shut) before the connection is closed.
+    pub send_timeout: Duration,
     pub upstream_connect_timeout: Duration,
     pub upstream_timeout: Duration,
     /// How long an idle upstream connection is kept for reuse.

@@ -161,6 +161,7 @@ pub struct RawListener {
     pub handshake_timeout: Option<RawDuration>,
     pub header_timeout: Option<RawDuration>,
     pub idle_timeout: Option<RawDuration>,
+    pub send_timeout: Option<RawDuration>,
     pub upstream_connect_timeout: Option<RawDuration>,
     pub upstream_timeout: Option<RawDuration>,
     pub upstream_idle_timeout: Option<RawDuration>,

@@ -1,8 +1,11 @@
-//! Closes connections that have been idle too long: no bytes either way and no request in
-//! flight; and, on HTTP/1.1, connections whose request head does not arrive within the
-//! header timeout of its first byte (slowloris). Cheap on the hot path: reads and writes
-//! only set flags; the clock is consulted once per tick, when the one timer of the
-//! connection fires. No timer is created per request.
+//! Closes connections that have been idle too long: no bytes either way (HTTP/2: no
+//! stream; its PINGs and other control frames are not activity) and no request in flight;
+//! on HTTP/1.1, connections whose request head does not arrive within the header timeout
+//! of its first byte (slowloris); and connections whose response bytes make no progress
+//! for the send timeout (a client that stopped reading, an HTTP/2 window kept shut).
+//! Cheap on the hot path: reads, writes and response bodies only set flags; the clock is
+//! consulted once per tick, when the one timer of the connection fires. No timer is
+//! created per request.
 
 use std::io;
 use std::pin::Pin;
@@ -23,6 +26,11 @@ pub struct InFlight {
     head_pending: AtomicBool,
     /// The connection was upgraded (WebSocket): what it carries now are not requests.
     upgraded: AtomicBool,
+    /// Response bodies that have a frame ready for the client (or a head not yet taken),
+    /// waiting for the client's side to take it.
+    waiting_for_client: AtomicUsize,
+    /// Set when the client's side takes response bytes; the clock clears it each tick.
+    sent: AtomicBool,
 }
 
 impl InFlight {
@@ -45,6 +53,22 @@ impl InFlight {
 }
 
 pub struct InFlightGuard(Arc<InFlight>);
+
+impl InFlightGuard {
+    /// A response body starts or stops waiting for the client to take its next bytes.
+    pub fn waiting_for_client(&self, waiting: bool) {
+        if waiting {
+            self.0.waiting_for_client.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.0.waiting_for_client.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The client's side took response bytes.
+    pub fn sent(&self) {
+        self.0.sent.store(true, Ordering::Relaxed);
+    }
+}
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
@@ -77,6 +101,27 @@ struct IdleClock {
     /// Ticks since the current request head's first byte; counts while
     /// `in_flight.head_pending` says a head is arriving.
     head_ticks: u32,
+    /// Whether bytes read or written count as activity: not on HTTP/2, where a client can
+    /// keep a connection busy with PINGs alone; there only streams do.
+    bytes_are_activity: bool,
+    /// Quiet ticks of the response side that close the connection.
+    send_ticks: u32,
+    send_quiet_ticks: u32,
+    /// A write is waiting for the client to make room.
+    write_blocked: bool,
+    /// Bytes were written since the last tick.
+    wrote: bool,
+}
+
+/// The timeouts one connection is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub idle: Duration,
+    /// The time a request head may take from its first byte (HTTP/1.1), or `None`.
+    pub header: Option<Duration>,
+    pub send: Duration,
+    /// See [`IdleClock`]: false on HTTP/2.
+    pub bytes_are_activity: bool,
 }
 
 /// Ticks that cover `span`, at least one.
@@ -86,27 +131,28 @@ fn ticks(span: Duration, tick: Duration) -> u32 {
 }
 
 impl<S> IdleTimeout<S> {
-    /// `header`: the time a request head may take from its first byte (HTTP/1.1), or
-    /// `None`.
-    pub fn new(
-        inner: S,
-        idle: Duration,
-        header: Option<Duration>,
-        in_flight: Arc<InFlight>,
-    ) -> Self {
-        let shortest = header.map_or(idle, |h| h.min(idle));
+    pub fn new(inner: S, limits: Limits, in_flight: Arc<InFlight>) -> Self {
+        let shortest = limits
+            .header
+            .map_or(limits.idle, |h| h.min(limits.idle))
+            .min(limits.send);
         let tick = (shortest / 2).max(Duration::from_millis(1));
         Self {
             inner,
             clock: IdleClock {
                 timer: Box::pin(tokio::time::sleep(tick)),
                 tick,
-                idle_ticks: ticks(idle, tick),
+                idle_ticks: ticks(limits.idle, tick),
                 quiet_ticks: 0,
                 progressed: false,
                 in_flight,
-                head_limit: header.map(|h| ticks(h, tick)),
+                head_limit: limits.header.map(|h| ticks(h, tick)),
                 head_ticks: 0,
+                bytes_are_activity: limits.bytes_are_activity,
+                send_ticks: ticks(limits.send, tick),
+                send_quiet_ticks: 0,
+                write_blocked: false,
+                wrote: false,
             },
         }
     }
@@ -125,7 +171,7 @@ impl IdleClock {
     /// Bytes arrived. With a header timeout and no request in flight, they start a request
     /// head unless one is already arriving.
     fn read_progress(&mut self) {
-        self.progressed = true;
+        self.progressed |= self.bytes_are_activity;
         if self.head_limit.is_some()
             && !self.in_flight.any()
             && !self.in_flight.head_pending.load(Ordering::Relaxed)
@@ -147,6 +193,9 @@ impl IdleClock {
                     return Some("connection idle too long");
                 }
             }
+            if self.send_stalled() {
+                return Some("the client took no response bytes for send_timeout");
+            }
             // `head_pending` is cleared when the head's request enters flight.
             if let Some(limit) = self.head_limit
                 && self.in_flight.head_pending.load(Ordering::Relaxed)
@@ -160,6 +209,46 @@ impl IdleClock {
             self.timer.as_mut().reset(next);
         }
         None
+    }
+
+    /// One tick of the response side: whether bytes have waited for the client, without
+    /// it taking any, for `send_ticks`.
+    fn send_stalled(&mut self) -> bool {
+        let sent = self.in_flight.sent.swap(false, Ordering::Relaxed) || self.wrote;
+        self.wrote = false;
+        let waiting =
+            self.write_blocked || self.in_flight.waiting_for_client.load(Ordering::Relaxed) > 0;
+        if waiting && !sent {
+            self.send_quiet_ticks += 1;
+        } else {
+            self.send_quiet_ticks = 0;
+        }
+        self.send_quiet_ticks >= self.send_ticks
+    }
+
+    /// What a write did: bytes taken are progress (and activity, where bytes are); a
+    /// write that would block waits on the clock, which may end the connection.
+    fn written<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<T>>,
+        n: impl Fn(&T) -> usize,
+    ) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Pending => {
+                self.write_blocked = true;
+                self.pending(cx)
+            }
+            Poll::Ready(Ok(v)) => {
+                self.write_blocked = false;
+                if n(&v) > 0 {
+                    self.wrote = true;
+                    self.progressed |= self.bytes_are_activity;
+                }
+                Poll::Ready(Ok(v))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
     }
 }
 
@@ -203,35 +292,35 @@ impl<S: AsyncBufRead + Unpin> AsyncBufRead for IdleTimeout<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.clock.progressed = true;
-        }
-        r
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.clock.written(cx, r, |n| *n)
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.clock.progressed = true;
-        }
-        r
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.clock.written(cx, r, |n| *n)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_flush(cx);
+        // A flush that ends a blocked write moved bytes; one with nothing to do did not.
+        let was_blocked = this.clock.write_blocked;
+        this.clock.written(cx, r, |_| usize::from(was_blocked))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -244,11 +333,21 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
+    /// idle_timeout 60 s, send_timeout 30 s.
+    fn limits(header: Option<Duration>, bytes_are_activity: bool) -> Limits {
+        Limits {
+            idle: secs(60),
+            header,
+            send: secs(30),
+            bytes_are_activity,
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn idle_connection_times_out_but_not_while_a_request_is_in_flight() {
         let (client, server) = duplex(64);
         let in_flight = Arc::new(InFlight::default());
-        let mut io = IdleTimeout::new(server, Duration::from_secs(60), None, in_flight.clone());
+        let mut io = IdleTimeout::new(server, limits(None, true), in_flight.clone());
         let mut client = client;
         client.write_all(b"x").await.unwrap();
         let mut buf = [0u8; 1];
@@ -280,12 +379,7 @@ mod tests {
     ) {
         let (client, server) = duplex(64);
         let in_flight = Arc::new(InFlight::default());
-        let io = IdleTimeout::new(
-            server,
-            Duration::from_secs(60),
-            Some(Duration::from_secs(10)),
-            in_flight.clone(),
-        );
+        let io = IdleTimeout::new(server, limits(Some(secs(10)), true), in_flight.clone());
         (client, io, in_flight)
     }
 
@@ -394,6 +488,81 @@ mod tests {
         assert!(
             took >= secs(160),
             "WebSocket traffic keeps it open; only silence (idle_timeout) ends it: {took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_cut_at_the_send_timeout() {
+        let (client, server) = duplex(64);
+        let in_flight = Arc::new(InFlight::default());
+        let mut io = IdleTimeout::new(server, limits(None, true), in_flight.clone());
+        let _busy = in_flight.enter();
+        let started = Instant::now();
+        let chunk = [b'x'; 64];
+        let err = tokio::time::timeout(secs(3600), async {
+            loop {
+                if let Err(e) = io.write(&chunk).await {
+                    return e;
+                }
+            }
+        })
+        .await
+        .expect("the write fails within an hour");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let took = started.elapsed();
+        assert!(
+            took >= secs(30) && took <= secs(46),
+            "a write blocked on a client that reads nothing ends at send_timeout: {took:?}"
+        );
+        drop(client);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_the_client_does_not_take_is_cut_even_with_no_write_pending() {
+        // HTTP/2 with the client's window shut: nothing to write, the body waits.
+        let (_client, server) = duplex(64);
+        let in_flight = Arc::new(InFlight::default());
+        let mut io = IdleTimeout::new(server, limits(None, false), in_flight.clone());
+        let busy = in_flight.enter();
+        busy.waiting_for_client(true);
+        let took = time_until_timeout(&mut io).await;
+        assert!(
+            took >= secs(30) && took <= secs(46),
+            "a response waiting for the client is cut at send_timeout: {took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_the_client_keeps_taking_is_never_cut() {
+        let (_client, server) = duplex(64);
+        let in_flight = Arc::new(InFlight::default());
+        let mut io = IdleTimeout::new(server, limits(None, false), in_flight.clone());
+        let busy = in_flight.enter();
+        busy.waiting_for_client(true);
+        let mut buf = [0u8; 1];
+        let taking = async {
+            loop {
+                tokio::time::sleep(secs(5)).await;
+                busy.sent();
+            }
+        };
+        tokio::select! {
+            r = io.read(&mut buf) => panic!("the connection ended: {r:?}"),
+            _ = tokio::time::sleep(secs(600)) => {}
+            _ = taking => {}
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn on_http2_bytes_alone_do_not_keep_a_connection_open() {
+        // PINGs every second and no stream: idle all the same.
+        let (client, server) = duplex(64);
+        let mut io = IdleTimeout::new(server, limits(None, false), Arc::new(InFlight::default()));
+        trickle(client, secs(1), 1000);
+        let took = time_until_timeout(&mut io).await;
+        assert!(
+            took >= secs(60) && took <= secs(76),
+            "control frames are not activity: closed at idle_timeout: {took:?}"
         );
     }
 }

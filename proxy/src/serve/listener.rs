@@ -17,6 +17,7 @@ use crate::serve::forward::ConnectionSlot;
 use crate::serve::forward::http::HttpListener;
 use crate::serve::forward::routes::Routes;
 use crate::serve::forward::tcp;
+use crate::serve::idle::{IdleTimeout, InFlight, Limits};
 use crate::serve::tls::{self, ListenerTls};
 
 /// Pause after an accept error (EMFILE and friends) so the loop does not spin.
@@ -153,7 +154,7 @@ async fn connection(
         // Boxed: its upstream TLS handshake state would otherwise size every connection's
         // task, HTTP ones included.
         _ => match Box::pin(tcp::forward(
-            stream,
+            tcp_client(stream, state.config.send_timeout),
             &target,
             state.config.upstream_connect_timeout,
         ))
@@ -166,6 +167,19 @@ async fn connection(
             }
         },
     }
+}
+
+/// A TCP-mode client stream: no idle timeout (a stream lasts as long as both sides keep
+/// it), but a client that takes no bytes for `send_timeout` while some wait for it is cut,
+/// and its upstream connection with it.
+fn tcp_client<S>(stream: S, send_timeout: Duration) -> IdleTimeout<S> {
+    let limits = Limits {
+        idle: Duration::MAX,
+        header: None,
+        send: send_timeout,
+        bytes_are_activity: true,
+    };
+    IdleTimeout::new(stream, limits, Arc::new(InFlight::default()))
 }
 
 #[cfg(test)]

@@ -130,6 +130,7 @@ fn apply_listeners(applied: &mut Config, new: &Config, needs_restart: &mut Vec<S
         let limits_changed = l.handshake_timeout != running.handshake_timeout
             || l.header_timeout != running.header_timeout
             || l.idle_timeout != running.idle_timeout
+            || l.send_timeout != running.send_timeout
             || l.upstream_connect_timeout != running.upstream_connect_timeout
             || l.upstream_timeout != running.upstream_timeout
             || l.max_connections != running.max_connections

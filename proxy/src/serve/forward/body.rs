@@ -26,6 +26,9 @@ pub struct ProxyBody {
     pub(super) completion: Option<Completion>,
     /// The request counts as in flight (no idle timeout) until its response body ends.
     pub(super) busy: Option<InFlightGuard>,
+    /// Whether the body has something for the client that the client has not taken yet
+    /// (the head, at first): what `send_timeout` times.
+    pub(super) waiting: bool,
     /// The upstream connection, given back to its pool when the body has ended.
     pub(super) lease: Option<Returnable>,
 }
@@ -88,6 +91,7 @@ impl Completion {
 
 impl Drop for ProxyBody {
     fn drop(&mut self) {
+        self.set_waiting(false);
         // hyper does not poll a body that says it is over (empty, or all its bytes read).
         if let Some(l) = self.lease.take()
             && hyper::body::Body::is_end_stream(&self.inner)
@@ -106,7 +110,18 @@ impl ProxyBody {
         if let Some(c) = self.completion.take() {
             c.finish();
         }
+        self.set_waiting(false);
         self.busy = None;
+    }
+
+    /// Whether bytes wait for the client to take them (see [`ProxyBody::waiting`]).
+    pub(super) fn set_waiting(&mut self, waiting: bool) {
+        if let Some(busy) = &self.busy
+            && waiting != self.waiting
+        {
+            busy.waiting_for_client(waiting);
+            self.waiting = waiting;
+        }
     }
 }
 
@@ -118,12 +133,18 @@ impl hyper::body::Body for ProxyBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        // Being polled, the body's earlier frame (or the head) has been taken.
+        if let Some(busy) = &self.busy {
+            busy.sent();
+        }
+        self.set_waiting(false);
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(c), Some(data)) = (self.completion.as_mut(), frame.data_ref()) {
                     c.bytes += data.len() as u64;
                 }
+                self.set_waiting(true);
             }
             Poll::Ready(None) => {
                 if let Some(l) = self.lease.take() {

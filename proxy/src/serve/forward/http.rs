@@ -29,7 +29,7 @@ use super::routes::{Routes, Target};
 use super::upgrade::splice;
 use crate::config::Listener;
 use crate::ops::metrics::ListenerMetrics;
-use crate::serve::idle::{IdleTimeout, InFlight, InFlightGuard};
+use crate::serve::idle::{IdleTimeout, InFlight, InFlightGuard, Limits};
 
 /// What every connection of one HTTP listener shares. Built once at startup.
 pub struct HttpListener {
@@ -44,6 +44,7 @@ pub struct HttpListener {
     upstream_timeout: Duration,
     idle_timeout: Duration,
     header_timeout: Duration,
+    send_timeout: Duration,
     tracker: TaskTracker,
 }
 
@@ -76,6 +77,7 @@ impl HttpListener {
             upstream_timeout: listener.upstream_timeout,
             idle_timeout: listener.idle_timeout,
             header_timeout: listener.header_timeout,
+            send_timeout: listener.send_timeout,
             tracker,
         }
     }
@@ -95,9 +97,13 @@ impl HttpListener {
         // HTTP/1.1 request heads get `header_timeout` from their first byte (slowloris);
         // hyper's own header timer is off: it cost a timer per request, and it ran while
         // waiting for the next request, which is `idle_timeout`'s job.
-        let header_timeout = (!h2).then_some(self.header_timeout);
-        let mut stream =
-            IdleTimeout::new(stream, self.idle_timeout, header_timeout, in_flight.clone());
+        let limits = Limits {
+            idle: self.idle_timeout,
+            header: (!h2).then_some(self.header_timeout),
+            send: self.send_timeout,
+            bytes_are_activity: !h2,
+        };
+        let mut stream = IdleTimeout::new(stream, limits, in_flight.clone());
         // hyper's connection state (an 8 KiB read and an 8 KiB write buffer for HTTP/1.1) is
         // built when the client starts talking: a client that only connected costs its TLS
         // state alone. Silence here ends as anywhere: `idle_timeout`.
@@ -227,12 +233,17 @@ impl ConnCtx {
             metrics: listener.metrics,
             access,
         });
-        resp.map(|inner| ProxyBody {
+        let (parts, inner) = resp.into_parts();
+        let mut body = ProxyBody {
             inner,
             completion,
             busy: Some(busy),
+            waiting: false,
             lease,
-        })
+        };
+        // The head waits for the client from now on.
+        body.set_waiting(true);
+        Response::from_parts(parts, body)
     }
 
     /// Whether the request names a host that the listener routes to another upstream than

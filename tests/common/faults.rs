@@ -1,0 +1,56 @@
+//! Upstreams that misbehave on purpose, for the tests of what a failing upstream or a
+//! hostile client costs: each reports what it saw to a [`Watch`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::upstream::{Watch, spawn_server};
+
+/// A TCP upstream that writes zeros as fast as it is let, reading nothing, until the
+/// connection fails; `closed` counts the connections that ended.
+pub fn tcp_flood() -> (SocketAddr, Arc<Watch>) {
+    let watch = Arc::new(Watch::default());
+    let w = watch.clone();
+    let addr = spawn_server(move |mut tcp| {
+        let w = w.clone();
+        async move {
+            w.update(|s| s.connections += 1);
+            let chunk = vec![0u8; 64 * 1024];
+            while tcp.write_all(&chunk).await.is_ok() {}
+            w.update(|s| s.closed += 1);
+        }
+    });
+    (addr, watch)
+}
+
+/// An HTTP/1.1 upstream that reads a request head, answers `200` with a
+/// `Content-Length` of 1 MiB, sends 1 KiB of it and resets the connection.
+pub fn resets_mid_body() -> (SocketAddr, Arc<Watch>) {
+    let watch = Arc::new(Watch::default());
+    let w = watch.clone();
+    let addr = spawn_server(move |mut tcp| {
+        let w = w.clone();
+        async move {
+            w.update(|s| s.connections += 1);
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|four| four == b"\r\n\r\n") {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            w.update(|s| s.requests += 1);
+            let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n";
+            let _ = tcp.write_all(answer).await;
+            let _ = tcp.write_all(&[b'x'; 1024]).await;
+            // SO_LINGER 0: the close is a reset, not an orderly end.
+            let _ = tcp.set_zero_linger();
+            drop(tcp);
+            w.update(|s| s.closed += 1);
+        }
+    });
+    (addr, watch)
+}

@@ -1,0 +1,117 @@
+//! Hostile clients and failing upstreams are bounded and blamed on the side that failed:
+//! clients that stop reading, Host headers that disagree, broken bodies both ways, and the
+//! admin API against browsers and floods. The real binary, real clients.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use gatehouse_tests::faults::tcp_flood;
+use gatehouse_tests::upstream::{Watch, http_upstream_watched, rt};
+use gatehouse_tests::{STEP_TIMEOUT, connect, connect_with, inspecting_client_config};
+use http_body_util::Empty;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::deploy::{Env, ListenerToml, WAIT};
+use support::process::Gatehouse;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One certificate, `portal`, for portal.test.
+fn env() -> Env {
+    let mut env = Env::new();
+    env.certificate("portal", &["portal.test"]);
+    env
+}
+
+/// Waits until the upstream has seen one connection end: the proxy closed it.
+fn upstream_closed(watch: &Watch, what: &str) {
+    assert!(
+        watch.wait(|s| s.closed >= 1, WAIT).is_some(),
+        "{what}: the upstream connection is closed with the client's ({:?})",
+        watch.now()
+    );
+}
+
+#[test]
+fn an_http1_client_that_stops_reading_is_closed_at_send_timeout_with_its_upstream() {
+    let env = env();
+    let (upstream, watch) = http_upstream_watched("portal");
+    let listener = ListenerToml::http(upstream)
+        .certificates(&["portal"])
+        .set("send_timeout = \"1s\"");
+    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    rt().block_on(async {
+        let (mut tls, _) = connect(g.addr("web"), Some("portal.test"))
+            .await
+            .expect("handshake");
+        tls.write_all(b"GET /download/4294967296 HTTP/1.1\r\nHost: portal.test\r\n\r\n")
+            .await
+            .expect("request");
+        // Reads nothing: the response fills the buffers on the way and stops.
+        let started = Instant::now();
+        upstream_closed(&watch, "HTTP/1.1");
+        assert!(started.elapsed() >= Duration::from_millis(900));
+        // The client's side is closed too: draining it ends.
+        let mut sink = Vec::new();
+        let drained = tokio::time::timeout(STEP_TIMEOUT, tls.read_to_end(&mut sink)).await;
+        assert!(drained.is_ok(), "the client connection ends");
+    });
+}
+
+#[test]
+fn an_http2_client_with_a_shut_window_is_closed_at_send_timeout() {
+    let env = env();
+    let (upstream, watch) = http_upstream_watched("portal");
+    let listener = ListenerToml::http(upstream)
+        .certificates(&["portal"])
+        .set("send_timeout = \"1s\"\nidle_timeout = 300");
+    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    rt().block_on(async {
+        let config = inspecting_client_config(&[b"h2"]);
+        let (tls, _) = connect_with(config, g.addr("web"), Some("portal.test"))
+            .await
+            .expect("handshake");
+        // A window of 0 bytes per stream: the response head can come, no DATA can.
+        let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(0)
+            .adaptive_window(false)
+            .handshake(TokioIo::new(tls))
+            .await
+            .expect("h2");
+        let conn = tokio::spawn(conn);
+        let req = http::Request::get("https://portal.test/download/1048576")
+            .body(Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let resp = tokio::time::timeout(STEP_TIMEOUT, send.send_request(req))
+            .await
+            .expect("a response head in time")
+            .expect("response");
+        assert_eq!(resp.status(), 200);
+        upstream_closed(&watch, "HTTP/2");
+        let ended = tokio::time::timeout(STEP_TIMEOUT, conn).await;
+        assert!(ended.is_ok(), "the HTTP/2 connection is closed");
+        drop(resp);
+    });
+}
+
+#[test]
+fn a_tcp_mode_client_that_stops_reading_is_closed_at_send_timeout_with_its_upstream() {
+    let mut env = Env::new();
+    env.certificate("collector", &["collector.test"]);
+    let (upstream, watch) = tcp_flood();
+    let config = env.config(&format!(
+        "[[listener]]\nname = \"collector\"\nbind = \"127.0.0.1:0\"\nprotocol = \"tcp\"\ncertificates = [\"collector\"]\nupstream = \"tcp://{upstream}\"\nsend_timeout = \"1s\"\n"
+    ));
+    let g = Gatehouse::start(&config);
+    rt().block_on(async {
+        let (tls, _) = connect(g.addr("collector"), Some("collector.test"))
+            .await
+            .expect("handshake");
+        assert!(
+            watch.wait(|s| s.connections >= 1, WAIT).is_some(),
+            "the stream reaches the upstream"
+        );
+        upstream_closed(&watch, "TCP mode");
+        drop(tls);
+    });
+}
