@@ -115,3 +115,79 @@ fn a_tcp_mode_client_that_stops_reading_is_closed_at_send_timeout_with_its_upstr
         drop(tls);
     });
 }
+
+/// Sends `request` (raw HTTP/1.1) on a new TLS connection for portal.test; the response's
+/// status line and the rest.
+async fn raw_http1(addr: std::net::SocketAddr, request: &str) -> String {
+    let (mut tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
+    tls.write_all(request.as_bytes()).await.expect("request");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(STEP_TIMEOUT, tls.read(&mut buf))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn hosts_that_disagree_are_refused_and_http2_authority_wins() {
+    let env = env();
+    let (upstream, watch) = http_upstream_watched("portal");
+    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
+    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let addr = g.addr("web");
+    rt().block_on(async {
+        for (request, why) in [
+            (
+                "GET / HTTP/1.1\r\nHost: portal.test\r\nHost: evil.test\r\n\r\n",
+                "more than one Host",
+            ),
+            (
+                "GET https://evil.test/ HTTP/1.1\r\nHost: portal.test\r\n\r\n",
+                "Host does not match",
+            ),
+        ] {
+            let answer = raw_http1(addr, request).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 400") && answer.contains(why),
+                "{request:?}: {answer}"
+            );
+        }
+        assert_eq!(watch.now().requests, 0, "none reached the upstream");
+        let fine = raw_http1(
+            addr,
+            "GET https://portal.test/ HTTP/1.1\r\nHost: portal.test\r\n\r\n",
+        )
+        .await;
+        assert!(fine.starts_with("HTTP/1.1 200"), "{fine}");
+
+        let config = inspecting_client_config(&[b"h2"]);
+        let (tls, _) = connect_with(config, addr, Some("portal.test"))
+            .await
+            .expect("handshake");
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .expect("h2");
+        tokio::spawn(conn);
+        let req = http::Request::get("https://portal.test/")
+            .header("host", "evil.test")
+            .body(Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let resp = send.send_request(req).await.expect("response");
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        let seen = String::from_utf8_lossy(&body);
+        assert!(
+            seen.contains("host: portal.test\n") && !seen.contains("evil.test"),
+            ":authority is the host the upstream sees: {seen}"
+        );
+        let req = http::Request::get("https://user@portal.test/")
+            .body(Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let resp = send.send_request(req).await.expect("response");
+        assert_eq!(resp.status(), 400, "userinfo in :authority");
+    });
+}

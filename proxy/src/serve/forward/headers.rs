@@ -139,6 +139,74 @@ pub(super) fn set_forwarded(
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
 }
 
+/// Why a request's host is refused with 400.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BadHost {
+    /// RFC 9112 §3.2: a request with more than one `Host` is invalid.
+    Several,
+    /// An absolute-form target naming another host than `Host` (request smuggling
+    /// between a front end that reads one and a back end that reads the other).
+    Disagrees,
+    /// `user@` in the authority: credentials have no place there (RFC 9110 §4.2.4).
+    UserInfo,
+}
+
+impl BadHost {
+    pub(super) fn answer(self) -> &'static str {
+        match self {
+            Self::Several => "400 Bad Request: more than one Host header\n",
+            Self::Disagrees => "400 Bad Request: Host does not match the request target\n",
+            Self::UserInfo => "400 Bad Request: user information in the authority\n",
+        }
+    }
+}
+
+/// The host a request names, and whether it came from the target's authority (HTTP/2's
+/// `:authority`, an HTTP/1.1 absolute-form target) rather than `Host`. On HTTP/2
+/// `:authority` wins over a `Host` header (RFC 9113 §8.3.1).
+pub(super) fn request_host(
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    h2: bool,
+) -> Result<Option<(HeaderValue, bool)>, BadHost> {
+    let authority = uri.authority();
+    if authority.is_some_and(|a| a.as_str().contains('@')) {
+        return Err(BadHost::UserInfo);
+    }
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(BadHost::Several);
+    }
+    let from_target = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    match (host, from_target) {
+        (Some(host), Some(target)) if !h2 => {
+            if same_host(host.as_bytes(), target.as_bytes(), uri.scheme_str()) {
+                Ok(Some((host.clone(), false)))
+            } else {
+                Err(BadHost::Disagrees)
+            }
+        }
+        (_, Some(target)) => Ok(Some((target, true))),
+        (Some(host), None) => Ok(Some((host.clone(), false))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Whether two host values name the same host and port, a missing port being the
+/// scheme's default.
+fn same_host(a: &[u8], b: &[u8], scheme: Option<&str>) -> bool {
+    let default = match scheme {
+        Some("http") => &b":80"[..],
+        _ => &b":443"[..],
+    };
+    let strip = |v: &[u8]| -> Vec<u8> {
+        let v = v.strip_suffix(default).unwrap_or(v);
+        v.to_ascii_lowercase()
+    };
+    strip(a) == strip(b)
+}
+
 /// The name in a `Host` value, without its port.
 pub(super) fn host_name(host: &str) -> &str {
     match host.rsplit_once(':') {
@@ -256,5 +324,44 @@ mod tests {
                 "{unasked:?} is no grant: the switch is refused"
             );
         }
+    }
+
+    fn host_of(uri: &str, hosts: &[&'static str], h2: bool) -> Result<Option<String>, BadHost> {
+        let uri: http::Uri = uri.parse().unwrap_or_default();
+        let mut h = HeaderMap::new();
+        for v in hosts {
+            h.append(header::HOST, HeaderValue::from_static(v));
+        }
+        request_host(&uri, &h, h2)
+            .map(|found| found.map(|(v, _)| v.to_str().unwrap_or("").to_owned()))
+    }
+
+    #[test]
+    fn the_request_host_follows_each_protocols_rules() {
+        let ok = |host: &str| Ok(Some(host.to_owned()));
+        assert_eq!(host_of("/", &["portal.test"], false), ok("portal.test"));
+        assert_eq!(
+            host_of("/", &["portal.test", "evil.test"], false),
+            Err(BadHost::Several)
+        );
+        assert_eq!(
+            host_of("https://evil.test/", &["portal.test"], false),
+            Err(BadHost::Disagrees)
+        );
+        assert_eq!(
+            host_of("https://Portal.test:443/", &["portal.test"], false),
+            ok("portal.test"),
+            "the same host, its default port spelled out"
+        );
+        assert_eq!(
+            host_of("https://portal.test/", &["evil.test"], true),
+            ok("portal.test"),
+            "HTTP/2: :authority wins"
+        );
+        assert_eq!(
+            host_of("https://user@portal.test/", &[], true),
+            Err(BadHost::UserInfo)
+        );
+        assert_eq!(host_of("/", &[], false), Ok(None));
     }
 }

@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use super::ConnectionSlot;
 use super::body::{AccessEntry, Completion, ProxyBody, Returnable};
-use super::headers::{host_name, set_forwarded, strip_hop_by_hop};
+use super::headers::{host_name, request_host, set_forwarded, strip_hop_by_hop};
 use super::pool::{PoolError, Upload, UpstreamBody};
 use super::routes::{Routes, Target};
 use super::upgrade::splice;
@@ -284,14 +284,11 @@ impl ConnCtx {
         let target = &self.conn.target;
         let upstream = &target.upstream;
         let listener = &self.listener;
-        let (host, from_authority) = match req.headers().get(header::HOST) {
-            Some(h) => (Some(h.clone()), false),
-            None => (
-                req.uri()
-                    .authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-                true,
-            ),
+        let h2 = req.version() == Version::HTTP_2;
+        let (host, from_authority) = match request_host(req.uri(), req.headers(), h2) {
+            Ok(Some((host, from_authority))) => (Some(host), from_authority),
+            Ok(None) => (None, false),
+            Err(bad) => return Err(Refusal(StatusCode::BAD_REQUEST, bad.answer())),
         };
         if self.misdirected(host.as_ref()) {
             return Err(Refusal(
