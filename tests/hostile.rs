@@ -191,3 +191,163 @@ fn hosts_that_disagree_are_refused_and_http2_authority_wins() {
         assert_eq!(resp.status(), 400, "userinfo in :authority");
     });
 }
+
+/// The value of one series of `/metrics`.
+fn metric(g: &Gatehouse, series: &str) -> Option<f64> {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", &g.admin_url("/metrics")])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn a_malformed_request_body_is_the_clients_error_not_the_upstreams() {
+    let env = env();
+    let (upstream, _watch) = http_upstream_watched("portal");
+    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
+    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let answer = rt().block_on(raw_http1(
+        g.addr("web"),
+        "POST /count HTTP/1.1\r\nHost: portal.test\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\nZZ\r\nbad chunk size\r\n",
+    ));
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(
+        metric(
+            &g,
+            r#"gatehouse_client_errors_total{kind="request_body",listener="web"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &g,
+            r#"gatehouse_upstream_errors_total{kind="protocol",listener="web"}"#
+        ),
+        Some(0.0),
+        "not blamed on the upstream"
+    );
+}
+
+#[test]
+fn a_response_the_upstream_breaks_off_is_counted_logged_and_logged_as_aborted() {
+    let env = env();
+    let (upstream, watch) = gatehouse_tests::faults::resets_mid_body();
+    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
+    let config = env.config_with("access_log = true", &listener.to_toml());
+    let g = Gatehouse::start(&config);
+    let answer = rt().block_on(async {
+        let (mut tls, _) = connect(g.addr("web"), Some("portal.test"))
+            .await
+            .expect("handshake");
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: portal.test\r\n\r\n")
+            .await
+            .expect("request");
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(STEP_TIMEOUT, tls.read_to_end(&mut got)).await;
+        got
+    });
+    assert!(watch.now().closed >= 1);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        answer.len() < 1024 * 1024,
+        "the client sees the response truncated"
+    );
+    assert_eq!(
+        metric(
+            &g,
+            r#"gatehouse_upstream_errors_total{kind="reset",listener="web"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(
+        g.wait_for_log(|l| l.contains("broke off a response mid-body"), WAIT)
+            .is_some(),
+        "{}",
+        g.log_text()
+    );
+    assert!(
+        g.wait_for_log(|l| l.contains("outcome=\"upstream_aborted\""), WAIT)
+            .is_some(),
+        "the access log says it was aborted: {}",
+        g.log_text()
+    );
+}
+
+/// Lines of `g`'s log that contain `text`.
+fn lines_with(g: &Gatehouse, text: &str) -> usize {
+    g.log_lines().iter().filter(|l| l.contains(text)).count()
+}
+
+#[test]
+fn floods_of_bad_handshakes_and_http2_resets_log_a_few_lines_and_count_every_one() {
+    let env = env();
+    let (upstream, _watch) = http_upstream_watched("portal");
+    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
+    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let addr = g.addr("web");
+    rt().block_on(async {
+        for _ in 0..20 {
+            let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            tcp.write_all(b"GET / HTTP/1.1\r\n\r\n")
+                .await
+                .expect("garbage");
+            let mut sink = Vec::new();
+            let _ = tokio::time::timeout(STEP_TIMEOUT, tcp.read_to_end(&mut sink)).await;
+        }
+        for _ in 0..20 {
+            rapid_reset(addr).await;
+        }
+    });
+    let series = r#"gatehouse_tls_handshakes_total{listener="web",result="protocol_error"}"#;
+    assert_eq!(metric(&g, series), Some(20.0));
+    let resets = r#"gatehouse_client_errors_total{kind="protocol",listener="web"}"#;
+    let counted = std::iter::repeat_with(|| metric(&g, resets))
+        .take(100)
+        .find(|v| *v == Some(20.0));
+    assert!(counted.is_some(), "{:?}", metric(&g, resets));
+    assert!(
+        lines_with(&g, "TLS handshake failed") <= 5,
+        "{}",
+        g.log_text()
+    );
+    assert!(
+        lines_with(&g, "client connection closed") <= 5,
+        "{}",
+        g.log_text()
+    );
+    assert_eq!(
+        lines_with(&g, "reached limit"),
+        0,
+        "h2's own line per connection"
+    );
+}
+
+/// One HTTP/2 connection that opens and resets streams until the server sends GOAWAY.
+async fn rapid_reset(addr: std::net::SocketAddr) {
+    let config = inspecting_client_config(&[b"h2"]);
+    let (tls, _) = connect_with(config, addr, Some("portal.test"))
+        .await
+        .expect("handshake");
+    let (client, conn) = h2::client::handshake(tls).await.expect("h2");
+    let conn = tokio::spawn(conn);
+    let mut client = client;
+    for _ in 0..1000 {
+        let Ok(ready) = client.ready().await else {
+            break;
+        };
+        client = ready;
+        let req = http::Request::get("https://portal.test/slow/1000")
+            .body(())
+            .expect("request");
+        match client.send_request(req, false) {
+            // Reset at once: the stream's work is wasted on the server.
+            Ok((_response, mut stream)) => stream.send_reset(h2::Reason::CANCEL),
+            Err(_) => break,
+        }
+    }
+    let _ = tokio::time::timeout(STEP_TIMEOUT, conn).await;
+}

@@ -66,8 +66,16 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let wanted = std::env::var("GATEHOUSE_LOG").unwrap_or_else(|_| "info".into());
+    // h2 warns once per connection a client floods with resets; Gatehouse says the same,
+    // rate limited (serve::warnings), unless the operator asks for h2's own lines.
+    let directives = if wanted.contains("h2") {
+        wanted
+    } else {
+        format!("{wanted},h2=error")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

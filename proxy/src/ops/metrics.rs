@@ -25,7 +25,21 @@ pub const HANDSHAKE_RESULTS: [&str; 5] = [
 ];
 
 /// Upstream error kinds, as the `kind` label.
-pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "protocol", "tls_verify"];
+/// `reset`: the upstream ended a response before its end (the client got a truncated one).
+pub const UPSTREAM_ERROR_KINDS: [&str; 5] =
+    ["connect", "timeout", "protocol", "tls_verify", "reset"];
+/// Errors that are the client's doing, counted so they are not blamed on an upstream.
+/// `request_body`: a request body that broke off or was malformed (bad chunking);
+/// `host`: more than one `Host`, or one that disagrees with the request target;
+/// `protocol`: a connection ended by an HTTP protocol error (an HTTP/2 reset flood);
+/// `header_timeout`, `send_timeout`: a slow client cut by that timeout.
+pub const CLIENT_ERROR_KINDS: [&str; 5] = [
+    "request_body",
+    "host",
+    "protocol",
+    "header_timeout",
+    "send_timeout",
+];
 
 /// HTTP status codes span 100..=599.
 const STATUS_CODES: usize = 500;
@@ -43,6 +57,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     request_duration: HistogramVec,
     upstream_errors: IntCounterVec,
+    client_errors: IntCounterVec,
     upstream_insecure: IntGaugeVec,
     /// Touched on load and reload only.
     published: Mutex<Published>,
@@ -144,6 +159,12 @@ impl Metrics {
             "Failures reaching upstreams, by kind",
             &["listener", "kind"],
         );
+        let client_errors = counters(
+            r,
+            "gatehouse_client_errors_total",
+            "Requests refused or cut for the client's own error, by kind",
+            &["listener", "kind"],
+        );
         let upstream_insecure = gauges(
             r,
             "gatehouse_upstream_insecure",
@@ -162,6 +183,7 @@ impl Metrics {
             requests,
             request_duration,
             upstream_errors,
+            client_errors,
             upstream_insecure,
             published: Mutex::new(Published::default()),
             enabled,
@@ -238,6 +260,8 @@ impl Metrics {
         let handshakes = HANDSHAKE_RESULTS.map(|r| self.handshakes.with_label_values(&[name, r]));
         let upstream_errors =
             UPSTREAM_ERROR_KINDS.map(|k| self.upstream_errors.with_label_values(&[name, k]));
+        let client_errors =
+            CLIENT_ERROR_KINDS.map(|k| self.client_errors.with_label_values(&[name, k]));
         Box::leak(Box::new(ListenerMetrics {
             inner: Some(Handles {
                 name: name.to_owned(),
@@ -245,6 +269,7 @@ impl Metrics {
                 connections_active: self.connections_active.with_label_values(&[name]),
                 request_duration: self.request_duration.with_label_values(&[name]),
                 upstream_errors,
+                client_errors,
                 requests_vec: self.requests.clone(),
                 requests_by_code: (0..STATUS_CODES).map(|_| OnceLock::new()).collect(),
             }),
@@ -281,6 +306,7 @@ struct Handles {
     connections_active: IntGauge,
     request_duration: Histogram,
     upstream_errors: [IntCounter; UPSTREAM_ERROR_KINDS.len()],
+    client_errors: [IntCounter; CLIENT_ERROR_KINDS.len()],
     requests_vec: IntCounterVec,
     requests_by_code: Box<[OnceLock<IntCounter>]>,
 }
@@ -330,6 +356,15 @@ impl ListenerMetrics {
             && let Some(i) = UPSTREAM_ERROR_KINDS.iter().position(|k| *k == kind)
         {
             h.upstream_errors[i].inc();
+        }
+    }
+
+    /// `kind` is one of [`CLIENT_ERROR_KINDS`].
+    pub fn client_error(&self, kind: &str) {
+        if let Some(h) = &self.inner
+            && let Some(i) = CLIENT_ERROR_KINDS.iter().position(|k| *k == kind)
+        {
+            h.client_errors[i].inc();
         }
     }
 

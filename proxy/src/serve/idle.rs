@@ -17,6 +17,34 @@ use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+/// Why the clock ended a connection: the error inside the `TimedOut` I/O error it fails
+/// reads and writes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Expired {
+    #[error("connection idle too long")]
+    Idle,
+    #[error("request headers took too long")]
+    Header,
+    #[error("the client took no response bytes for send_timeout")]
+    Send,
+}
+
+impl Expired {
+    /// The clock's reason, if `e` (or what it wraps) is its `TimedOut` error.
+    pub fn of(e: &(dyn std::error::Error + 'static)) -> Option<Self> {
+        let mut cause = Some(e);
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<io::Error>()
+                && let Some(expired) = io.get_ref().and_then(|i| i.downcast_ref::<Self>())
+            {
+                return Some(*expired);
+            }
+            cause = c.source();
+        }
+        None
+    }
+}
+
 /// Requests in flight on one connection; while any is, the connection is not idle.
 #[derive(Debug, Default)]
 pub struct InFlight {
@@ -31,12 +59,16 @@ pub struct InFlight {
     waiting_for_client: AtomicUsize,
     /// Set when the client's side takes response bytes; the clock clears it each tick.
     sent: AtomicBool,
+    /// Set when a request starts or ends: activity even where bytes are not (HTTP/2), so
+    /// that idleness counts from the end of the last request.
+    touched: AtomicBool,
 }
 
 impl InFlight {
     /// Marks a request in flight until the guard is dropped; its head has arrived.
     pub fn enter(self: &Arc<Self>) -> InFlightGuard {
         self.active.fetch_add(1, Ordering::Relaxed);
+        self.touched.store(true, Ordering::Relaxed);
         self.head_pending.store(false, Ordering::Relaxed);
         InFlightGuard(self.clone())
     }
@@ -73,6 +105,7 @@ impl InFlightGuard {
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.0.touched.store(true, Ordering::Relaxed);
     }
 }
 
@@ -182,26 +215,27 @@ impl IdleClock {
         }
     }
 
-    fn expired(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<Expired> {
         while self.timer.as_mut().poll(cx).is_ready() {
-            if self.progressed || self.in_flight.any() {
+            let touched = self.in_flight.touched.swap(false, Ordering::Relaxed);
+            if self.progressed || touched || self.in_flight.any() {
                 self.progressed = false;
                 self.quiet_ticks = 0;
             } else {
                 self.quiet_ticks += 1;
                 if self.quiet_ticks >= self.idle_ticks {
-                    return Some("connection idle too long");
+                    return Some(Expired::Idle);
                 }
             }
             if self.send_stalled() {
-                return Some("the client took no response bytes for send_timeout");
+                return Some(Expired::Send);
             }
             // `head_pending` is cleared when the head's request enters flight.
             if let Some(limit) = self.head_limit
                 && self.in_flight.head_pending.load(Ordering::Relaxed)
             {
                 if self.head_ticks >= limit {
-                    return Some("request headers took too long");
+                    return Some(Expired::Header);
                 }
                 self.head_ticks += 1;
             }

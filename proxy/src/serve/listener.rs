@@ -121,7 +121,15 @@ async fn connection(
         Ok(s) => s,
         Err(e) => {
             state.metrics.handshake(e.as_label());
-            tracing::debug!(listener = %state.config.name, %peer, error = %e, "handshake failed");
+            // A client that connects and says nothing (a TCP health check, a port scan)
+            // is routine; one that breaks the protocol is worth a (rate-limited) line.
+            if matches!(e, tls::HandshakeError::Protocol(_)) {
+                crate::serve::warnings::warn(crate::serve::warnings::Kind::Handshake, || {
+                    format!("listener {}: client {peer}: {e}", state.config.name)
+                });
+            } else {
+                tracing::debug!(listener = %state.config.name, %peer, error = %e, "handshake failed");
+            }
             return;
         }
     };

@@ -24,6 +24,10 @@ use crate::serve::idle::InFlightGuard;
 pub struct ProxyBody {
     pub(super) inner: Either<Incoming, Full<Bytes>>,
     pub(super) completion: Option<Completion>,
+    /// Who answered: what an aborted response is blamed on and logged with.
+    pub(super) listener: Arc<str>,
+    pub(super) target: Arc<Target>,
+    pub(super) metrics: &'static ListenerMetrics,
     /// The request counts as in flight (no idle timeout) until its response body ends.
     pub(super) busy: Option<InFlightGuard>,
     /// Whether the body has something for the client that the client has not taken yet
@@ -55,34 +59,52 @@ pub(super) struct Completion {
     pub start: Instant,
     pub status: StatusCode,
     pub bytes: u64,
-    pub metrics: &'static ListenerMetrics,
     pub access: Option<Box<AccessEntry>>,
 }
 
 /// The fields of an access log line known when the response starts.
 pub(super) struct AccessEntry {
-    pub listener: Arc<str>,
     pub sni: Option<Arc<str>>,
     pub method: Method,
     pub path: String,
-    pub upstream: Arc<Target>,
+}
+
+/// How a response ended, as the access log says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Complete,
+    /// The upstream broke off the body: the client got a truncated response.
+    UpstreamAborted,
+    /// The client went away before the end.
+    ClientGone,
+}
+
+impl Ending {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::UpstreamAborted => "upstream_aborted",
+            Self::ClientGone => "client_gone",
+        }
+    }
 }
 
 impl Completion {
-    fn finish(self) {
+    fn finish(self, body: &ProxyBody, ending: Ending) {
         let elapsed = self.start.elapsed();
-        self.metrics.request(self.status, elapsed.as_secs_f64());
+        body.metrics.request(self.status, elapsed.as_secs_f64());
         if let Some(a) = self.access {
             tracing::info!(
                 target: "access",
-                listener = %a.listener,
+                listener = %body.listener,
                 sni = a.sni.as_deref().unwrap_or("-"),
                 method = %a.method,
                 path = %a.path,
                 status = self.status.as_u16(),
-                upstream = %a.upstream.upstream,
+                upstream = %body.target.upstream,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 bytes = self.bytes,
+                outcome = ending.as_str(),
                 "request"
             );
         }
@@ -99,16 +121,21 @@ impl Drop for ProxyBody {
             l.put_back();
         }
         if let Some(c) = self.completion.take() {
-            c.finish();
+            let ending = if hyper::body::Body::is_end_stream(&self.inner) {
+                Ending::Complete
+            } else {
+                Ending::ClientGone
+            };
+            c.finish(self, ending);
         }
     }
 }
 
 impl ProxyBody {
     /// The response is over: record it and let the idle timer run.
-    fn end(&mut self) {
+    fn end(&mut self, ending: Ending) {
         if let Some(c) = self.completion.take() {
-            c.finish();
+            c.finish(self, ending);
         }
         self.set_waiting(false);
         self.busy = None;
@@ -150,11 +177,19 @@ impl hyper::body::Body for ProxyBody {
                 if let Some(l) = self.lease.take() {
                     l.put_back();
                 }
-                self.end();
+                self.end(Ending::Complete);
             }
-            Poll::Ready(Some(Err(_))) => {
+            Poll::Ready(Some(Err(e))) => {
+                // Only the upstream's body can fail: its connection broke mid-response.
                 self.lease = None;
-                self.end();
+                self.metrics.upstream_error("reset");
+                crate::serve::warnings::warn(crate::serve::warnings::Kind::UpstreamAborted, || {
+                    format!(
+                        "listener {}: upstream {} broke off a response mid-body ({e}); the client got it truncated",
+                        self.listener, self.target.upstream
+                    )
+                });
+                self.end(Ending::UpstreamAborted);
             }
             Poll::Pending => {}
         }

@@ -29,7 +29,8 @@ use super::routes::{Routes, Target};
 use super::upgrade::splice;
 use crate::config::Listener;
 use crate::ops::metrics::ListenerMetrics;
-use crate::serve::idle::{IdleTimeout, InFlight, InFlightGuard, Limits};
+use crate::serve::idle::{Expired, IdleTimeout, InFlight, InFlightGuard, Limits};
+use crate::serve::warnings::{self, Kind};
 
 /// What every connection of one HTTP listener shares. Built once at startup.
 pub struct HttpListener {
@@ -147,9 +148,51 @@ impl HttpListener {
             drain_on(conn, shutdown, |c| c.as_mut().graceful_shutdown()).await
         };
         if let Err(e) = result {
-            tracing::debug!(listener = %self.name, error = %e, "connection ended with an error");
+            self.ended_badly(&e, h2);
         }
     }
+}
+
+impl HttpListener {
+    /// A client connection ended with an error: a timeout that is the client's doing or a
+    /// protocol error is counted and warned of (rate limited); the rest (the client went
+    /// away, an idle connection closed) is routine.
+    fn ended_badly(&self, e: &hyper::Error, h2: bool) {
+        let (kind, warning) = match Expired::of(e) {
+            Some(Expired::Header) => ("header_timeout", Kind::HeaderTimeout),
+            Some(Expired::Send) => ("send_timeout", Kind::SendTimeout),
+            Some(Expired::Idle) => return,
+            None if e.is_parse() || (h2 && !e.is_incomplete_message() && !is_io(e)) => {
+                ("protocol", Kind::Protocol)
+            }
+            None => {
+                tracing::debug!(listener = %self.name, error = %e, "connection ended with an error");
+                return;
+            }
+        };
+        self.metrics.client_error(kind);
+        warnings::warn(warning, || {
+            let cause = std::error::Error::source(e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            format!(
+                "listener {}: client connection closed: {e}{cause}",
+                self.name
+            )
+        });
+    }
+}
+
+/// Whether a connection error is the socket's (reset, broken pipe): the client went away.
+fn is_io(e: &hyper::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<std::io::Error>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Runs a connection to its end; on `shutdown`, asks it to finish gracefully (in-flight
@@ -213,7 +256,6 @@ impl ConnCtx {
         let start = recording.then(Instant::now);
         let access = listener.access_log.then(|| {
             Box::new(AccessEntry {
-                listener: listener.name.clone(),
                 sni: self.conn.sni.clone(),
                 method: req.method().clone(),
                 path: req
@@ -222,7 +264,6 @@ impl ConnCtx {
                     .map(|p| p.as_str())
                     .unwrap_or("/")
                     .to_owned(),
-                upstream: self.conn.target.clone(),
             })
         });
         let (resp, lease) = self.exchange(req).await;
@@ -230,7 +271,6 @@ impl ConnCtx {
             start,
             status: resp.status(),
             bytes: 0,
-            metrics: listener.metrics,
             access,
         });
         let (parts, inner) = resp.into_parts();
@@ -240,6 +280,9 @@ impl ConnCtx {
             busy: Some(busy),
             waiting: false,
             lease,
+            listener: listener.name.clone(),
+            target: self.conn.target.clone(),
+            metrics: listener.metrics,
         };
         // The head waits for the client from now on.
         body.set_waiting(true);
@@ -288,7 +331,10 @@ impl ConnCtx {
         let (host, from_authority) = match request_host(req.uri(), req.headers(), h2) {
             Ok(Some((host, from_authority))) => (Some(host), from_authority),
             Ok(None) => (None, false),
-            Err(bad) => return Err(Refusal(StatusCode::BAD_REQUEST, bad.answer())),
+            Err(bad) => {
+                self.listener.metrics.client_error("host");
+                return Err(Refusal(StatusCode::BAD_REQUEST, bad.answer()));
+            }
         };
         if self.misdirected(host.as_ref()) {
             return Err(Refusal(
@@ -323,6 +369,9 @@ impl ConnCtx {
         let (mut resp, lease) = match self.in_time(answer, upload.as_deref()).await? {
             Ok(answered) => answered,
             Err(PoolError::Connect(e)) => return Err(self.unavailable(&*e, true)),
+            Err(PoolError::Http(_)) if upload.as_ref().is_some_and(|u| u.failed()) => {
+                return Err(self.bad_body());
+            }
             Err(PoolError::Http(e)) => return Err(self.unavailable(&e, false)),
         };
         let granted = strip_hop_by_hop(resp.headers_mut());
@@ -393,6 +442,24 @@ impl ConnCtx {
             StatusCode::GATEWAY_TIMEOUT,
             "504 Gateway Timeout: the upstream did not answer in time\n",
         ))
+    }
+
+    /// The client's request body broke off or was malformed (bad chunking): its error, not
+    /// the upstream's.
+    fn bad_body(&self) -> Refusal {
+        let listener = &self.listener;
+        listener.metrics.client_error("request_body");
+        warnings::warn(Kind::ClientBody, || {
+            format!(
+                "listener {}: client {} sent a malformed or incomplete request body: 400",
+                listener.name,
+                self.peer.to_str().unwrap_or("?")
+            )
+        });
+        Refusal(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: the request body is malformed or incomplete\n",
+        )
     }
 
     /// Counts and logs an upstream failure; the 502 to answer with.

@@ -58,6 +58,15 @@ pub struct Upload {
     pub frames: AtomicU64,
     /// The whole body was passed.
     pub done: AtomicBool,
+    /// The client's body failed (malformed chunking, cut off): the exchange failed by the
+    /// client's doing.
+    failed: AtomicBool,
+}
+
+impl Upload {
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
 }
 
 /// A request body on its way upstream; counts the frames it passes so the upstream
@@ -83,7 +92,8 @@ impl hyper::body::Body for UpstreamBody {
                     p.frames.fetch_add(1, Ordering::Relaxed);
                 }
                 Poll::Ready(None) => p.done.store(true, Ordering::Relaxed),
-                _ => {}
+                Poll::Ready(Some(Err(_))) => p.failed.store(true, Ordering::Relaxed),
+                Poll::Pending => {}
             }
         }
         polled
