@@ -351,3 +351,68 @@ async fn rapid_reset(addr: std::net::SocketAddr) {
     }
     let _ = tokio::time::timeout(STEP_TIMEOUT, conn).await;
 }
+
+/// `curl` against the admin API with extra arguments: the status code.
+fn admin_status(g: &Gatehouse, path: &str, extra: &[&str]) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(extra)
+        .arg(g.admin_url(path))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_admin_api_refuses_other_origins_and_rebound_host_names_and_bounds_slow_clients() {
+    let env = env();
+    let (upstream, _watch) = http_upstream_watched("portal");
+    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
+    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let reloads = r#"gatehouse_certificate_reloads_total{result="success"}"#;
+    let before = metric(&g, reloads);
+    // What a page on another site can make the browser send: a "simple" cross-site POST.
+    let cross_site = [
+        "-X",
+        "POST",
+        "-H",
+        "Origin: http://evil.example",
+        "-H",
+        "Content-Type: text/plain",
+    ];
+    assert_eq!(admin_status(&g, "/reload", &cross_site), "403");
+    assert_eq!(
+        admin_status(
+            &g,
+            "/reload",
+            &["-X", "POST", "-H", "Sec-Fetch-Site: cross-site"]
+        ),
+        "403"
+    );
+    // DNS rebinding: evil.example resolving to 127.0.0.1.
+    assert_eq!(
+        admin_status(&g, "/certs", &["-H", "Host: evil.example"]),
+        "403"
+    );
+    assert_eq!(metric(&g, reloads), before, "no reload happened");
+    let admin = g.admin_url("");
+    let own = format!("Origin: {admin}");
+    assert_eq!(
+        admin_status(&g, "/reload", &["-X", "POST", "-H", &own]),
+        "200"
+    );
+    assert_eq!(admin_status(&g, "/certs", &[]), "200");
+
+    // A client that never finishes its request head is closed.
+    let addr = admin.trim_start_matches("http://");
+    rt().block_on(async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            .await
+            .expect("half a head");
+        let mut sink = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut sink)).await;
+        assert!(closed.is_ok(), "closed at the admin header timeout");
+    });
+}

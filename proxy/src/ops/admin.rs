@@ -1,6 +1,11 @@
 //! The admin API: `/metrics`, `/healthz`, `/certs`, `POST /reload`. Plain HTTP/1.1 on a
 //! loopback address by default; with a token file, every POST needs
 //! `Authorization: Bearer <token>` (compared in constant time).
+//!
+//! Browsers on the appliance must not be turned against it: a request from another
+//! origin (`Origin`, `Sec-Fetch-Site`) is refused, and without a token only loopback host
+//! names are answered (DNS rebinding). Clients are bounded: at most
+//! [`MAX_CONNECTIONS`] at once, and [`HEADER_TIMEOUT`] to send a request head.
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -66,6 +71,12 @@ pub async fn reload_blocking<C: Control>(control: Arc<C>) -> Result<Reloaded, Co
     }
 }
 
+/// Admin connections served at once; more wait in the kernel's queue. Operators and
+/// scrapers need a handful; a flood must not take the proxy's file descriptors.
+pub const MAX_CONNECTIONS: usize = 64;
+/// The time a client has to send a request head (and between requests).
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The file in `state_dir` where a running instance writes its admin address, so that
 /// `gatehouse reload` finds it even when the config says port 0.
 pub const ADMIN_ADDR_FILE: &str = "admin.addr";
@@ -78,28 +89,42 @@ pub async fn serve<C: Control>(
     stop: CancellationToken,
 ) {
     let token: Arc<Option<Vec<u8>>> = Arc::new(token);
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
     loop {
-        let (tcp, _) = tokio::select! {
-            r = socket.accept() => match r {
-                Ok(a) => a,
-                Err(_) => {
+        let accepted = async {
+            let permit = permits.clone().acquire_owned().await.ok()?;
+            Some((socket.accept().await, permit))
+        };
+        let (tcp, permit) = tokio::select! {
+            r = accepted => match r {
+                Some((Ok((tcp, _)), permit)) => (tcp, permit),
+                Some((Err(_), _)) => {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
+                None => break,
             },
             _ = stop.cancelled() => break,
         };
         let inner = inner.clone();
         let token = token.clone();
+        let conn =
+            http.serve_connection(
+                TokioIo::new(tcp),
+                hyper::service::service_fn(move |req| {
+                    let inner = inner.clone();
+                    let token = token.clone();
+                    async move {
+                        Ok::<_, Infallible>(handle(req, inner, token.as_ref().as_deref()).await)
+                    }
+                }),
+            );
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let inner = inner.clone();
-                let token = token.clone();
-                async move { Ok::<_, Infallible>(handle(req, inner, token.as_ref().as_deref()).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
+            let _ = conn.await;
+            drop(permit);
         });
     }
 }
@@ -136,11 +161,60 @@ fn authorized(req: &Request<Incoming>, token: Option<&[u8]>) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(presented, expected).is_ok()
 }
 
+/// Why a request is refused before it is looked at, if it is: it comes from another
+/// origin than the admin API's own, or (without a token) names a host that is not
+/// loopback, as a page on an attacker's domain resolving to 127.0.0.1 would.
+fn foreign(req: &Request<Incoming>, token: Option<&[u8]>) -> Option<&'static str> {
+    let headers = req.headers();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let own = host.is_some_and(|h| {
+            origin
+                .to_str()
+                .ok()
+                .and_then(|o| o.strip_prefix("http://"))
+                .is_some_and(|o| o.eq_ignore_ascii_case(h))
+        });
+        if !own {
+            return Some("request from another origin refused");
+        }
+    }
+    let fetch_site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
+    if fetch_site.is_some_and(|s| s != b"same-origin" && s != b"none") {
+        return Some("cross-site request refused");
+    }
+    if token.is_none() && host.is_some_and(|h| !is_loopback_host(h)) {
+        return Some(
+            "this admin API answers loopback host names only (set token_file to use another)",
+        );
+    }
+    None
+}
+
+/// `localhost` (and its subdomains), or a loopback address, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name.to_ascii_lowercase().ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 async fn handle<C: Control>(
     req: Request<Incoming>,
     inner: Arc<C>,
     token: Option<&[u8]>,
 ) -> Response<Full<Bytes>> {
+    if let Some(why) = foreign(&req, token) {
+        return json_response(StatusCode::FORBIDDEN, &json!({ "error": why }));
+    }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => respond(
             StatusCode::OK,
@@ -200,5 +274,32 @@ async fn handle<C: Control>(
             "text/plain",
             "not found; try /metrics, /healthz, /certs or POST /reload\n",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn loopback_host_names_and_addresses_are_told_from_others() {
+        for host in [
+            "127.0.0.1:9900",
+            "127.0.0.1",
+            "[::1]:9900",
+            "localhost:9900",
+            "LOCALHOST",
+            "gatehouse.localhost",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.example:9900",
+            "192.0.2.1",
+            "[2001:db8::1]:9900",
+            "localhost.evil.example",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 }
