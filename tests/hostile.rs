@@ -416,3 +416,77 @@ fn the_admin_api_refuses_other_origins_and_rebound_host_names_and_bounds_slow_cl
         assert!(closed.is_ok(), "closed at the admin header timeout");
     });
 }
+
+#[test]
+fn out_of_descriptors_accept_backs_off_quietly_open_connections_work_and_it_recovers() {
+    let env = env();
+    let (upstream, _watch) = http_upstream_watched("portal");
+    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
+    let config = env.config(&listener.to_toml());
+    let config = config.display().to_string();
+    let g = Gatehouse::start_wrapped(
+        &["prlimit", "--nofile=100:100", "--"],
+        &["run", "--config", &config],
+    );
+    assert!(
+        g.log_text().contains("need up to"),
+        "max_connections that cannot fit are warned of at start:\n{}",
+        g.log_text()
+    );
+    let addr = g.addr("web");
+    rt().block_on(async {
+        // A keep-alive connection, its upstream connection pooled, before the flood.
+        let (mut send, _, _) = support::clients::portal_keep_alive(addr).await;
+        let ok = support::clients::get_portal(&mut send)
+            .await
+            .expect("request");
+        assert_eq!(ok.status(), 200);
+        drop(ok);
+        let mut held = Vec::new();
+        for _ in 0..200 {
+            if let Ok(tcp) = tokio::net::TcpStream::connect(addr).await {
+                held.push(tcp);
+            }
+        }
+        assert!(
+            g.wait_for_log(|l| l.contains("accept failed"), WAIT)
+                .is_some(),
+            "{}",
+            g.log_text()
+        );
+        let still = support::clients::get_portal(&mut send)
+            .await
+            .expect("the open connection keeps working");
+        assert_eq!(still.status(), 200);
+        drop(still);
+        drop(held);
+        // Descriptors come back as the held connections close: new clients get in.
+        let mut recovered = false;
+        for _ in 0..40 {
+            if let Ok(Ok((mut tls, _))) =
+                tokio::time::timeout(Duration::from_secs(2), connect(addr, Some("portal.test")))
+                    .await
+            {
+                let _ = tls
+                    .write_all(b"GET / HTTP/1.1\r\nHost: portal.test\r\nConnection: close\r\n\r\n")
+                    .await;
+                let mut got = Vec::new();
+                let _ = tokio::time::timeout(STEP_TIMEOUT, tls.read_to_end(&mut got)).await;
+                if got.starts_with(b"HTTP/1.1 200") {
+                    recovered = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(recovered, "new clients are served again");
+    });
+    let failed = metric(
+        &g,
+        r#"gatehouse_accept_errors_total{kind="open_files",listener="web"}"#,
+    );
+    assert!(failed.is_some_and(|n| n >= 1.0), "{failed:?}");
+    // Accept retries every 100 ms on each worker: at most a line a second is logged.
+    let lines = lines_with(&g, "accept failed");
+    assert!(lines <= 30, "{lines} lines:\n{}", g.log_text());
+}

@@ -48,9 +48,27 @@ impl Gatehouse {
 
     /// Starts with extra environment variables.
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(gatehouse_bin())
-            .args(args)
-            .envs(env.iter().copied())
+        Self::spawn(
+            Command::new(gatehouse_bin())
+                .args(args)
+                .envs(env.iter().copied()),
+        )
+    }
+
+    /// Starts `gatehouse ARGS` under `wrapper` (a command that runs the rest of its
+    /// arguments, such as `prlimit --nofile=N`).
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Self {
+        let (program, first) = wrapper.split_first().expect("a wrapper command");
+        Self::spawn(
+            Command::new(program)
+                .args(first)
+                .arg(gatehouse_bin())
+                .args(args),
+        )
+    }
+
+    fn spawn(command: &mut Command) -> Self {
+        let mut child = command
             .env("GATEHOUSE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -119,6 +119,10 @@ fn certificates(config: &Config, now: Timestamp) -> Certificates {
             for w in advice::warnings(config, |name| snapshot.certificate(name).map(|c| &**c)) {
                 println!("warning: {w}");
             }
+            let limit = crate::serve::open_files::hard_limit();
+            if let Some(w) = limit.and_then(|l| crate::serve::open_files::warning(config, l)) {
+                println!("warning: {w}");
+            }
             for p in &pending {
                 println!(
                     "{}: will be issued by the internal CA at start ({})",

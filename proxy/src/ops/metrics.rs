@@ -28,6 +28,10 @@ pub const HANDSHAKE_RESULTS: [&str; 5] = [
 /// `reset`: the upstream ended a response before its end (the client got a truncated one).
 pub const UPSTREAM_ERROR_KINDS: [&str; 5] =
     ["connect", "timeout", "protocol", "tls_verify", "reset"];
+/// Why accepting a connection failed: `open_files` (the process's limit: EMFILE),
+/// `system_open_files` (the system's: ENFILE), `memory` (ENOBUFS, ENOMEM), `other`.
+pub const ACCEPT_ERROR_KINDS: [&str; 4] = ["open_files", "system_open_files", "memory", "other"];
+
 /// Errors that are the client's doing, counted so they are not blamed on an upstream.
 /// `request_body`: a request body that broke off or was malformed (bad chunking);
 /// `host`: more than one `Host`, or one that disagrees with the request target;
@@ -58,6 +62,7 @@ pub struct Metrics {
     request_duration: HistogramVec,
     upstream_errors: IntCounterVec,
     client_errors: IntCounterVec,
+    accept_errors: IntCounterVec,
     upstream_insecure: IntGaugeVec,
     /// Touched on load and reload only.
     published: Mutex<Published>,
@@ -159,6 +164,12 @@ impl Metrics {
             "Failures reaching upstreams, by kind",
             &["listener", "kind"],
         );
+        let accept_errors = counters(
+            r,
+            "gatehouse_accept_errors_total",
+            "Failed accepts by kind (each backs off 100 ms)",
+            &["listener", "kind"],
+        );
         let client_errors = counters(
             r,
             "gatehouse_client_errors_total",
@@ -184,6 +195,7 @@ impl Metrics {
             request_duration,
             upstream_errors,
             client_errors,
+            accept_errors,
             upstream_insecure,
             published: Mutex::new(Published::default()),
             enabled,
@@ -262,6 +274,8 @@ impl Metrics {
             UPSTREAM_ERROR_KINDS.map(|k| self.upstream_errors.with_label_values(&[name, k]));
         let client_errors =
             CLIENT_ERROR_KINDS.map(|k| self.client_errors.with_label_values(&[name, k]));
+        let accept_errors =
+            ACCEPT_ERROR_KINDS.map(|k| self.accept_errors.with_label_values(&[name, k]));
         Box::leak(Box::new(ListenerMetrics {
             inner: Some(Handles {
                 name: name.to_owned(),
@@ -270,6 +284,7 @@ impl Metrics {
                 request_duration: self.request_duration.with_label_values(&[name]),
                 upstream_errors,
                 client_errors,
+                accept_errors,
                 requests_vec: self.requests.clone(),
                 requests_by_code: (0..STATUS_CODES).map(|_| OnceLock::new()).collect(),
             }),
@@ -307,6 +322,7 @@ struct Handles {
     request_duration: Histogram,
     upstream_errors: [IntCounter; UPSTREAM_ERROR_KINDS.len()],
     client_errors: [IntCounter; CLIENT_ERROR_KINDS.len()],
+    accept_errors: [IntCounter; ACCEPT_ERROR_KINDS.len()],
     requests_vec: IntCounterVec,
     requests_by_code: Box<[OnceLock<IntCounter>]>,
 }
@@ -356,6 +372,15 @@ impl ListenerMetrics {
             && let Some(i) = UPSTREAM_ERROR_KINDS.iter().position(|k| *k == kind)
         {
             h.upstream_errors[i].inc();
+        }
+    }
+
+    /// `kind` is one of [`ACCEPT_ERROR_KINDS`].
+    pub fn accept_error(&self, kind: &str) {
+        if let Some(h) = &self.inner
+            && let Some(i) = ACCEPT_ERROR_KINDS.iter().position(|k| *k == kind)
+        {
+            h.accept_errors[i].inc();
         }
     }
 

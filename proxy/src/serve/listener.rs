@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -51,6 +52,52 @@ pub struct ListenerState {
     pub routes: Routes,
     pub http: Option<Arc<HttpListener>>,
     pub metrics: &'static ListenerMetrics,
+    pub accept_errors: AcceptErrors,
+}
+
+impl ListenerState {
+    /// Counts a failed accept and logs it at most once a second for the listener, with
+    /// how many failed since the last line: out of descriptors, accept fails every
+    /// backoff, and one line each would flood the log.
+    fn accept_failed(&self, e: &std::io::Error) {
+        let kind = match e.raw_os_error().map(nix::errno::Errno::from_raw) {
+            Some(nix::errno::Errno::EMFILE) => "open_files",
+            Some(nix::errno::Errno::ENFILE) => "system_open_files",
+            Some(nix::errno::Errno::ENOBUFS | nix::errno::Errno::ENOMEM) => "memory",
+            _ => "other",
+        };
+        self.metrics.accept_error(kind);
+        let errors = &self.accept_errors;
+        let failed = errors.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        let second = errors.epoch.elapsed().as_secs() + 1;
+        if errors.logged_at.swap(second, Ordering::Relaxed) != second {
+            errors.failed.fetch_sub(failed, Ordering::Relaxed);
+            let hint = if kind.ends_with("open_files") {
+                "; raise the open-file limit (LimitNOFILE) or lower max_connections"
+            } else {
+                ""
+            };
+            tracing::warn!(listener = %self.config.name, error = %e, failed, "accept failed (retrying every 100 ms){hint}");
+        }
+    }
+}
+
+/// Failed accepts since the last line logged about them.
+pub struct AcceptErrors {
+    epoch: std::time::Instant,
+    /// The second (since `epoch`, from 1) of the last line.
+    logged_at: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Default for AcceptErrors {
+    fn default() -> Self {
+        Self {
+            epoch: std::time::Instant::now(),
+            logged_at: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Accepts on this worker's handle of the listening socket until `shutdown`, then drops
@@ -87,7 +134,7 @@ pub async fn accept_loop(
             r = socket.accept() => match r {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    tracing::warn!(listener = %state.config.name, error = %e, "accept failed");
+                    state.accept_failed(&e);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }

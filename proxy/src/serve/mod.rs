@@ -8,6 +8,7 @@
 //! - `idle`: closes connections idle too long, request heads that take too long, and
 //!   clients that stop taking their responses.
 //! - `warnings`: rate-limited warnings for what peers cause once per connection.
+//! - `open_files`: the open-file limit, raised at start and checked against the limits.
 //! - `upstream_tls`: Gatehouse as a verifying TLS client of its upstreams, and what a
 //!   refusal says.
 //! - `forward`: HTTP reverse proxying and TCP piping, with the upstream clients.
@@ -15,6 +16,7 @@
 pub(crate) mod forward;
 pub(crate) mod idle;
 pub(crate) mod listener;
+pub(crate) mod open_files;
 pub mod tls;
 pub mod upstream_tls;
 pub(crate) mod warnings;

@@ -38,6 +38,7 @@ impl Running {
     /// API and starts serving. Fails, serving nothing, if anything is wrong.
     pub async fn start(config_path: &Path) -> Result<Self, StartError> {
         let config = Config::load(config_path)?;
+        open_files(&config);
         let metrics = Metrics::new(config.metrics);
         let now = Timestamp::now();
         crate::certs::internal::ensure(&config, now)?;
@@ -183,6 +184,7 @@ fn prepare(
             ))
         }),
         metrics: listener_metrics,
+        accept_errors: Default::default(),
     });
     let cert_expiry: Vec<String> = l
         .certificates
@@ -200,6 +202,20 @@ fn prepare(
             addr,
         },
     })
+}
+
+/// Raises the open-file limit as far as allowed and warns when the listeners' limits do
+/// not fit in it.
+fn open_files(config: &Config) {
+    let Some((before, after)) = crate::serve::open_files::raise_limit() else {
+        return;
+    };
+    if after > before {
+        tracing::info!("open-file limit raised from {before} to {after}");
+    }
+    if let Some(w) = crate::serve::open_files::warning(config, after) {
+        tracing::warn!("{w}");
+    }
 }
 
 async fn bind_admin(config: &Config) -> Result<Option<TcpListener>, StartError> {
