@@ -54,3 +54,11 @@ pub fn resets_mid_body() -> (SocketAddr, Arc<Watch>) {
     });
     (addr, watch)
 }
+
+/// A TCP upstream that echoes every byte back as it arrives.
+pub fn tcp_echo() -> SocketAddr {
+    spawn_server(|mut tcp| async move {
+        let (mut r, mut w) = tcp.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    })
+}
