@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use gatehouse_tests::faults::tcp_flood;
+use gatehouse_tests::faults::{Break, breaks_mid_body, tcp_flood};
 use gatehouse_tests::upstream::{Watch, http_upstream_watched, rt};
 use gatehouse_tests::{STEP_TIMEOUT, connect, connect_with, inspecting_client_config};
 use http_body_util::Empty;
@@ -231,11 +231,14 @@ fn a_malformed_request_body_is_the_clients_error_not_the_upstreams() {
     );
 }
 
-#[test]
-fn a_response_the_upstream_breaks_off_is_counted_logged_and_logged_as_aborted() {
+/// A GET through an upstream that breaks its response off as `how` says: the client's
+/// bytes, then the proxy for its metrics and log.
+fn broken_off(how: Break, listener_lines: &str) -> (Vec<u8>, Gatehouse) {
     let env = env();
-    let (upstream, watch) = gatehouse_tests::faults::resets_mid_body();
-    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
+    let (upstream, watch) = breaks_mid_body(how);
+    let listener = ListenerToml::http(upstream)
+        .certificates(&["portal"])
+        .set(listener_lines);
     let config = env.config_with("access_log = true", &listener.to_toml());
     let g = Gatehouse::start(&config);
     let answer = rt().block_on(async {
@@ -249,13 +252,25 @@ fn a_response_the_upstream_breaks_off_is_counted_logged_and_logged_as_aborted() 
         let _ = tokio::time::timeout(STEP_TIMEOUT, tls.read_to_end(&mut got)).await;
         got
     });
-    assert!(watch.now().closed >= 1);
+    assert!(watch.now().requests >= 1);
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(
         answer.len() < 1024 * 1024,
         "the client sees the response truncated"
     );
+    assert!(
+        g.wait_for_log(|l| l.contains("outcome=\"upstream_aborted\""), WAIT)
+            .is_some(),
+        "the access log says it was aborted: {}",
+        g.log_text()
+    );
+    (answer, g)
+}
+
+#[test]
+fn a_response_the_upstream_resets_mid_body_is_counted_logged_and_logged_as_aborted() {
+    let (_, g) = broken_off(Break::Reset, "");
     assert_eq!(
         metric(
             &g,
@@ -269,10 +284,27 @@ fn a_response_the_upstream_breaks_off_is_counted_logged_and_logged_as_aborted() 
         "{}",
         g.log_text()
     );
+}
+
+#[test]
+fn a_response_the_upstream_stalls_mid_body_is_cut_at_upstream_timeout() {
+    let started = Instant::now();
+    let (_, g) = broken_off(Break::Stall, "upstream_timeout = \"1s\"");
     assert!(
-        g.wait_for_log(|l| l.contains("outcome=\"upstream_aborted\""), WAIT)
+        started.elapsed() < Duration::from_secs(25),
+        "cut long before the upstream's 30 s"
+    );
+    assert_eq!(
+        metric(
+            &g,
+            r#"gatehouse_upstream_errors_total{kind="timeout",listener="web"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(
+        g.wait_for_log(|l| l.contains("sent no body bytes"), WAIT)
             .is_some(),
-        "the access log says it was aborted: {}",
+        "{}",
         g.log_text()
     );
 }

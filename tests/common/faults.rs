@@ -25,9 +25,18 @@ pub fn tcp_flood() -> (SocketAddr, Arc<Watch>) {
     (addr, watch)
 }
 
+/// How [`breaks_mid_body`] breaks its response off.
+#[derive(Clone, Copy, Debug)]
+pub enum Break {
+    /// Resets the connection.
+    Reset,
+    /// Sends nothing more for 30 s, then closes.
+    Stall,
+}
+
 /// An HTTP/1.1 upstream that reads a request head, answers `200` with a
-/// `Content-Length` of 1 MiB, sends 1 KiB of it and resets the connection.
-pub fn resets_mid_body() -> (SocketAddr, Arc<Watch>) {
+/// `Content-Length` of 1 MiB, sends 1 KiB of it and breaks off as `how` says.
+pub fn breaks_mid_body(how: Break) -> (SocketAddr, Arc<Watch>) {
     let watch = Arc::new(Watch::default());
     let w = watch.clone();
     let addr = spawn_server(move |mut tcp| {
@@ -46,8 +55,13 @@ pub fn resets_mid_body() -> (SocketAddr, Arc<Watch>) {
             let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n";
             let _ = tcp.write_all(answer).await;
             let _ = tcp.write_all(&[b'x'; 1024]).await;
-            // SO_LINGER 0: the close is a reset, not an orderly end.
-            let _ = tcp.set_zero_linger();
+            match how {
+                // SO_LINGER 0: the close is a reset, not an orderly end.
+                Break::Reset => {
+                    let _ = tcp.set_zero_linger();
+                }
+                Break::Stall => tokio::time::sleep(std::time::Duration::from_secs(30)).await,
+            }
             drop(tcp);
             w.update(|s| s.closed += 1);
         }

@@ -6,7 +6,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio::time::Sleep;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -28,6 +30,11 @@ pub struct ProxyBody {
     pub(super) listener: Arc<str>,
     pub(super) target: Arc<Target>,
     pub(super) metrics: &'static ListenerMetrics,
+    /// How long the upstream may leave the body without a byte (`upstream_timeout`).
+    pub(super) upstream_timeout: Duration,
+    /// Runs while the upstream's body has nothing for us; made the first time it has not,
+    /// then reset in place, so responses that arrive whole never make one.
+    pub(super) stall: Option<Pin<Box<Sleep>>>,
     /// The request counts as in flight (no idle timeout) until its response body ends.
     pub(super) busy: Option<InFlightGuard>,
     /// Whether the body has something for the client that the client has not taken yet
@@ -141,6 +148,31 @@ impl ProxyBody {
         self.busy = None;
     }
 
+    /// The upstream's body has nothing now: an error (which aborts the response) once it
+    /// has had nothing for `upstream_timeout`, else pending.
+    fn stalled(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, BodyError>>> {
+        let timeout = self.upstream_timeout;
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if stall.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.lease = None;
+        self.metrics.upstream_error("timeout");
+        crate::serve::warnings::warn(crate::serve::warnings::Kind::UpstreamAborted, || {
+            format!(
+                "listener {}: upstream {} sent no body bytes for {timeout:?} (upstream_timeout); the response is cut",
+                self.listener, self.target.upstream
+            )
+        });
+        self.end(Ending::UpstreamAborted);
+        Poll::Ready(Some(Err("the upstream stalled mid-body".into())))
+    }
+
     /// Whether bytes wait for the client to take them (see [`ProxyBody::waiting`]).
     pub(super) fn set_waiting(&mut self, waiting: bool) {
         if let Some(busy) = &self.busy
@@ -152,9 +184,11 @@ impl ProxyBody {
     }
 }
 
+type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 impl hyper::body::Body for ProxyBody {
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -172,6 +206,10 @@ impl hyper::body::Body for ProxyBody {
                     c.bytes += data.len() as u64;
                 }
                 self.set_waiting(true);
+                let next = tokio::time::Instant::now() + self.upstream_timeout;
+                if let Some(stall) = self.stall.as_mut() {
+                    stall.as_mut().reset(next);
+                }
             }
             Poll::Ready(None) => {
                 if let Some(l) = self.lease.take() {
@@ -191,7 +229,7 @@ impl hyper::body::Body for ProxyBody {
                 });
                 self.end(Ending::UpstreamAborted);
             }
-            Poll::Pending => {}
+            Poll::Pending => return self.stalled(cx),
         }
         polled
     }

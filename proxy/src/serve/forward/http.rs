@@ -283,6 +283,8 @@ impl ConnCtx {
             listener: listener.name.clone(),
             target: self.conn.target.clone(),
             metrics: listener.metrics,
+            upstream_timeout: listener.upstream_timeout,
+            stall: None,
         };
         // The head waits for the client from now on.
         body.set_waiting(true);
