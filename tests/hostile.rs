@@ -522,3 +522,72 @@ fn out_of_descriptors_accept_backs_off_quietly_open_connections_work_and_it_reco
     let lines = lines_with(&g, "accept failed");
     assert!(lines <= 30, "{lines} lines:\n{}", g.log_text());
 }
+
+#[test]
+fn an_upstream_that_answers_garbage_is_a_502_blamed_on_it() {
+    let env = env();
+    let upstream = gatehouse_tests::faults::answers_garbage();
+    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
+    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let answer = rt().block_on(raw_http1(
+        g.addr("web"),
+        "GET / HTTP/1.1\r\nHost: portal.test\r\n\r\n",
+    ));
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    assert_eq!(
+        metric(
+            &g,
+            r#"gatehouse_upstream_errors_total{kind="protocol",listener="web"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn a_request_body_that_stops_coming_is_cut_at_upstream_timeout() {
+    let env = env();
+    let (upstream, _watch) = http_upstream_watched("portal");
+    let listener = ListenerToml::http(upstream)
+        .certificates(&["portal"])
+        .set("upstream_timeout = \"1s\"");
+    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let started = Instant::now();
+    let answer = rt().block_on(raw_http1(
+        g.addr("web"),
+        "POST /count HTTP/1.1\r\nHost: portal.test\r\nContent-Length: 1000\r\n\r\nonly ten b",
+    ));
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+}
+
+#[test]
+fn thousands_of_handshakes_abandoned_halfway_leave_nothing_behind() {
+    let env = env();
+    let (upstream, _watch) = http_upstream_watched("portal");
+    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
+    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let addr = g.addr("web");
+    rt().block_on(async {
+        // The first bytes of a TLS record carrying a ClientHello, then gone.
+        for _ in 0..2000 {
+            if let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await {
+                let _ = tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await;
+            }
+        }
+    });
+    let active = r#"gatehouse_connections_active{listener="web"}"#;
+    let drained = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        metric(&g, active) == Some(0.0)
+    });
+    assert!(
+        drained,
+        "every abandoned connection is closed: {:?}",
+        metric(&g, active)
+    );
+    let answer = rt().block_on(raw_http1(
+        addr,
+        "GET / HTTP/1.1\r\nHost: portal.test\r\n\r\n",
+    ));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

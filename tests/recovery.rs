@@ -212,3 +212,45 @@ fn ca_rotate_reissues_internal_certificates_and_export_ca_prints_both_cas() {
         "the replaced certificate is backed up: {backups}"
     );
 }
+
+#[test]
+fn an_install_that_cannot_write_its_backup_is_refused_with_the_files_untouched() {
+    let (env, g, config) = deployment();
+    // Tests run as root, which read-only permissions do not stop: a file where the
+    // backups directory should be fails every write under it, as a full or read-only
+    // state_dir would.
+    write(env.path(), "state/backups", "in the way\n");
+    let before = snapshot(env.path());
+    let renewed = env.pki.inter.leaf(&["portal.test", "engine.test"]);
+    let cert = write(env.path(), "renewed.crt", &renewed.cert_pem);
+    let key = write(env.path(), "renewed.key", &renewed.key_pem);
+    let out = refused(&[
+        "certs",
+        "install",
+        "--config",
+        &s(&config),
+        "--name",
+        "portal",
+        "--cert",
+        &s(&cert),
+        "--key",
+        &s(&key),
+    ]);
+    for expected in [
+        "install refused",
+        "state/backups",
+        "state_dir is writable",
+        "untouched",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    let after: Vec<_> = snapshot(env.path())
+        .into_iter()
+        .filter(|(p, _)| !p.ends_with("renewed.crt") && !p.ends_with("renewed.key"))
+        .collect();
+    assert_eq!(before, after, "the certificate's files are as they were");
+    assert_eq!(
+        serial_of(&served(&g, "portal.test")[0]),
+        env.serials["portal"]
+    );
+}

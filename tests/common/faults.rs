@@ -76,3 +76,13 @@ pub fn tcp_echo() -> SocketAddr {
         let _ = tokio::io::copy(&mut r, &mut w).await;
     })
 }
+
+/// An upstream that answers every request head with bytes that are not HTTP, then closes.
+pub fn answers_garbage() -> SocketAddr {
+    spawn_server(|mut tcp| async move {
+        let mut buf = [0u8; 4096];
+        if matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {
+            let _ = tcp.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n").await;
+        }
+    })
+}

@@ -18,7 +18,7 @@ pub enum BackupError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write the backup {}: {source}; check that state_dir is writable and not full", path.display())]
     Write {
         path: PathBuf,
         #[source]
