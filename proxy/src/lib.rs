@@ -13,11 +13,13 @@
 
 #![forbid(unsafe_code)]
 
-// Public: the command line (for `main.rs`) and the TLS setup the tests and benches drive.
-// Everything else is the crate's own.
+// Public: the command line (for `main.rs`), the TLS setup the tests and benches drive, and
+// the entry points of the fuzz targets. Everything else is the crate's own.
 mod certs;
 pub mod cli;
 mod config;
+#[doc(hidden)]
+pub mod fuzz;
 mod ops;
 pub mod serve;
 mod server;
