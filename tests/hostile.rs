@@ -591,3 +591,31 @@ fn thousands_of_handshakes_abandoned_halfway_leave_nothing_behind() {
     ));
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+#[test]
+fn a_quiet_websocket_is_not_cut_by_send_timeout() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let env = env();
+    let (upstream, _watch) = http_upstream_watched("portal");
+    let listener = ListenerToml::http(upstream)
+        .certificates(&["portal"])
+        .set("send_timeout = \"1s\"\nidle_timeout = 60");
+    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let addr = g.addr("web");
+    rt().block_on(async {
+        let (tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
+        let url = format!("wss://portal.test:{}/chat", addr.port());
+        let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
+            .await
+            .expect("upgrade");
+        // Nothing to send, nothing waiting for the client: three send_timeouts pass.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        ws.send(Message::text("still open")).await.expect("send");
+        let echo = tokio::time::timeout(STEP_TIMEOUT, ws.next()).await;
+        assert!(
+            matches!(&echo, Ok(Some(Ok(m))) if m.to_text().ok() == Some("still open")),
+            "{echo:?}"
+        );
+    });
+}
