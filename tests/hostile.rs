@@ -561,7 +561,7 @@ fn a_request_body_that_stops_coming_is_cut_at_upstream_timeout() {
 }
 
 #[test]
-fn thousands_of_handshakes_abandoned_halfway_leave_nothing_behind() {
+fn ten_thousand_handshakes_abandoned_halfway_leave_nothing_behind() {
     let env = env();
     let (upstream, _watch) = http_upstream_watched("portal");
     let listener = ListenerToml::http(upstream).certificates(&["portal"]);
@@ -569,7 +569,7 @@ fn thousands_of_handshakes_abandoned_halfway_leave_nothing_behind() {
     let addr = g.addr("web");
     rt().block_on(async {
         // The first bytes of a TLS record carrying a ClientHello, then gone.
-        for _ in 0..2000 {
+        for _ in 0..10_000 {
             if let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await {
                 let _ = tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await;
             }
@@ -618,4 +618,44 @@ fn a_quiet_websocket_is_not_cut_by_send_timeout() {
             "{echo:?}"
         );
     });
+}
+
+#[test]
+fn an_upstream_that_restarts_under_load_costs_502s_while_down_and_nothing_after() {
+    let env = env();
+    let upstream = gatehouse_tests::faults::Restartable::new();
+    let listener = ListenerToml::http(upstream.addr()).certificates(&["portal"]);
+    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let addr = g.addr("web");
+    let get = || {
+        rt().block_on(async {
+            let (mut send, _, _) = support::clients::portal_keep_alive(addr).await;
+            let mut codes = Vec::new();
+            for _ in 0..20 {
+                // The connection takes the next request once the last one is done.
+                send.ready().await.expect("the client connection stays open");
+                let resp =
+                    tokio::time::timeout(STEP_TIMEOUT, support::clients::get_portal(&mut send))
+                        .await
+                        .expect("every request is answered in time")
+                        .expect("answered");
+                codes.push(resp.status().as_u16());
+                let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+            }
+            codes
+        })
+    };
+    assert!(get().iter().all(|c| *c == 200), "up: pooled connections");
+    upstream.stop();
+    let down = get();
+    assert!(
+        down.iter().all(|c| *c == 502),
+        "down: 502 at once: {down:?}"
+    );
+    upstream.start();
+    let back = get();
+    assert!(
+        back.iter().all(|c| *c == 200),
+        "back: no request fails on a connection the restart killed: {back:?}"
+    );
 }

@@ -86,3 +86,72 @@ pub fn answers_garbage() -> SocketAddr {
         }
     })
 }
+
+/// An HTTP/1.1 upstream on a fixed port that can be stopped (its listener and every
+/// connection closed, as a process that exits) and started again on the same port.
+pub struct Restartable {
+    addr: SocketAddr,
+    tasks: std::sync::Mutex<tokio::task::JoinSet<()>>,
+}
+
+impl Restartable {
+    pub fn new() -> Arc<Self> {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+        let addr = probe.local_addr().expect("addr");
+        drop(probe);
+        let upstream = Arc::new(Self {
+            addr,
+            tasks: std::sync::Mutex::new(tokio::task::JoinSet::new()),
+        });
+        upstream.start();
+        upstream
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Listens again (the port is bound with SO_REUSEADDR, as servers do).
+    pub fn start(self: &Arc<Self>) {
+        let me = self.clone();
+        let listener = crate::upstream::rt().block_on(async move {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.set_reuseaddr(true).expect("reuseaddr");
+            socket.bind(me.addr).expect("bind the same port again");
+            socket.listen(128).expect("listen")
+        });
+        let me = self.clone();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.spawn_on(
+            async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let service = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from_static(b"up\n")),
+                        ))
+                    });
+                    let serving = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+                    me.tasks
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .spawn(async move {
+                            let _ = serving.await;
+                        });
+                }
+            },
+            crate::upstream::rt().handle(),
+        );
+    }
+
+    /// Closes the listener and every connection.
+    pub fn stop(&self) {
+        // Taken out of the lock first: the accept task takes it to add a connection.
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        tasks.abort_all();
+        crate::upstream::rt().block_on(async { while tasks.join_next().await.is_some() {} });
+        // Connections accepted while stopping landed in the new set: close them too.
+        let late = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(late);
+    }
+}
