@@ -7,21 +7,15 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use gatehouse_tests::faults::{Break, breaks_mid_body, tcp_flood};
+use gatehouse_tests::faults::tcp_flood;
 use gatehouse_tests::upstream::{Watch, http_upstream_watched, rt};
 use gatehouse_tests::{STEP_TIMEOUT, connect, connect_with, inspecting_client_config};
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::deploy::{Env, ListenerToml, WAIT};
+use support::probes::{portal_env, raw_http1, serve_portal};
 use support::process::Gatehouse;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// One certificate, `portal`, for portal.test.
-fn env() -> Env {
-    let mut env = Env::new();
-    env.certificate("portal", &["portal.test"]);
-    env
-}
 
 /// Waits until the upstream has seen one connection end: the proxy closed it.
 fn upstream_closed(watch: &Watch, what: &str) {
@@ -34,12 +28,8 @@ fn upstream_closed(watch: &Watch, what: &str) {
 
 #[test]
 fn an_http1_client_that_stops_reading_is_closed_at_send_timeout_with_its_upstream() {
-    let env = env();
     let (upstream, watch) = http_upstream_watched("portal");
-    let listener = ListenerToml::http(upstream)
-        .certificates(&["portal"])
-        .set("send_timeout = \"1s\"");
-    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let (_env, g) = serve_portal(upstream, "send_timeout = \"1s\"");
     rt().block_on(async {
         let (mut tls, _) = connect(g.addr("web"), Some("portal.test"))
             .await
@@ -60,12 +50,8 @@ fn an_http1_client_that_stops_reading_is_closed_at_send_timeout_with_its_upstrea
 
 #[test]
 fn an_http2_client_with_a_shut_window_is_closed_at_send_timeout() {
-    let env = env();
     let (upstream, watch) = http_upstream_watched("portal");
-    let listener = ListenerToml::http(upstream)
-        .certificates(&["portal"])
-        .set("send_timeout = \"1s\"\nidle_timeout = 300");
-    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let (_env, g) = serve_portal(upstream, "send_timeout = \"1s\"\nidle_timeout = 300");
     rt().block_on(async {
         let config = inspecting_client_config(&[b"h2"]);
         let (tls, _) = connect_with(config, g.addr("web"), Some("portal.test"))
@@ -116,25 +102,10 @@ fn a_tcp_mode_client_that_stops_reading_is_closed_at_send_timeout_with_its_upstr
     });
 }
 
-/// Sends `request` (raw HTTP/1.1) on a new TLS connection for portal.test; the response's
-/// status line and the rest.
-async fn raw_http1(addr: std::net::SocketAddr, request: &str) -> String {
-    let (mut tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
-    tls.write_all(request.as_bytes()).await.expect("request");
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(STEP_TIMEOUT, tls.read(&mut buf))
-        .await
-        .expect("an answer in time")
-        .expect("read");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
 #[test]
 fn hosts_that_disagree_are_refused_and_http2_authority_wins() {
-    let env = env();
     let (upstream, watch) = http_upstream_watched("portal");
-    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
-    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let (_env, g) = serve_portal(upstream, "");
     let addr = g.addr("web");
     rt().block_on(async {
         for (request, why) in [
@@ -192,134 +163,30 @@ fn hosts_that_disagree_are_refused_and_http2_authority_wins() {
     });
 }
 
-/// The value of one series of `/metrics`.
-fn metric(g: &Gatehouse, series: &str) -> Option<f64> {
-    let out = std::process::Command::new("curl")
-        .args(["-sS", &g.admin_url("/metrics")])
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[test]
 fn a_malformed_request_body_is_the_clients_error_not_the_upstreams() {
-    let env = env();
     let (upstream, _watch) = http_upstream_watched("portal");
-    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
-    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let (_env, g) = serve_portal(upstream, "");
     let answer = rt().block_on(raw_http1(
         g.addr("web"),
         "POST /count HTTP/1.1\r\nHost: portal.test\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\nZZ\r\nbad chunk size\r\n",
     ));
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert_eq!(
-        metric(
-            &g,
-            r#"gatehouse_client_errors_total{kind="request_body",listener="web"}"#
-        ),
+        g.metric(r#"gatehouse_client_errors_total{kind="request_body",listener="web"}"#),
         Some(1.0)
     );
     assert_eq!(
-        metric(
-            &g,
-            r#"gatehouse_upstream_errors_total{kind="protocol",listener="web"}"#
-        ),
+        g.metric(r#"gatehouse_upstream_errors_total{kind="protocol",listener="web"}"#),
         Some(0.0),
         "not blamed on the upstream"
     );
 }
 
-/// A GET through an upstream that breaks its response off as `how` says: the client's
-/// bytes, then the proxy for its metrics and log.
-fn broken_off(how: Break, listener_lines: &str) -> (Vec<u8>, Gatehouse) {
-    let env = env();
-    let (upstream, watch) = breaks_mid_body(how);
-    let listener = ListenerToml::http(upstream)
-        .certificates(&["portal"])
-        .set(listener_lines);
-    let config = env.config_with("access_log = true", &listener.to_toml());
-    let g = Gatehouse::start(&config);
-    let answer = rt().block_on(async {
-        let (mut tls, _) = connect(g.addr("web"), Some("portal.test"))
-            .await
-            .expect("handshake");
-        tls.write_all(b"GET / HTTP/1.1\r\nHost: portal.test\r\n\r\n")
-            .await
-            .expect("request");
-        let mut got = Vec::new();
-        let _ = tokio::time::timeout(STEP_TIMEOUT, tls.read_to_end(&mut got)).await;
-        got
-    });
-    assert!(watch.now().requests >= 1);
-    let text = String::from_utf8_lossy(&answer);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(
-        answer.len() < 1024 * 1024,
-        "the client sees the response truncated"
-    );
-    assert!(
-        g.wait_for_log(|l| l.contains("outcome=\"upstream_aborted\""), WAIT)
-            .is_some(),
-        "the access log says it was aborted: {}",
-        g.log_text()
-    );
-    (answer, g)
-}
-
-#[test]
-fn a_response_the_upstream_resets_mid_body_is_counted_logged_and_logged_as_aborted() {
-    let (_, g) = broken_off(Break::Reset, "");
-    assert_eq!(
-        metric(
-            &g,
-            r#"gatehouse_upstream_errors_total{kind="reset",listener="web"}"#
-        ),
-        Some(1.0)
-    );
-    assert!(
-        g.wait_for_log(|l| l.contains("broke off a response mid-body"), WAIT)
-            .is_some(),
-        "{}",
-        g.log_text()
-    );
-}
-
-#[test]
-fn a_response_the_upstream_stalls_mid_body_is_cut_at_upstream_timeout() {
-    let started = Instant::now();
-    let (_, g) = broken_off(Break::Stall, "upstream_timeout = \"1s\"");
-    assert!(
-        started.elapsed() < Duration::from_secs(25),
-        "cut long before the upstream's 30 s"
-    );
-    assert_eq!(
-        metric(
-            &g,
-            r#"gatehouse_upstream_errors_total{kind="timeout",listener="web"}"#
-        ),
-        Some(1.0)
-    );
-    assert!(
-        g.wait_for_log(|l| l.contains("sent no body bytes"), WAIT)
-            .is_some(),
-        "{}",
-        g.log_text()
-    );
-}
-
-/// Lines of `g`'s log that contain `text`.
-fn lines_with(g: &Gatehouse, text: &str) -> usize {
-    g.log_lines().iter().filter(|l| l.contains(text)).count()
-}
-
 #[test]
 fn floods_of_bad_handshakes_and_http2_resets_log_a_few_lines_and_count_every_one() {
-    let env = env();
     let (upstream, _watch) = http_upstream_watched("portal");
-    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
-    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let (_env, g) = serve_portal(upstream, "");
     let addr = g.addr("web");
     rt().block_on(async {
         for _ in 0..20 {
@@ -335,24 +202,20 @@ fn floods_of_bad_handshakes_and_http2_resets_log_a_few_lines_and_count_every_one
         }
     });
     let series = r#"gatehouse_tls_handshakes_total{listener="web",result="protocol_error"}"#;
-    assert_eq!(metric(&g, series), Some(20.0));
+    assert_eq!(g.metric(series), Some(20.0));
     let resets = r#"gatehouse_client_errors_total{kind="protocol",listener="web"}"#;
-    let counted = std::iter::repeat_with(|| metric(&g, resets))
+    let counted = std::iter::repeat_with(|| g.metric(resets))
         .take(100)
         .find(|v| *v == Some(20.0));
-    assert!(counted.is_some(), "{:?}", metric(&g, resets));
+    assert!(counted.is_some(), "{:?}", g.metric(resets));
+    assert!(g.log_count("TLS handshake failed") <= 5, "{}", g.log_text());
     assert!(
-        lines_with(&g, "TLS handshake failed") <= 5,
-        "{}",
-        g.log_text()
-    );
-    assert!(
-        lines_with(&g, "client connection closed") <= 5,
+        g.log_count("client connection closed") <= 5,
         "{}",
         g.log_text()
     );
     assert_eq!(
-        lines_with(&g, "reached limit"),
+        g.log_count("reached limit"),
         0,
         "h2's own line per connection"
     );
@@ -397,12 +260,10 @@ fn admin_status(g: &Gatehouse, path: &str, extra: &[&str]) -> String {
 
 #[test]
 fn the_admin_api_refuses_other_origins_and_rebound_host_names_and_bounds_slow_clients() {
-    let env = env();
     let (upstream, _watch) = http_upstream_watched("portal");
-    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
-    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let (_env, g) = serve_portal(upstream, "");
     let reloads = r#"gatehouse_certificate_reloads_total{result="success"}"#;
-    let before = metric(&g, reloads);
+    let before = g.metric(reloads);
     // What a page on another site can make the browser send: a "simple" cross-site POST.
     let cross_site = [
         "-X",
@@ -426,7 +287,7 @@ fn the_admin_api_refuses_other_origins_and_rebound_host_names_and_bounds_slow_cl
         admin_status(&g, "/certs", &["-H", "Host: evil.example"]),
         "403"
     );
-    assert_eq!(metric(&g, reloads), before, "no reload happened");
+    assert_eq!(g.metric(reloads), before, "no reload happened");
     let admin = g.admin_url("");
     let own = format!("Origin: {admin}");
     assert_eq!(
@@ -451,7 +312,7 @@ fn the_admin_api_refuses_other_origins_and_rebound_host_names_and_bounds_slow_cl
 
 #[test]
 fn out_of_descriptors_accept_backs_off_quietly_open_connections_work_and_it_recovers() {
-    let env = env();
+    let env = portal_env();
     let (upstream, _watch) = http_upstream_watched("portal");
     let listener = ListenerToml::http(upstream).certificates(&["portal"]);
     let config = env.config(&listener.to_toml());
@@ -513,44 +374,17 @@ fn out_of_descriptors_accept_backs_off_quietly_open_connections_work_and_it_reco
         }
         assert!(recovered, "new clients are served again");
     });
-    let failed = metric(
-        &g,
-        r#"gatehouse_accept_errors_total{kind="open_files",listener="web"}"#,
-    );
+    let failed = g.metric(r#"gatehouse_accept_errors_total{kind="open_files",listener="web"}"#);
     assert!(failed.is_some_and(|n| n >= 1.0), "{failed:?}");
     // Accept retries every 100 ms on each worker: at most a line a second is logged.
-    let lines = lines_with(&g, "accept failed");
+    let lines = g.log_count("accept failed");
     assert!(lines <= 30, "{lines} lines:\n{}", g.log_text());
 }
 
 #[test]
-fn an_upstream_that_answers_garbage_is_a_502_blamed_on_it() {
-    let env = env();
-    let upstream = gatehouse_tests::faults::answers_garbage();
-    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
-    let g = Gatehouse::start(&env.config(&listener.to_toml()));
-    let answer = rt().block_on(raw_http1(
-        g.addr("web"),
-        "GET / HTTP/1.1\r\nHost: portal.test\r\n\r\n",
-    ));
-    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
-    assert_eq!(
-        metric(
-            &g,
-            r#"gatehouse_upstream_errors_total{kind="protocol",listener="web"}"#
-        ),
-        Some(1.0)
-    );
-}
-
-#[test]
 fn a_request_body_that_stops_coming_is_cut_at_upstream_timeout() {
-    let env = env();
     let (upstream, _watch) = http_upstream_watched("portal");
-    let listener = ListenerToml::http(upstream)
-        .certificates(&["portal"])
-        .set("upstream_timeout = \"1s\"");
-    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let (_env, g) = serve_portal(upstream, "upstream_timeout = \"1s\"");
     let started = Instant::now();
     let answer = rt().block_on(raw_http1(
         g.addr("web"),
@@ -562,10 +396,8 @@ fn a_request_body_that_stops_coming_is_cut_at_upstream_timeout() {
 
 #[test]
 fn ten_thousand_handshakes_abandoned_halfway_leave_nothing_behind() {
-    let env = env();
     let (upstream, _watch) = http_upstream_watched("portal");
-    let listener = ListenerToml::http(upstream).certificates(&["portal"]);
-    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let (_env, g) = serve_portal(upstream, "");
     let addr = g.addr("web");
     rt().block_on(async {
         // The first bytes of a TLS record carrying a ClientHello, then gone.
@@ -578,12 +410,12 @@ fn ten_thousand_handshakes_abandoned_halfway_leave_nothing_behind() {
     let active = r#"gatehouse_connections_active{listener="web"}"#;
     let drained = (0..200).any(|_| {
         std::thread::sleep(Duration::from_millis(50));
-        metric(&g, active) == Some(0.0)
+        g.metric(active) == Some(0.0)
     });
     assert!(
         drained,
         "every abandoned connection is closed: {:?}",
-        metric(&g, active)
+        g.metric(active)
     );
     let answer = rt().block_on(raw_http1(
         addr,
@@ -596,12 +428,8 @@ fn ten_thousand_handshakes_abandoned_halfway_leave_nothing_behind() {
 fn a_quiet_websocket_is_not_cut_by_send_timeout() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    let env = env();
     let (upstream, _watch) = http_upstream_watched("portal");
-    let listener = ListenerToml::http(upstream)
-        .certificates(&["portal"])
-        .set("send_timeout = \"1s\"\nidle_timeout = 60");
-    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let (_env, g) = serve_portal(upstream, "send_timeout = \"1s\"\nidle_timeout = 60");
     let addr = g.addr("web");
     rt().block_on(async {
         let (tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
@@ -618,44 +446,4 @@ fn a_quiet_websocket_is_not_cut_by_send_timeout() {
             "{echo:?}"
         );
     });
-}
-
-#[test]
-fn an_upstream_that_restarts_under_load_costs_502s_while_down_and_nothing_after() {
-    let env = env();
-    let upstream = gatehouse_tests::faults::Restartable::new();
-    let listener = ListenerToml::http(upstream.addr()).certificates(&["portal"]);
-    let g = Gatehouse::start(&env.config(&listener.to_toml()));
-    let addr = g.addr("web");
-    let get = || {
-        rt().block_on(async {
-            let (mut send, _, _) = support::clients::portal_keep_alive(addr).await;
-            let mut codes = Vec::new();
-            for _ in 0..20 {
-                // The connection takes the next request once the last one is done.
-                send.ready().await.expect("the client connection stays open");
-                let resp =
-                    tokio::time::timeout(STEP_TIMEOUT, support::clients::get_portal(&mut send))
-                        .await
-                        .expect("every request is answered in time")
-                        .expect("answered");
-                codes.push(resp.status().as_u16());
-                let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
-            }
-            codes
-        })
-    };
-    assert!(get().iter().all(|c| *c == 200), "up: pooled connections");
-    upstream.stop();
-    let down = get();
-    assert!(
-        down.iter().all(|c| *c == 502),
-        "down: 502 at once: {down:?}"
-    );
-    upstream.start();
-    let back = get();
-    assert!(
-        back.iter().all(|c| *c == 200),
-        "back: no request fails on a connection the restart killed: {back:?}"
-    );
 }

@@ -7,4 +7,5 @@
 pub mod chores;
 pub mod clients;
 pub mod deploy;
+pub mod probes;
 pub mod process;

@@ -152,6 +152,22 @@ impl Gatehouse {
         self.log.lock().expect("log lock").clone()
     }
 
+    /// How many lines of the log contain `text`.
+    pub fn log_count(&self, text: &str) -> usize {
+        self.log_lines().iter().filter(|l| l.contains(text)).count()
+    }
+
+    /// The value of one series of the admin API's `/metrics`.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let out = Command::new("curl")
+            .args(["-sS", &self.admin_url("/metrics")])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
     pub fn log_text(&self) -> String {
         self.log_lines().join("\n")
     }

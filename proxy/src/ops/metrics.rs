@@ -292,6 +292,13 @@ impl Metrics {
     }
 }
 
+/// Adds one to the counter of `kind` among `kinds`; a kind not listed counts nowhere.
+fn inc_kind(counters: &[IntCounter], kinds: &[&str], kind: &str) {
+    if let Some(i) = kinds.iter().position(|k| *k == kind) {
+        counters[i].inc();
+    }
+}
+
 fn set_gauge(vec: &IntGaugeVec, labels: &[String], value: i64) {
     let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
     vec.with_label_values(&refs).set(value);
@@ -359,37 +366,29 @@ impl ListenerMetrics {
 
     /// `result` is one of [`HANDSHAKE_RESULTS`].
     pub fn handshake(&self, result: &str) {
-        if let Some(h) = &self.inner
-            && let Some(i) = HANDSHAKE_RESULTS.iter().position(|r| *r == result)
-        {
-            h.handshakes[i].inc();
+        if let Some(h) = &self.inner {
+            inc_kind(&h.handshakes, &HANDSHAKE_RESULTS, result);
         }
     }
 
     /// `kind` is one of [`UPSTREAM_ERROR_KINDS`].
     pub fn upstream_error(&self, kind: &str) {
-        if let Some(h) = &self.inner
-            && let Some(i) = UPSTREAM_ERROR_KINDS.iter().position(|k| *k == kind)
-        {
-            h.upstream_errors[i].inc();
+        if let Some(h) = &self.inner {
+            inc_kind(&h.upstream_errors, &UPSTREAM_ERROR_KINDS, kind);
         }
     }
 
     /// `kind` is one of [`ACCEPT_ERROR_KINDS`].
     pub fn accept_error(&self, kind: &str) {
-        if let Some(h) = &self.inner
-            && let Some(i) = ACCEPT_ERROR_KINDS.iter().position(|k| *k == kind)
-        {
-            h.accept_errors[i].inc();
+        if let Some(h) = &self.inner {
+            inc_kind(&h.accept_errors, &ACCEPT_ERROR_KINDS, kind);
         }
     }
 
     /// `kind` is one of [`CLIENT_ERROR_KINDS`].
     pub fn client_error(&self, kind: &str) {
-        if let Some(h) = &self.inner
-            && let Some(i) = CLIENT_ERROR_KINDS.iter().position(|k| *k == kind)
-        {
-            h.client_errors[i].inc();
+        if let Some(h) = &self.inner {
+            inc_kind(&h.client_errors, &CLIENT_ERROR_KINDS, kind);
         }
     }
 
