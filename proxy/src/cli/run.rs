@@ -4,6 +4,7 @@ use std::path::Path;
 
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::ops::notify;
 use crate::ops::report::log_reloaded;
 use crate::server::Running;
 
@@ -14,19 +15,23 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     tracing::info!("ready");
+    notify::ready(&running.status());
     loop {
         tokio::select! {
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", config_path.display());
+                notify::reloading();
                 match running.reload_async().await {
                     Ok(reloaded) => log_reloaded(&reloaded),
                     Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
                 }
+                notify::ready(&running.status());
             }
             _ = terminate.recv() => { tracing::info!("SIGTERM: draining"); break; }
             _ = interrupt.recv() => { tracing::info!("SIGINT: draining"); break; }
         }
     }
+    notify::stopping();
     let grace = running.shutdown_timeout();
     running.shutdown(grace).await;
     tracing::info!("stopped");

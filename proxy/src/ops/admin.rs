@@ -245,7 +245,13 @@ async fn handle<C: Control>(
                     &json!({"error": "missing or wrong bearer token; send Authorization: Bearer <token from token_file>"}),
                 );
             }
-            match reload_blocking(inner.clone()).await {
+            super::notify::reloading();
+            let reloaded = reload_blocking(inner.clone()).await;
+            super::notify::ready(&super::notify::status(
+                &inner.store().snapshot(),
+                Timestamp::now(),
+            ));
+            match reloaded {
                 Ok(reloaded) => {
                     log_reloaded(&reloaded);
                     let status = if reloaded.is_clean() {

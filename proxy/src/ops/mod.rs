@@ -5,6 +5,7 @@
 //! - `advice`: warnings about a working configuration (`check` prints them, `run` logs them).
 //! - `admin`: the admin API (`/metrics`, `/healthz`, `/certs`, `POST /reload`).
 //! - `client`: the admin API's client, as `gatehouse reload` and `certs install` use it.
+//! - `notify`: systemd's notification protocol (ready, reloading, stopping, status).
 //! - `report`: what a reload did, as log lines and as JSON.
 //! - `table`: plain-text tables for terminal output (certificates, reload reports).
 
@@ -12,5 +13,6 @@ pub mod admin;
 pub mod advice;
 pub mod client;
 pub mod metrics;
+pub mod notify;
 pub mod report;
 pub mod table;

@@ -144,6 +144,11 @@ impl Running {
         drained
     }
 
+    /// The certificates' state, as systemd shows it.
+    pub fn status(&self) -> String {
+        crate::ops::notify::status(&self.inner.store.snapshot(), certstore::Timestamp::now())
+    }
+
     /// The configured drain time.
     pub fn shutdown_timeout(&self) -> Duration {
         self.inner
