@@ -138,6 +138,8 @@ pub fn text(out: &Output) -> String {
 #[derive(Clone, Debug)]
 pub struct ListenerToml {
     name: String,
+    /// `127.0.0.1:0` unless set.
+    bind: String,
     certificates: Vec<String>,
     upstream: String,
     /// Further `key = value` lines, as written.
@@ -151,11 +153,17 @@ impl ListenerToml {
     pub fn http(upstream: SocketAddr) -> Self {
         Self {
             name: "web".into(),
+            bind: "127.0.0.1:0".into(),
             certificates: vec!["portal".into(), "engine".into()],
             upstream: format!("http://{upstream}"),
             lines: Vec::new(),
             routes: Vec::new(),
         }
+    }
+
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr.to_string();
+        self
     }
 
     pub fn name(mut self, name: &str) -> Self {
@@ -199,8 +207,9 @@ impl ListenerToml {
             .map(|c| format!("\"{c}\""))
             .collect();
         let mut t = format!(
-            "[[listener]]\nname = \"{}\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\ncertificates = [{}]\nupstream = \"{}\"\n",
+            "[[listener]]\nname = \"{}\"\nbind = \"{}\"\nprotocol = \"http\"\ncertificates = [{}]\nupstream = \"{}\"\n",
             self.name,
+            self.bind,
             certificates.join(", "),
             self.upstream
         );

@@ -67,10 +67,30 @@ impl Gatehouse {
         )
     }
 
+    /// Starts `gatehouse ARGS` the way systemd starts a socket-activated service: `socket`
+    /// is its fd 3, with `LISTEN_FDS=1` and `LISTEN_PID` its own pid (a shell puts the fd
+    /// in place and then becomes gatehouse, keeping its pid).
+    pub fn start_activated(socket: &std::net::TcpListener, args: &[&str]) -> Self {
+        let fd = std::os::fd::OwnedFd::from(socket.try_clone().expect("a handle of the socket"));
+        Self::spawn_with(
+            Command::new("bash")
+                .arg("-c")
+                .arg("exec 3<&0 0</dev/null; LISTEN_PID=$$ LISTEN_FDS=1 exec \"$@\"")
+                .arg("socket-activated")
+                .arg(gatehouse_bin())
+                .args(args),
+            Stdio::from(fd),
+        )
+    }
+
     fn spawn(command: &mut Command) -> Self {
+        Self::spawn_with(command, Stdio::null())
+    }
+
+    fn spawn_with(command: &mut Command, stdin: Stdio) -> Self {
         let mut child = command
             .env("GATEHOUSE_LOG", "info")
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

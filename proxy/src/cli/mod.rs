@@ -105,7 +105,9 @@ pub fn main() -> anyhow::Result<()> {
                 .map(|c| c.log_format)
                 .unwrap_or(LogFormat::Text);
             init_logging(format);
-            runtime()?.block_on(run::run(&config))
+            // Taken while the process has one thread: it clears LISTEN_FDS/LISTEN_PID.
+            let inherited = crate::serve::listener::Inherited::from_env();
+            runtime()?.block_on(run::run(&config, inherited))
         }
         Command::Reload { config } => {
             std::process::exit(runtime()?.block_on(reload::reload(&config)))

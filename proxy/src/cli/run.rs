@@ -6,11 +6,13 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::ops::notify;
 use crate::ops::report::log_reloaded;
+use crate::serve::listener::Inherited;
 use crate::server::Running;
 
 /// Serves until a stop signal, then drains. Returns when the process should exit 0.
-pub async fn run(config_path: &Path) -> anyhow::Result<()> {
-    let running = Running::start(config_path).await?;
+/// `inherited`: the listening sockets systemd passed (socket activation).
+pub async fn run(config_path: &Path, inherited: Inherited) -> anyhow::Result<()> {
+    let running = Running::start_with(config_path, inherited).await?;
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;

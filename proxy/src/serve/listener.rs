@@ -30,6 +30,45 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// caps it at `net.core.somaxconn` (4096 by default).
 const LISTEN_BACKLOG: u32 = 1024;
 
+/// Listening sockets handed down by systemd (socket activation, `LISTEN_FDS`): a listener
+/// whose `bind` is one of their addresses accepts on it instead of binding, so the kernel
+/// queues connections while Gatehouse restarts.
+#[derive(Debug, Default)]
+pub struct Inherited(Vec<(SocketAddr, std::net::TcpListener)>);
+
+impl Inherited {
+    /// Takes the TCP listening sockets of `LISTEN_FDS` (checked against `LISTEN_PID`).
+    /// Call it before any thread starts: it clears those variables, as the protocol says.
+    pub fn from_env() -> Self {
+        let mut fds = listenfd::ListenFd::from_env();
+        let mut sockets = Vec::new();
+        for i in 0..fds.len() {
+            match fds.take_tcp_listener(i) {
+                Ok(Some(socket)) => match socket.local_addr() {
+                    Ok(addr) => sockets.push((addr, socket)),
+                    Err(e) => tracing::warn!("LISTEN_FDS socket {i}: {e}; left unused"),
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("LISTEN_FDS socket {i} is not a TCP listener ({e}); left unused")
+                }
+            }
+        }
+        Self(sockets)
+    }
+
+    /// The inherited socket bound to `addr`, if there is one.
+    pub fn take(&mut self, addr: SocketAddr) -> Option<std::net::TcpListener> {
+        let i = self.0.iter().position(|(a, _)| *a == addr)?;
+        Some(self.0.swap_remove(i).1)
+    }
+
+    /// Addresses no listener took: the socket unit and the config disagree.
+    pub fn unused(&self) -> Vec<SocketAddr> {
+        self.0.iter().map(|(a, _)| *a).collect()
+    }
+}
+
 /// A listening socket on `addr`, with `SO_REUSEADDR` (a restart rebinds at once) and
 /// `TCP_NODELAY`, which sockets accepted from it inherit on Linux: no `setsockopt` per
 /// connection there.
@@ -53,6 +92,8 @@ pub struct ListenerState {
     pub http: Option<Arc<HttpListener>>,
     pub metrics: &'static ListenerMetrics,
     pub accept_errors: AcceptErrors,
+    /// The listening socket does not pass `TCP_NODELAY` on (one systemd passed).
+    pub nodelay_per_connection: bool,
 }
 
 impl ListenerState {
@@ -158,9 +199,10 @@ async fn connection(
     slot: Arc<ConnectionSlot>,
     shutdown: CancellationToken,
 ) {
-    // Inherited from the listening socket on Linux (`listen`).
-    #[cfg(not(target_os = "linux"))]
-    let _ = tcp.set_nodelay(true);
+    // Inherited from the listening socket on Linux (`listen`), unless systemd made it.
+    if state.nodelay_per_connection || cfg!(not(target_os = "linux")) {
+        let _ = tcp.set_nodelay(true);
+    }
     let deadline = Instant::now() + state.config.handshake_timeout;
     // Boxed: the handshake's state is freed once it is done instead of sizing this task,
     // which lives as long as the connection (memory per idle connection).

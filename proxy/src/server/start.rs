@@ -21,7 +21,7 @@ use crate::ops::metrics::Metrics;
 use crate::ops::report::log_report;
 use crate::serve::forward::http::HttpListener;
 use crate::serve::forward::routes::{RouteTable, Routes};
-use crate::serve::listener::{ListenerState, accept_loop};
+use crate::serve::listener::{Inherited, ListenerState, accept_loop};
 use crate::serve::tls::{self, ListenerTls, TlsOptions};
 use crate::serve::workers::Workers;
 
@@ -37,6 +37,15 @@ impl Running {
     /// Loads the configuration and every certificate, binds every listener and the admin
     /// API and starts serving. Fails, serving nothing, if anything is wrong.
     pub async fn start(config_path: &Path) -> Result<Self, StartError> {
+        Self::start_with(config_path, Inherited::default()).await
+    }
+
+    /// [`Running::start`] with the listening sockets systemd passed: a listener bound to
+    /// one of their addresses accepts on it instead of binding.
+    pub async fn start_with(
+        config_path: &Path,
+        mut inherited: Inherited,
+    ) -> Result<Self, StartError> {
         let config = Config::load(config_path)?;
         open_files(&config);
         let metrics = Metrics::new(config.metrics);
@@ -54,8 +63,11 @@ impl Running {
         let prepared = config
             .listeners
             .iter()
-            .map(|l| prepare(l, &config, &store, &metrics, &tracker, now))
+            .map(|l| prepare(l, &config, &store, &metrics, &tracker, now, &mut inherited))
             .collect::<Result<Vec<_>, _>>()?;
+        for addr in inherited.unused() {
+            tracing::warn!(%addr, "systemd passed a listening socket no listener binds; it is left unused (match ListenStream= in the socket unit to the listeners' bind)");
+        }
         let admin_socket = bind_admin(&config).await?;
         let admin_addr = admin_socket.as_ref().and_then(|s| s.local_addr().ok());
         write_runtime_files(&config, admin_addr)?;
@@ -127,16 +139,26 @@ fn prepare(
     metrics: &Metrics,
     tracker: &TaskTracker,
     now: Timestamp,
+    inherited: &mut Inherited,
 ) -> Result<Prepared, StartError> {
     let bind_error = |source| StartError::Bind {
         listener: l.name.clone(),
         addr: l.bind,
         source,
     };
-    let socket = crate::serve::listener::listen(l.bind).map_err(bind_error)?;
+    let (socket, adopted) = match inherited.take(l.bind) {
+        Some(socket) => {
+            socket.set_nonblocking(true).map_err(bind_error)?;
+            tracing::info!(listener = %l.name, addr = %l.bind, "accepting on the socket systemd passed");
+            (socket, true)
+        }
+        None => {
+            let socket = crate::serve::listener::listen(l.bind).map_err(bind_error)?;
+            (socket.into_std().map_err(bind_error)?, false)
+        }
+    };
     let addr = socket.local_addr().map_err(bind_error)?;
     // One handle of the socket per worker: each accepts on its own event loop.
-    let socket = socket.into_std().map_err(bind_error)?;
     let handles = (0..config.workers)
         .map(|_| socket.try_clone())
         .collect::<Result<Vec<_>, _>>()
@@ -185,6 +207,8 @@ fn prepare(
         }),
         metrics: listener_metrics,
         accept_errors: Default::default(),
+        // Sockets Gatehouse made pass TCP_NODELAY on to what they accept; systemd's may not.
+        nodelay_per_connection: adopted,
     });
     let cert_expiry: Vec<String> = l
         .certificates
