@@ -146,17 +146,7 @@ fn prepare(
         addr: l.bind,
         source,
     };
-    let (socket, adopted) = match inherited.take(l.bind) {
-        Some(socket) => {
-            socket.set_nonblocking(true).map_err(bind_error)?;
-            tracing::info!(listener = %l.name, addr = %l.bind, "accepting on the socket systemd passed");
-            (socket, true)
-        }
-        None => {
-            let socket = crate::serve::listener::listen(l.bind).map_err(bind_error)?;
-            (socket.into_std().map_err(bind_error)?, false)
-        }
-    };
+    let (socket, adopted) = listening_socket(l, inherited).map_err(bind_error)?;
     let addr = socket.local_addr().map_err(bind_error)?;
     // One handle of the socket per worker: each accepts on its own event loop.
     let handles = (0..config.workers)
@@ -240,6 +230,20 @@ fn open_files(config: &Config) {
     if let Some(w) = crate::serve::open_files::warning(config, after) {
         tracing::warn!("{w}");
     }
+}
+
+/// The listener's socket: the one systemd passed for its address (and `true`), or one it
+/// binds itself.
+fn listening_socket(
+    l: &Listener,
+    inherited: &mut Inherited,
+) -> std::io::Result<(std::net::TcpListener, bool)> {
+    if let Some(socket) = inherited.take(l.bind) {
+        socket.set_nonblocking(true)?;
+        tracing::info!(listener = %l.name, addr = %l.bind, "accepting on the socket systemd passed");
+        return Ok((socket, true));
+    }
+    Ok((crate::serve::listener::listen(l.bind)?.into_std()?, false))
 }
 
 async fn bind_admin(config: &Config) -> Result<Option<TcpListener>, StartError> {
