@@ -13,7 +13,7 @@ use gatehouse_tests::{STEP_TIMEOUT, connect, connect_with, inspecting_client_con
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::deploy::{Env, ListenerToml, WAIT};
-use support::probes::{portal_env, raw_http1, serve_portal};
+use support::probes::{get_on_new_connection, portal_env, raw_http1, serve_portal};
 use support::process::Gatehouse;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -356,19 +356,9 @@ fn out_of_descriptors_accept_backs_off_quietly_open_connections_work_and_it_reco
         // Descriptors come back as the held connections close: new clients get in.
         let mut recovered = false;
         for _ in 0..40 {
-            if let Ok(Ok((mut tls, _))) =
-                tokio::time::timeout(Duration::from_secs(2), connect(addr, Some("portal.test")))
-                    .await
-            {
-                let _ = tls
-                    .write_all(b"GET / HTTP/1.1\r\nHost: portal.test\r\nConnection: close\r\n\r\n")
-                    .await;
-                let mut got = Vec::new();
-                let _ = tokio::time::timeout(STEP_TIMEOUT, tls.read_to_end(&mut got)).await;
-                if got.starts_with(b"HTTP/1.1 200") {
-                    recovered = true;
-                    break;
-                }
+            if get_on_new_connection(addr).await {
+                recovered = true;
+                break;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }

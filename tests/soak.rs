@@ -19,6 +19,7 @@ use gatehouse_tests::upstream::{http_upstream, rt};
 use gatehouse_tests::{LeafSpec, STEP_TIMEOUT, connect, serial_of, write};
 use support::clients::{get_portal, portal_keep_alive};
 use support::deploy::{Env, ListenerToml};
+use support::probes::get_on_new_connection;
 use support::process::Gatehouse;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -72,17 +73,7 @@ async fn keep_alive_load(addr: std::net::SocketAddr, tally: Arc<Tally>) {
 /// A new TLS connection per request, until told to stop.
 async fn new_connection_load(addr: std::net::SocketAddr, tally: Arc<Tally>) {
     while !tally.stop.load(Ordering::Relaxed) {
-        let one = async {
-            let (mut tls, _) = connect(addr, Some("portal.test")).await.ok()?;
-            tls.write_all(b"GET / HTTP/1.1\r\nHost: portal.test\r\nConnection: close\r\n\r\n")
-                .await
-                .ok()?;
-            let mut got = Vec::new();
-            tls.read_to_end(&mut got).await.ok()?;
-            Some(got.starts_with(b"HTTP/1.1 200"))
-        };
-        let ok = tokio::time::timeout(STEP_TIMEOUT, one).await;
-        tally.count(matches!(ok, Ok(Some(true))));
+        tally.count(get_on_new_connection(addr).await);
     }
 }
 

@@ -39,3 +39,21 @@ pub async fn raw_http1(addr: SocketAddr, request: &str) -> String {
         .expect("read");
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
+
+/// `GET /` for portal.test on a new TLS connection that closes after it: whether it was
+/// answered 200 within `STEP_TIMEOUT`.
+pub async fn get_on_new_connection(addr: SocketAddr) -> bool {
+    let one = async {
+        let (mut tls, _) = connect(addr, Some("portal.test")).await.ok()?;
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: portal.test\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut got = Vec::new();
+        tls.read_to_end(&mut got).await.ok()?;
+        Some(got.starts_with(b"HTTP/1.1 200"))
+    };
+    matches!(
+        tokio::time::timeout(STEP_TIMEOUT, one).await,
+        Ok(Some(true))
+    )
+}
