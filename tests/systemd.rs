@@ -78,8 +78,7 @@ struct Seen {
     /// Connections the kernel refused or that did not complete: what a socket nobody
     /// holds during a restart causes.
     refused: u64,
-    /// Connections made whose request got no answer (one the old process accepted just
-    /// as it began to drain is closed; clients retry those).
+    /// Connections made whose request got no answer.
     unanswered: u64,
 }
 
@@ -149,5 +148,9 @@ fn a_restart_on_the_socket_systemd_holds_refuses_no_connection() {
     assert_eq!(
         seen.refused, 0,
         "no connection is refused across the restart: {seen:?}"
+    );
+    assert_eq!(
+        seen.unanswered, 0,
+        "a connection the old process accepted as it began to drain is answered: {seen:?}"
     );
 }

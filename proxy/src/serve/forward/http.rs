@@ -108,18 +108,22 @@ impl HttpListener {
         // hyper's connection state (an 8 KiB read and an 8 KiB write buffer for HTTP/1.1) is
         // built when the client starts talking: a client that only connected costs its TLS
         // state alone. Silence here ends as anywhere: `idle_timeout`.
-        let first = std::future::poll_fn(|cx| {
+        let mut first = std::pin::pin!(std::future::poll_fn(|cx| {
             Pin::new(&mut stream)
                 .poll_fill_buf(cx)
                 .map_ok(|b| !b.is_empty())
-        });
-        tokio::select! {
-            r = first => match r {
-                Ok(true) => {}
-                // Closed, or idle too long, before a request.
-                _ => return,
-            },
-            _ = shutdown.cancelled() => return,
+        }));
+        let talked = tokio::select! {
+            r = &mut first => r,
+            // Accepted just before the drain began: its client is sending its request now.
+            // It gets a short grace to do so and an answer, not a closed connection.
+            _ = shutdown.cancelled() => tokio::time::timeout(DRAIN_GRACE, first)
+                .await
+                .unwrap_or(Ok(false)),
+        };
+        if !matches!(talked, Ok(true)) {
+            // Closed, idle too long, or silent through the drain's grace.
+            return;
         }
         let conn_ctx = Arc::new(ConnCtx {
             in_flight,
@@ -143,6 +147,12 @@ impl HttpListener {
         let result = if h2 {
             let conn = Box::pin(self.http2.serve_connection(io, service));
             drain_on(conn, shutdown, |c| c.as_mut().graceful_shutdown()).await
+        } else if shutdown.is_cancelled() {
+            // hyper's graceful shutdown would close a connection whose request it has not
+            // read yet: serve that one request, then close (`Connection: close`).
+            let mut last = self.http1.clone();
+            last.keep_alive(false);
+            Box::pin(last.serve_connection(io, service).with_upgrades()).await
         } else {
             let conn = Box::pin(self.http1.serve_connection(io, service).with_upgrades());
             drain_on(conn, shutdown, |c| c.as_mut().graceful_shutdown()).await
@@ -194,6 +204,9 @@ fn is_io(e: &hyper::Error) -> bool {
     }
     false
 }
+
+/// How long a connection accepted just before a drain may take to send its first request.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs a connection to its end; on `shutdown`, asks it to finish gracefully (in-flight
 /// requests complete, HTTP/2 clients get GOAWAY) and waits for that.
