@@ -29,8 +29,9 @@ use super::routes::{Routes, Target};
 use super::upgrade::splice;
 use crate::config::Listener;
 use crate::ops::metrics::ListenerMetrics;
-use crate::serve::idle::{Expired, IdleTimeout, InFlight, InFlightGuard, Limits};
-use crate::serve::warnings::{self, Kind};
+mod blame;
+
+use crate::serve::idle::{IdleTimeout, InFlight, InFlightGuard, Limits};
 
 /// What every connection of one HTTP listener shares. Built once at startup.
 pub struct HttpListener {
@@ -161,48 +162,6 @@ impl HttpListener {
             self.ended_badly(&e, h2);
         }
     }
-}
-
-impl HttpListener {
-    /// A client connection ended with an error: a timeout that is the client's doing or a
-    /// protocol error is counted and warned of (rate limited); the rest (the client went
-    /// away, an idle connection closed) is routine.
-    fn ended_badly(&self, e: &hyper::Error, h2: bool) {
-        let (kind, warning) = match Expired::of(e) {
-            Some(Expired::Header) => ("header_timeout", Kind::HeaderTimeout),
-            Some(Expired::Send) => ("send_timeout", Kind::SendTimeout),
-            Some(Expired::Idle) => return,
-            None if e.is_parse() || (h2 && !e.is_incomplete_message() && !is_io(e)) => {
-                ("protocol", Kind::Protocol)
-            }
-            None => {
-                tracing::debug!(listener = %self.name, error = %e, "connection ended with an error");
-                return;
-            }
-        };
-        self.metrics.client_error(kind);
-        warnings::warn(warning, || {
-            let cause = std::error::Error::source(e)
-                .map(|s| format!(": {s}"))
-                .unwrap_or_default();
-            format!(
-                "listener {}: client connection closed: {e}{cause}",
-                self.name
-            )
-        });
-    }
-}
-
-/// Whether a connection error is the socket's (reset, broken pipe): the client went away.
-fn is_io(e: &hyper::Error) -> bool {
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        if c.is::<std::io::Error>() {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
 }
 
 /// How long a connection accepted just before a drain may take to send its first request.
@@ -457,49 +416,5 @@ impl ConnCtx {
             StatusCode::GATEWAY_TIMEOUT,
             "504 Gateway Timeout: the upstream did not answer in time\n",
         ))
-    }
-
-    /// The client's request body broke off or was malformed (bad chunking): its error, not
-    /// the upstream's.
-    fn bad_body(&self) -> Refusal {
-        let listener = &self.listener;
-        listener.metrics.client_error("request_body");
-        warnings::warn(Kind::ClientBody, || {
-            format!(
-                "listener {}: client {} sent a malformed or incomplete request body: 400",
-                listener.name,
-                self.peer.to_str().unwrap_or("?")
-            )
-        });
-        Refusal(
-            StatusCode::BAD_REQUEST,
-            "400 Bad Request: the request body is malformed or incomplete\n",
-        )
-    }
-
-    /// Counts and logs an upstream failure; the 502 to answer with.
-    fn unavailable(&self, e: &(dyn std::error::Error + 'static), connect: bool) -> Refusal {
-        let listener = &self.listener;
-        let upstream = &self.conn.target.upstream;
-        if let Some(tls) = crate::serve::upstream_tls::rustls_error(e)
-            && crate::serve::upstream_tls::is_verify_failure(tls)
-        {
-            listener.metrics.upstream_error("tls_verify");
-            let reason = crate::serve::upstream_tls::explain(tls);
-            tracing::warn!(listener = %listener.name, upstream = %upstream, "upstream certificate not trusted, 502: {reason}");
-            return Refusal(
-                StatusCode::BAD_GATEWAY,
-                "502 Bad Gateway: the upstream's certificate is not trusted\n",
-            );
-        }
-        listener
-            .metrics
-            .upstream_error(if connect { "connect" } else { "protocol" });
-        let cause = e.source().map(|s| s.to_string()).unwrap_or_default();
-        tracing::warn!(listener = %listener.name, upstream = %upstream, error = %e, cause = %cause, "upstream unavailable: 502");
-        Refusal(
-            StatusCode::BAD_GATEWAY,
-            "502 Bad Gateway: the upstream is unavailable\n",
-        )
     }
 }
