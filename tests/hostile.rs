@@ -222,6 +222,27 @@ fn floods_of_bad_handshakes_and_http2_resets_log_a_few_lines_and_count_every_one
 }
 
 /// One HTTP/2 connection that opens and resets streams until the server sends GOAWAY.
+#[test]
+fn health_checks_that_connect_and_close_are_counted_not_warned_of() {
+    let (upstream, _watch) = http_upstream_watched("portal");
+    let (_env, g) = serve_portal(upstream, "");
+    let addr = g.addr("web");
+    for _ in 0..10 {
+        drop(std::net::TcpStream::connect(addr).expect("connect"));
+    }
+    let series = r#"gatehouse_tls_handshakes_total{listener="web",result="closed"}"#;
+    let counted = std::iter::repeat_with(|| g.metric(series))
+        .take(100)
+        .find(|v| *v == Some(10.0));
+    assert!(counted.is_some(), "{:?}", g.metric(series));
+    assert_eq!(
+        g.log_count("TLS handshake failed"),
+        0,
+        "a client that goes away is routine, not a warning: {}",
+        g.log_text()
+    );
+}
+
 async fn rapid_reset(addr: std::net::SocketAddr) {
     let config = inspecting_client_config(&[b"h2"]);
     let (tls, _) = connect_with(config, addr, Some("portal.test"))

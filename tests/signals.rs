@@ -132,6 +132,36 @@ fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
 }
 
 #[test]
+fn clients_that_connected_and_said_nothing_do_not_hold_the_drain() {
+    let mut env = Env::new();
+    env.certificate("portal", &["portal.test"]);
+    // Timeouts far longer than the wait below: only the drain's grace can end these.
+    let listener = ListenerToml::http(http_upstream("portal"))
+        .certificates(&["portal"])
+        .set("handshake_timeout = \"60s\"\nidle_timeout = \"60s\"");
+    let mut g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let addr = g.addr("web");
+    // One before its handshake (a TCP health check), one after it with no request.
+    let silent_tcp = TcpStream::connect(addr).expect("connect");
+    let silent_tls = rt()
+        .block_on(connect(addr, Some("portal.test")))
+        .expect("handshake");
+    let open = r#"gatehouse_connections_active{listener="web"}"#;
+    let both = std::iter::repeat_with(|| g.metric(open))
+        .take(100)
+        .find(|v| *v == Some(2.0));
+    assert!(both.is_some(), "both accepted: {:?}", g.metric(open));
+    g.signal("TERM");
+    let status = g.wait_exit(WAIT);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "silent connections get a short grace, not their whole timeout: {}",
+        g.log_text()
+    );
+    drop((silent_tcp, silent_tls));
+}
+
+#[test]
 fn check_exits_0_on_a_good_config_and_1_with_every_error_on_a_broken_one() {
     let mut env = Env::new();
     env.certificate("portal", &["portal.test"]);

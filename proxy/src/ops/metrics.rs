@@ -16,8 +16,9 @@ const DURATION_BUCKETS: &[f64] = &[
 ];
 
 /// Handshake outcomes, as the `result` label.
-pub const HANDSHAKE_RESULTS: [&str; 5] = [
+pub const HANDSHAKE_RESULTS: [&str; 6] = [
     "ok",
+    "closed",
     "no_certificate",
     "protocol_error",
     "timeout",

@@ -206,7 +206,9 @@ async fn connection(
     let deadline = Instant::now() + state.config.handshake_timeout;
     // Boxed: the handshake's state is freed once it is done instead of sizing this task,
     // which lives as long as the connection (memory per idle connection).
-    let stream = match Box::pin(tls::handshake(tcp, &state.tls, deadline)).await {
+    let handshake = Box::pin(tls::handshake(tcp, &state.tls, deadline));
+    let handshake = super::within_drain_grace(handshake, &shutdown).await;
+    let stream = match handshake.unwrap_or(Err(tls::HandshakeError::Timeout)) {
         Ok(s) => s,
         Err(e) => {
             state.metrics.handshake(e.as_label());

@@ -21,3 +21,26 @@ pub mod tls;
 pub mod upstream_tls;
 pub(crate) mod warnings;
 pub(crate) mod workers;
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// How long a connection accepted just before the drain began may take to finish its
+/// handshake, then to send its first request: its client is in the middle of them.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs a step of a connection that has no request in flight yet (the handshake, the
+/// wait for the first request). Once the drain begins the step gets [`DRAIN_GRACE`] to
+/// finish, so a client that connected and went silent cannot hold the shutdown for its
+/// whole timeout; `None` when it did not finish in that time.
+pub(crate) async fn within_drain_grace<F: Future>(
+    step: F,
+    shutdown: &CancellationToken,
+) -> Option<F::Output> {
+    let mut step = std::pin::pin!(step);
+    tokio::select! {
+        done = &mut step => Some(done),
+        _ = shutdown.cancelled() => tokio::time::timeout(DRAIN_GRACE, step).await.ok(),
+    }
+}

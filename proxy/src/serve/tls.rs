@@ -118,6 +118,10 @@ pub fn server_config(
 pub enum HandshakeError {
     #[error("handshake timed out")]
     Timeout,
+    /// The client closed the connection before the handshake was done: a TCP health
+    /// check or a port scan, usually.
+    #[error("client closed the connection during the handshake")]
+    Closed,
     #[error("refused server name {0:?}: no certificate covers it and strict_sni is on")]
     UnrecognizedName(Option<String>),
     #[error("no certificate configured for this listener")]
@@ -127,9 +131,18 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
+    /// An I/O error of the handshake: the client going away, or a protocol failure.
+    fn from_io(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => Self::Closed,
+            _ => Self::Protocol(e),
+        }
+    }
+
     pub fn as_label(&self) -> &'static str {
         match self {
             Self::Timeout => "timeout",
+            Self::Closed => "closed",
             Self::UnrecognizedName(_) => "unrecognized_name",
             Self::NoCertificate => "no_certificate",
             Self::Protocol(_) => "protocol_error",
@@ -170,14 +183,14 @@ where
             Ok(Err(_)) if tls.resolver.selection(None) == Selection::NoCertificate => {
                 Err(HandshakeError::NoCertificate)
             }
-            Ok(Err(e)) => Err(HandshakeError::Protocol(e)),
+            Ok(Err(e)) => Err(HandshakeError::from_io(e)),
             Ok(Ok(stream)) => Ok(stream),
         };
     }
     let acceptor = LazyConfigAcceptor::new(Acceptor::default(), io);
     let start = match timeout_at(deadline, acceptor).await {
         Err(_) => return Err(HandshakeError::Timeout),
-        Ok(Err(e)) => return Err(HandshakeError::Protocol(e)),
+        Ok(Err(e)) => return Err(HandshakeError::from_io(e)),
         Ok(Ok(start)) => start,
     };
     let hello = start.client_hello();
@@ -195,7 +208,7 @@ where
     }
     match timeout_at(deadline, start.into_stream(tls.config.clone())).await {
         Err(_) => Err(HandshakeError::Timeout),
-        Ok(Err(e)) => Err(HandshakeError::Protocol(e)),
+        Ok(Err(e)) => Err(HandshakeError::from_io(e)),
         Ok(Ok(stream)) => Ok(stream),
     }
 }

@@ -90,13 +90,15 @@ impl Running {
             // `max_connections` counts the listener's connections on every worker.
             let permits = Arc::new(Semaphore::new(p.state.config.max_connections));
             for (socket, worker) in p.handles.into_iter().zip(workers.handles()) {
-                worker.spawn(accept_loop(
+                // Tracked with the connections: the drain waits for a loop that has just
+                // accepted a connection to hand it over, rather than exit under it.
+                worker.spawn(tracker.track_future(accept_loop(
                     socket,
                     p.state.clone(),
                     permits.clone(),
                     tracker.clone(),
                     shutdown.clone(),
-                ));
+                )));
             }
             listeners.push(p.bound);
         }

@@ -32,6 +32,7 @@ use crate::ops::metrics::ListenerMetrics;
 mod blame;
 
 use crate::serve::idle::{IdleTimeout, InFlight, InFlightGuard, Limits};
+use crate::serve::within_drain_grace;
 
 /// What every connection of one HTTP listener shares. Built once at startup.
 pub struct HttpListener {
@@ -109,20 +110,15 @@ impl HttpListener {
         // hyper's connection state (an 8 KiB read and an 8 KiB write buffer for HTTP/1.1) is
         // built when the client starts talking: a client that only connected costs its TLS
         // state alone. Silence here ends as anywhere: `idle_timeout`.
-        let mut first = std::pin::pin!(std::future::poll_fn(|cx| {
+        // Accepted just before the drain began, its client is sending its request now: it
+        // gets a short grace to do so, and an answer rather than a closed connection.
+        let first = std::future::poll_fn(|cx| {
             Pin::new(&mut stream)
                 .poll_fill_buf(cx)
                 .map_ok(|b| !b.is_empty())
-        }));
-        let talked = tokio::select! {
-            r = &mut first => r,
-            // Accepted just before the drain began: its client is sending its request now.
-            // It gets a short grace to do so and an answer, not a closed connection.
-            _ = shutdown.cancelled() => tokio::time::timeout(DRAIN_GRACE, first)
-                .await
-                .unwrap_or(Ok(false)),
-        };
-        if !matches!(talked, Ok(true)) {
+        });
+        let talked = within_drain_grace(first, &shutdown).await;
+        if !matches!(talked, Some(Ok(true))) {
             // Closed, idle too long, or silent through the drain's grace.
             return;
         }
@@ -163,9 +159,6 @@ impl HttpListener {
         }
     }
 }
-
-/// How long a connection accepted just before a drain may take to send its first request.
-const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs a connection to its end; on `shutdown`, asks it to finish gracefully (in-flight
 /// requests complete, HTTP/2 clients get GOAWAY) and waits for that.
