@@ -6,6 +6,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::ops::notify;
 use crate::ops::report::log_reloaded;
+use crate::ops::watch::Watch;
 use crate::serve::listener::Inherited;
 use crate::server::Running;
 
@@ -16,18 +17,19 @@ pub async fn run(config_path: &Path, inherited: Inherited) -> anyhow::Result<()>
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut watch = Watch::new(running.watched());
     tracing::info!("ready");
     notify::ready(&running.status());
     loop {
         tokio::select! {
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", config_path.display());
-                notify::reloading();
-                match running.reload_async().await {
-                    Ok(reloaded) => log_reloaded(&reloaded),
-                    Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
-                }
-                notify::ready(&running.status());
+                reload(&running, &mut watch).await;
+            }
+            changed = watch.changed() => {
+                let changed: Vec<_> = changed.iter().map(|p| p.display().to_string()).collect();
+                tracing::info!("files changed ({}): reloading", changed.join(", "));
+                reload(&running, &mut watch).await;
             }
             _ = terminate.recv() => { tracing::info!("SIGTERM: draining"); break; }
             _ = interrupt.recv() => { tracing::info!("SIGINT: draining"); break; }
@@ -38,4 +40,15 @@ pub async fn run(config_path: &Path, inherited: Inherited) -> anyhow::Result<()>
     running.shutdown(grace).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A reload asked for by a signal or by the watcher, told to systemd around it.
+async fn reload(running: &Running, watch: &mut Watch) {
+    notify::reloading();
+    match running.reload_async().await {
+        Ok(reloaded) => log_reloaded(&reloaded),
+        Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
+    }
+    watch.update(running.watched());
+    notify::ready(&running.status());
 }

@@ -7,11 +7,13 @@
 //! - `certificates`, `listeners`: the checks of the `[[certificate]]` and `[[listener]]`
 //!   blocks.
 //! - `duration`: `30`, `"500ms"`, `"30s"`, `"5m"`.
+//! - `files`: the files a loaded configuration reads (what `watch = true` watches).
 //! - `upstream`: upstream URLs and their TLS options.
 //! - `host`: the host's names, the default names of an internal certificate.
 
 mod certificates;
 mod duration;
+mod files;
 pub mod host;
 mod listeners;
 pub mod raw;
@@ -117,6 +119,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub access_log: bool,
     pub metrics: bool,
+    /// Reload when a file the configuration reads changes (`watch = true`).
+    pub watch: bool,
     /// `None` when `[admin] enabled = false`.
     pub admin: Option<Admin>,
     pub upstream_tls: UpstreamTlsGlobal,
@@ -301,6 +305,7 @@ impl Config {
                 log_format,
                 access_log: raw.access_log,
                 metrics: raw.metrics.unwrap_or(true),
+                watch: raw.watch,
                 admin,
                 upstream_tls,
                 certificates: certs.specs,

@@ -102,6 +102,9 @@ pub struct RawConfig {
     pub access_log: bool,
     /// Export Prometheus metrics (on by default; off only to measure what they cost).
     pub metrics: Option<bool>,
+    /// Reload when a file the configuration reads changes on disk.
+    #[serde(default)]
+    pub watch: bool,
     pub admin: Option<RawAdmin>,
     pub internal_ca: Option<RawInternalCa>,
     pub upstream_tls: Option<RawUpstreamTls>,

@@ -81,14 +81,16 @@ pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 /// `gatehouse reload` finds it even when the config says port 0.
 pub const ADMIN_ADDR_FILE: &str = "admin.addr";
 
+/// The bearer token every POST needs, when `token_file` is set; swapped at reload.
+pub type Token = Arc<arc_swap::ArcSwapOption<Vec<u8>>>;
+
 /// Serves the admin API until `stop`.
 pub async fn serve<C: Control>(
     socket: TcpListener,
     inner: Arc<C>,
-    token: Option<Vec<u8>>,
+    token: Token,
     stop: CancellationToken,
 ) {
-    let token: Arc<Option<Vec<u8>>> = Arc::new(token);
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
@@ -111,17 +113,19 @@ pub async fn serve<C: Control>(
         };
         let inner = inner.clone();
         let token = token.clone();
-        let conn =
-            http.serve_connection(
-                TokioIo::new(tcp),
-                hyper::service::service_fn(move |req| {
-                    let inner = inner.clone();
-                    let token = token.clone();
-                    async move {
-                        Ok::<_, Infallible>(handle(req, inner, token.as_ref().as_deref()).await)
-                    }
-                }),
-            );
+        let conn = http.serve_connection(
+            TokioIo::new(tcp),
+            hyper::service::service_fn(move |req| {
+                let inner = inner.clone();
+                let token = token.clone();
+                async move {
+                    let token = token.load_full();
+                    Ok::<_, Infallible>(
+                        handle(req, inner, token.as_deref().map(Vec::as_slice)).await,
+                    )
+                }
+            }),
+        );
         tokio::spawn(async move {
             let _ = conn.await;
             drop(permit);

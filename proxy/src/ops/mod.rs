@@ -8,6 +8,7 @@
 //! - `notify`: systemd's notification protocol (ready, reloading, stopping, status).
 //! - `report`: what a reload did, as log lines and as JSON.
 //! - `table`: plain-text tables for terminal output (certificates, reload reports).
+//! - `watch`: reloads when a file the configuration reads changes (`watch = true`).
 
 pub mod admin;
 pub mod advice;
@@ -16,3 +17,4 @@ pub mod metrics;
 pub mod notify;
 pub mod report;
 pub mod table;
+pub mod watch;

@@ -60,6 +60,8 @@ struct Inner {
     admin_stop: CancellationToken,
     tracker: TaskTracker,
     pid_file: Option<PathBuf>,
+    /// The admin API's bearer token, read again at each reload (it may be rotated).
+    admin_token: admin::Token,
 }
 
 impl Control for Inner {
@@ -147,6 +149,19 @@ impl Running {
     /// The certificates' state, as systemd shows it.
     pub fn status(&self) -> String {
         crate::ops::notify::status(&self.inner.store.snapshot(), certstore::Timestamp::now())
+    }
+
+    /// What `watch = true` watches; `None` when it is off.
+    pub fn watched(&self) -> Option<crate::ops::watch::Watched> {
+        let config = self
+            .inner
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        config.watch.then(|| crate::ops::watch::Watched {
+            files: config.files_read(&self.inner.config_path),
+            certificates: config.certificates.clone(),
+        })
     }
 
     /// The configured drain time.

@@ -33,6 +33,8 @@ impl Inner {
             tracing::error!("internal CA: {e}; internal certificates keep their previous version");
         }
         applied.upstream_tls = new.upstream_tls.clone();
+        applied.watch = new.watch;
+        self.reread_admin_token(&applied);
         let report = self.store.reload_at(&applied.store_config(), now);
         let upstream_errors = self.rebuild_routes(&applied, now);
         observe(&applied, &self.store, &self.metrics, &self.routes);
@@ -45,6 +47,18 @@ impl Inner {
             needs_restart,
             upstream_errors,
         })
+    }
+
+    /// Reads the admin token file again (a changed `[admin]` section needs a restart);
+    /// one that no longer reads keeps the previous token.
+    fn reread_admin_token(&self, applied: &Config) {
+        let Some(path) = applied.admin.as_ref().and_then(|a| a.token_file.as_ref()) else {
+            return;
+        };
+        match crate::ops::admin::read_token(path) {
+            Ok(token) => self.admin_token.store(Some(Arc::new(token))),
+            Err(e) => tracing::error!("{e}; the admin API keeps its previous token"),
+        }
     }
 
     /// Swaps in each listener's new route table; one that fails to build (a trust file or

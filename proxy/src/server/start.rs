@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use certstore::{Store, Timestamp};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -113,13 +113,14 @@ impl Running {
             shutdown,
             admin_stop: CancellationToken::new(),
             tracker,
+            admin_token: Arc::new(ArcSwapOption::from(token.map(Arc::new))),
         });
         if let (Some(socket), Some(addr)) = (admin_socket, admin_addr) {
             tracing::info!(%addr, "admin API listening");
             tokio::spawn(admin::serve(
                 socket,
                 inner.clone(),
-                token,
+                inner.admin_token.clone(),
                 inner.admin_stop.clone(),
             ));
         }
