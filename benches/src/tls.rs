@@ -105,6 +105,7 @@ impl Material {
             tls13_only: false,
             alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
             session_resumption,
+            tickets: None,
         };
         proxy::serve::tls::server_config(resolver, &options).expect("server config")
     }

@@ -80,6 +80,11 @@ fn other_problems(config: &Config, now: Timestamp) -> Vec<String> {
         ) {
             problems.push(format!("listener \"{}\": {e}", l.name));
         }
+        if let Some(path) = &l.session_ticket_key_file
+            && let Err(e) = crate::serve::tickets::FileTicketer::load(path)
+        {
+            problems.push(format!("listener \"{}\": {e}", l.name));
+        }
     }
     if let Some(path) = config.admin.as_ref().and_then(|a| a.token_file.as_ref())
         && let Err(e) = crate::ops::admin::read_token(path)

@@ -20,8 +20,8 @@ impl Config {
         }
         files.extend(self.upstream_tls.ca_file.iter().cloned());
         for l in &self.listeners {
-            for upstream in std::iter::once(&l.upstream).chain(l.routes.iter().map(|r| &r.upstream))
-            {
+            files.extend(l.session_ticket_key_file.iter().cloned());
+            for upstream in l.upstreams() {
                 files.extend(upstream.options.ca_file.iter().cloned());
                 if let Some((cert, key)) = &upstream.options.client_cert {
                     files.extend([cert.clone(), key.clone()]);

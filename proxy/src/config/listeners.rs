@@ -107,6 +107,12 @@ fn listener(
     ]
     .map(|(value, key, default)| duration(value, &prefix, key, default, problems));
     let (max_connections, max_header_size) = limits(l, what, problems);
+    let session_resumption = l.session_resumption.unwrap_or(true);
+    if !session_resumption && l.session_ticket_key_file.is_some() {
+        problems.push(format!(
+            "{what}: session_ticket_key_file is set but session_resumption = false; remove one of them"
+        ));
+    }
     Some(Listener {
         name: l.name.clone(),
         bind: bind?,
@@ -116,7 +122,8 @@ fn listener(
         routes,
         strict_sni: l.strict_sni,
         tls13_only,
-        session_resumption: l.session_resumption.unwrap_or(true),
+        session_resumption,
+        session_ticket_key_file: l.session_ticket_key_file.as_deref().map(cx.resolve),
         max_connections,
         handshake_timeout,
         header_timeout,

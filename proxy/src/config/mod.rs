@@ -169,6 +169,9 @@ pub struct Listener {
     pub strict_sni: bool,
     pub tls13_only: bool,
     pub session_resumption: bool,
+    /// Ticket keys shared by the replicas, so a session resumes on any of them; without
+    /// it each instance makes its own and rotates them.
+    pub session_ticket_key_file: Option<PathBuf>,
     pub max_connections: usize,
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,

@@ -160,6 +160,8 @@ pub struct RawListener {
     pub strict_sni: bool,
     pub min_tls_version: Option<Choice<MinTlsVersion>>,
     pub session_resumption: Option<bool>,
+    /// Session ticket keys shared with other instances (80 bytes each, newest first).
+    pub session_ticket_key_file: Option<PathBuf>,
     pub max_connections: Option<usize>,
     pub handshake_timeout: Option<RawDuration>,
     pub header_timeout: Option<RawDuration>,

@@ -67,6 +67,12 @@ fn secret_files(config: &Config, out: &mut Vec<String>) {
         }
     }
     for l in &config.listeners {
+        if let Some(keys) = &l.session_ticket_key_file {
+            secrets.push((
+                keys,
+                format!("session ticket keys of listener \"{}\"", l.name),
+            ));
+        }
         for u in l.upstreams() {
             if let Some((_, key)) = &u.options.client_cert {
                 secrets.push((key, format!("client key for {u}")));

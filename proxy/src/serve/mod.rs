@@ -5,6 +5,7 @@
 //! - `workers`: the threads (one single-threaded event loop each) that serve connections.
 //! - `listener`: a listening socket and its accept loop, with the connection limit.
 //! - `tls`: the per-listener rustls configuration and the bounded handshake.
+//! - `tickets`: session ticket keys shared by replicas (`session_ticket_key_file`).
 //! - `idle`: closes connections idle too long, request heads that take too long, and
 //!   clients that stop taking their responses.
 //! - `warnings`: rate-limited warnings for what peers cause once per connection.
@@ -17,6 +18,7 @@ pub(crate) mod forward;
 pub(crate) mod idle;
 pub(crate) mod listener;
 pub(crate) mod open_files;
+pub mod tickets;
 pub mod tls;
 pub mod upstream_tls;
 pub(crate) mod warnings;

@@ -17,6 +17,8 @@ use tokio::time::{Instant, timeout_at};
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::tickets::FileTicketer;
+
 /// What a listener needs to terminate TLS. Built at startup; certificates change underneath
 /// through the resolver's snapshot, never by rebuilding this.
 #[derive(Debug, Clone)]
@@ -36,6 +38,8 @@ pub struct TlsOptions {
     pub alpn: Vec<Vec<u8>>,
     /// Session resumption by tickets (TLS 1.2 and 1.3) and session IDs.
     pub session_resumption: bool,
+    /// Ticket keys from `session_ticket_key_file`; rustls' rotating keys when `None`.
+    pub tickets: Option<Arc<FileTicketer>>,
 }
 
 impl Default for TlsOptions {
@@ -44,6 +48,7 @@ impl Default for TlsOptions {
             tls13_only: false,
             alpn: Vec::new(),
             session_resumption: true,
+            tickets: None,
         }
     }
 }
@@ -54,6 +59,8 @@ impl Default for TlsOptions {
 pub enum TlsSetupError {
     #[error("cannot set up TLS: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error(transparent)]
+    Tickets(#[from] super::tickets::TicketKeyError),
 }
 
 /// The aws-lc-rs provider with AES-128-GCM preferred over AES-256-GCM, then ChaCha20.
@@ -104,7 +111,10 @@ pub fn server_config(
     config.ignore_client_order = true;
     config.alpn_protocols = options.alpn.clone();
     if options.session_resumption {
-        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+        config.ticketer = match &options.tickets {
+            Some(keys) => keys.clone(),
+            None => rustls::crypto::aws_lc_rs::Ticketer::new()?,
+        };
     } else {
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         config.send_tls13_tickets = 0;

@@ -52,6 +52,8 @@ struct Inner {
     /// The configuration the listeners were bound with, with reloads applied.
     config: Mutex<Config>,
     routes: Vec<(String, Routes)>,
+    /// The listeners' shared session ticket keys, read again at each reload.
+    tickets: Vec<Arc<crate::serve::tickets::FileTicketer>>,
     metrics: Arc<Metrics>,
     /// True from the moment shutdown starts: `/healthz` answers 503.
     draining: AtomicBool,

@@ -35,6 +35,11 @@ impl Inner {
         applied.upstream_tls = new.upstream_tls.clone();
         applied.watch = new.watch;
         self.reread_admin_token(&applied);
+        for tickets in &self.tickets {
+            if let Err(e) = tickets.reload() {
+                tracing::error!("{e}; the listener keeps its previous ticket keys");
+            }
+        }
         let report = self.store.reload_at(&applied.store_config(), now);
         let upstream_errors = self.rebuild_routes(&applied, now);
         observe(&applied, &self.store, &self.metrics, &self.routes);
@@ -155,6 +160,10 @@ fn apply_listeners(applied: &mut Config, new: &Config, needs_restart: &mut Vec<S
             (
                 "session_resumption",
                 l.session_resumption != running.session_resumption,
+            ),
+            (
+                "session_ticket_key_file",
+                l.session_ticket_key_file != running.session_ticket_key_file,
             ),
             ("timeouts and limits", limits_changed),
         ] {

@@ -22,6 +22,7 @@ use crate::ops::report::log_report;
 use crate::serve::forward::http::HttpListener;
 use crate::serve::forward::routes::{RouteTable, Routes};
 use crate::serve::listener::{Inherited, ListenerState, accept_loop};
+use crate::serve::tickets::FileTicketer;
 use crate::serve::tls::{self, ListenerTls, TlsOptions};
 use crate::serve::workers::Workers;
 
@@ -31,6 +32,7 @@ struct Prepared {
     state: Arc<ListenerState>,
     routes: Routes,
     bound: Bound,
+    tickets: Option<Arc<FileTicketer>>,
 }
 
 impl Running {
@@ -75,6 +77,7 @@ impl Running {
             .iter()
             .map(|p| (p.bound.name.clone(), p.routes.clone()))
             .collect();
+        let tickets = prepared.iter().filter_map(|p| p.tickets.clone()).collect();
         observe(&config, &store, &metrics, &routes);
         let workers = Workers::start(config.workers).map_err(|source| StartError::Workers {
             count: config.workers,
@@ -108,6 +111,7 @@ impl Running {
             pid_file: config.pid_file.clone(),
             config: Mutex::new(config),
             routes,
+            tickets,
             metrics,
             draining: AtomicBool::new(false),
             shutdown,
@@ -163,16 +167,21 @@ fn prepare(
         Protocol::Http => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
         Protocol::Tcp => Vec::new(),
     };
+    let tls_error = |source| StartError::Tls {
+        listener: l.name.clone(),
+        source,
+    };
+    let tickets = match &l.session_ticket_key_file {
+        Some(path) => Some(FileTicketer::load(path).map_err(|e| tls_error(e.into()))?),
+        None => None,
+    };
     let options = TlsOptions {
         tls13_only: l.tls13_only,
         alpn,
         session_resumption: l.session_resumption,
+        tickets: tickets.clone(),
     };
-    let server_config =
-        tls::server_config(resolver.clone(), &options).map_err(|source| StartError::Tls {
-            listener: l.name.clone(),
-            source,
-        })?;
+    let server_config = tls::server_config(resolver.clone(), &options).map_err(tls_error)?;
     let table =
         RouteTable::build(l, &config.upstream_tls, config.workers, now).map_err(|source| {
             StartError::UpstreamTls {
@@ -214,6 +223,7 @@ fn prepare(
         handles,
         state,
         routes,
+        tickets,
         bound: Bound {
             name: l.name.clone(),
             addr,
