@@ -13,6 +13,7 @@ use gatehouse_tests::write;
 use support::chores::s;
 use support::deploy::{Env, ListenerToml};
 use support::process::Gatehouse;
+use support::tools::{output_text, run_tool};
 
 /// One `openssl s_client` connection to `addr` that sends a request and reads the answer;
 /// `session` is where the session is written (`-sess_out`) or read from (`-sess_in`).
@@ -37,12 +38,7 @@ fn s_client(env: &Env, addr: SocketAddr, session: (&str, &Path)) -> String {
         .expect("stdin")
         .write_all(request)
         .expect("request");
-    let out = child.wait_with_output().expect("s_client");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    output_text(&child.wait_with_output().expect("s_client"))
 }
 
 /// Two instances of the same deployment; `keys` is the listener's ticket key file, if any.
@@ -160,8 +156,78 @@ fn a_key_file_of_the_wrong_size_stops_the_start_with_the_fix() {
         .set("session_ticket_key_file = \"tickets.key\"");
     let out =
         support::process::gatehouse(&["check", "--config", &s(&env.config(&listener.to_toml()))]);
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let text = output_text(&out);
     assert!(!out.status.success());
     assert!(text.contains("openssl rand 80"), "{text}");
+}
+
+#[test]
+fn the_kubernetes_manifests_pass_the_schemas_and_fit_together() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes");
+    let manifests: Vec<_> = std::fs::read_dir(&dir)
+        .expect("deploy/kubernetes")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    let validate = run_tool(
+        Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet"])
+            .args(&manifests),
+        "pip install kubernetes-validate",
+    );
+    let Some(validate) = validate else {
+        return;
+    };
+    assert!(validate.status.success(), "{}", output_text(&validate));
+
+    let env = Env::new();
+    let extracted = env.path().join("from-configmap.toml");
+    let checker =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/kubernetes/check_manifests.py");
+    let fit = Command::new("python3")
+        .arg(&checker)
+        .arg(&dir)
+        .arg("--extract-config")
+        .arg(&extracted)
+        .output()
+        .expect("python3");
+    assert!(fit.status.success(), "{}", output_text(&fit));
+
+    // The ConfigMap's configuration, with the pod's paths moved under a temp dir and the
+    // files the Secrets would hold, passes `gatehouse check`.
+    let root = env.path();
+    let config = std::fs::read_to_string(&extracted)
+        .expect("config")
+        .replace("/etc/gatehouse/", &format!("{}/", root.display()))
+        .replace(
+            "/var/lib/gatehouse",
+            &root.join("state").display().to_string(),
+        );
+    let leaf = env.pki.inter.leaf(&["portal.example.com"]);
+    let certs = root.join("certs/portal");
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    write(
+        &certs,
+        "tls.crt",
+        format!("{}{}", leaf.cert_pem, env.pki.inter.cert_pem),
+    );
+    write(&certs, "tls.key", &leaf.key_pem);
+    std::fs::create_dir_all(root.join("admin")).expect("mkdir");
+    write(
+        &root.join("admin"),
+        "token",
+        "0123456789abcdef0123456789abcdef",
+    );
+    std::fs::create_dir_all(root.join("tickets")).expect("mkdir");
+    write(&root.join("tickets"), "tickets.key", [7u8; 80]);
+    for secret in ["certs/portal/tls.key", "admin/token", "tickets/tickets.key"] {
+        std::fs::set_permissions(
+            root.join(secret),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod");
+    }
+    let config = write(root, "gatehouse.toml", config);
+    let check = support::process::gatehouse(&["check", "--config", &s(&config)]);
+    assert!(check.status.success(), "{}", output_text(&check));
 }

@@ -9,3 +9,4 @@ pub mod clients;
 pub mod deploy;
 pub mod probes;
 pub mod process;
+pub mod tools;
