@@ -104,39 +104,61 @@ async fn new_connections(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> S
     seen
 }
 
+/// A deployment on a listening socket held as systemd holds it for gatehouse.socket.
+struct Activated {
+    _env: Env,
+    held: std::net::TcpListener,
+    addr: std::net::SocketAddr,
+    config: String,
+}
+
+impl Activated {
+    fn new() -> Self {
+        let mut env = Env::new();
+        env.certificate("portal", &["portal.test"]);
+        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = held.local_addr().expect("addr");
+        let listener = ListenerToml::http(http_upstream("portal"))
+            .certificates(&["portal"])
+            .bind(addr);
+        let config = s(&env.config(&listener.to_toml()));
+        Self {
+            _env: env,
+            held,
+            addr,
+            config,
+        }
+    }
+
+    /// Gatehouse started on the held socket.
+    fn start(&self) -> Gatehouse {
+        let g = Gatehouse::start_activated(&self.held, &["run", "--config", &self.config]);
+        assert!(
+            g.log_text()
+                .contains("accepting on the socket systemd passed")
+        );
+        g
+    }
+
+    /// What `systemctl restart` does: stop (the drain), then start on the same socket.
+    fn restart(&self, mut running: Gatehouse) -> (Gatehouse, Gatehouse) {
+        running.signal("TERM");
+        assert!(
+            running.wait_exit(WAIT).is_some(),
+            "the first one drains and exits: {}",
+            running.log_text()
+        );
+        (running, self.start())
+    }
+}
+
 #[test]
 fn a_restart_on_the_socket_systemd_holds_refuses_no_connection() {
-    let mut env = Env::new();
-    env.certificate("portal", &["portal.test"]);
-    // The listening socket, held here as systemd holds it for gatehouse.socket.
-    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = held.local_addr().expect("addr");
-    let listener = ListenerToml::http(http_upstream("portal"))
-        .certificates(&["portal"])
-        .bind(addr);
-    let config = s(&env.config(&listener.to_toml()));
-    let args = ["run", "--config", config.as_str()];
-    let mut first = Gatehouse::start_activated(&held, &args);
-    assert!(
-        first
-            .log_text()
-            .contains("accepting on the socket systemd passed")
-    );
+    let activated = Activated::new();
+    let addr = activated.addr;
     let stop = Arc::new(AtomicBool::new(false));
     let load = rt().spawn(new_connections(addr, stop.clone()));
-    // Restart, as `systemctl restart` does: stop, then start on the same socket.
-    first.signal("TERM");
-    assert!(
-        first.wait_exit(WAIT).is_some(),
-        "the first one drains and exits: {}",
-        first.log_text()
-    );
-    let second = Gatehouse::start_activated(&held, &args);
-    assert!(
-        second
-            .log_text()
-            .contains("accepting on the socket systemd passed")
-    );
+    let (first, _second) = activated.restart(activated.start());
     // Load on the second for a moment, then stop.
     let answered_after = rt().block_on(async {
         let mut ok = 0;
@@ -244,5 +266,49 @@ fn systemd_waits_for_the_drain_before_it_kills() {
     assert_eq!(
         unit_value(&unit, "CapabilityBoundingSet"),
         Some("CAP_NET_BIND_SERVICE")
+    );
+}
+
+#[test]
+fn a_restart_under_wrk_load_has_no_socket_error() {
+    let activated = Activated::new();
+    let first = activated.start();
+    // New connections throughout (`Connection: close`): each one would show a refused
+    // connect or an unanswered request as a socket error.
+    let wrk = support::tools::spawn_tool(
+        std::process::Command::new("wrk")
+            .args(["-t1", "-c4", "-d3s", "--timeout", "5s"])
+            .args(["-H", "Connection: close"])
+            .arg(format!("https://127.0.0.1:{}/", activated.addr.port()))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+        "apt-get install wrk",
+    );
+    let Some(wrk) = wrk else {
+        return;
+    };
+    let handshakes = r#"gatehouse_tls_handshakes_total{listener="web",result="ok"}"#;
+    let reached = std::iter::repeat_with(|| first.metric(handshakes))
+        .take(300)
+        .any(|v| v > Some(0.0));
+    assert!(reached, "wrk reached the first instance");
+    let (_first, second) = activated.restart(first);
+    let out = support::tools::output_text(&wrk.wait_with_output().expect("wrk"));
+    let served_after = second.metric(handshakes);
+    assert!(
+        served_after > Some(0.0),
+        "wrk reached the second instance: {out}"
+    );
+    assert!(out.contains("requests in"), "{out}");
+    assert!(
+        !out.contains("Socket errors"),
+        "no connection refused or unanswered: {out}"
+    );
+    assert!(!out.contains("Non-2xx"), "{out}");
+    assert_eq!(
+        second.log_count("Illegal SNI"),
+        0,
+        "wrk's IP address as SNI is rustls' line, not the operator's: {}",
+        second.log_text()
     );
 }

@@ -67,15 +67,19 @@ enum Command {
 
 fn init_logging(format: LogFormat) {
     let wanted = std::env::var("GATEHOUSE_LOG").unwrap_or_else(|_| "info".into());
-    // h2 warns once per connection a client floods with resets; Gatehouse says the same,
-    // rate limited (serve::warnings), unless the operator asks for h2's own lines.
-    let directives = if wanted.contains("h2") {
-        wanted
-    } else {
-        format!("{wanted},h2=error")
-    };
+    // h2 warns once per connection a client floods with resets, rustls once per handshake
+    // a client gets slightly wrong (an IP address as SNI, which wrk and scripts send):
+    // lines any client can make Gatehouse write by the thousand. Gatehouse says what
+    // matters itself, rate limited (serve::warnings); the crates' own lines show only when
+    // the operator names them in GATEHOUSE_LOG.
+    let mut directives = wanted;
+    for quiet in ["h2", "rustls"] {
+        if !directives.contains(quiet) {
+            directives.push_str(&format!(",{quiet}=error"));
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&directives)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=error"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=error,rustls=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
