@@ -36,3 +36,68 @@ impl Config {
         files
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use crate::config::Config;
+
+    #[test]
+    fn every_file_a_reload_reads_is_watched_and_internal_certificates_are_not() {
+        let text = r#"
+            state_dir = "state"
+            watch = true
+            [admin]
+            listen = "127.0.0.1:9900"
+            token_file = "admin.token"
+            [upstream_tls]
+            ca_file = "private-roots.pem"
+            [[certificate]]
+            name = "portal"
+            cert = "portal.crt"
+            key = "portal.key"
+            chain = "chain.pem"
+            trust_anchors = "root.pem"
+            [[certificate]]
+            name = "engine"
+            pkcs12 = "engine.pfx"
+            password_file = "engine.pass"
+            [[certificate]]
+            name = "default"
+            issuer = "internal"
+            [[listener]]
+            name = "portal"
+            bind = "127.0.0.1:8443"
+            certificates = ["portal", "engine", "default"]
+            upstream = "https://127.0.0.1:8444"
+            upstream_ca_file = "engine-ca.pem"
+            upstream_client_cert = "client.crt"
+            upstream_client_key = "client.key"
+            session_ticket_key_file = "tickets.key"
+        "#;
+        let path = Path::new("/etc/gatehouse/gatehouse.toml");
+        let config = Config::parse(path, text).expect("config");
+        let files = config.files_read(path);
+        let expected: Vec<PathBuf> = [
+            "admin.token",
+            "chain.pem",
+            "client.crt",
+            "client.key",
+            "engine-ca.pem",
+            "engine.pass",
+            "engine.pfx",
+            "gatehouse.toml",
+            "portal.crt",
+            "portal.key",
+            "private-roots.pem",
+            "root.pem",
+            "tickets.key",
+        ]
+        .iter()
+        .map(|f| Path::new("/etc/gatehouse").join(f))
+        .collect();
+        assert_eq!(files, expected);
+        assert!(config.watch);
+    }
+}
