@@ -29,7 +29,12 @@ pub const LISTENER: &str = "bench";
 /// `host{i}.example.test` and `*.w{i}.example.test`. All share one key (selection and
 /// snapshot builds do not look at it), each has its own certificate.
 pub fn loaded_certs(n: usize) -> Vec<LoadedCert> {
-    let key = KeyPair::generate().expect("key");
+    loaded_certs_with("c", n, &KeyPair::generate().expect("key"))
+}
+
+/// [`loaded_certs`] named `{prefix}{i}`, all with `key`: an RSA key makes the RSA twins
+/// of the ECDSA certificates, for selection by key type.
+pub fn loaded_certs_with(prefix: &str, n: usize, key: &KeyPair) -> Vec<LoadedCert> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params
         .distinguished_name
@@ -47,7 +52,7 @@ pub fn loaded_certs(n: usize) -> Vec<LoadedCert> {
             let start = time::OffsetDateTime::now_utc() - time::Duration::days(1);
             params.not_before = start;
             params.not_after = start + time::Duration::days(90);
-            let cert = params.signed_by(&key, &issuer).expect("sign");
+            let cert = params.signed_by(key, &issuer).expect("sign");
             let bundle = Bundle {
                 certs: vec![SourcedCert {
                     der: CertificateDer::from(cert.der().to_vec()),
@@ -59,7 +64,7 @@ pub fn loaded_certs(n: usize) -> Vec<LoadedCert> {
                 }],
             };
             LoadedCert::from_bundle(
-                &format!("c{i}"),
+                &format!("{prefix}{i}"),
                 &bundle,
                 None,
                 Vec::new(),
@@ -83,6 +88,21 @@ pub fn listener_for<'a>(names: impl IntoIterator<Item = &'a str>) -> ListenerSpe
 /// A store with [`loaded_certs`]`(n)` on the listener [`LISTENER`].
 pub fn store_with(n: usize) -> Store {
     let certs = loaded_certs(n);
+    let listener = listener_for(certs.iter().map(|c| c.name.as_str()));
+    Store::from_loaded(certs, &[listener])
+}
+
+/// A store whose `n` names each have an ECDSA and an RSA certificate (`c{i}`, `r{i}`, in
+/// that order), on the listener [`LISTENER`].
+pub fn store_with_both_key_types(n: usize) -> Store {
+    let rsa = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
+    let mut certs = Vec::new();
+    for (ecdsa, rsa) in loaded_certs(n)
+        .into_iter()
+        .zip(loaded_certs_with("r", n, &rsa))
+    {
+        certs.extend([ecdsa, rsa]);
+    }
     let listener = listener_for(certs.iter().map(|c| c.name.as_str()));
     Store::from_loaded(certs, &[listener])
 }

@@ -21,9 +21,9 @@ pub fn warnings<'a>(
         for u in l.upstreams() {
             insecure(&l.name, u, &mut out);
         }
+        let served: Vec<&LoadedCert> = l.certificates.iter().filter_map(|c| loaded(c)).collect();
+        shadowed(&l.name, &served, &mut out);
         for r in &l.routes {
-            let served: Vec<&LoadedCert> =
-                l.certificates.iter().filter_map(|c| loaded(c)).collect();
             if served.len() == l.certificates.len()
                 && !served
                     .iter()
@@ -41,6 +41,34 @@ pub fn warnings<'a>(
     }
     secret_files(config, &mut out);
     out
+}
+
+/// A certificate that can never be chosen: for each of its names, an earlier certificate
+/// of the listener with the same key type claims it first. (Certificates with different
+/// key types for the same names are chosen by what the client can verify.)
+fn shadowed(listener: &str, served: &[&LoadedCert], out: &mut Vec<String>) {
+    for (i, cert) in served.iter().enumerate() {
+        let algorithm = cert.certified_key.key.algorithm();
+        let earlier = &served[..i];
+        let names = &cert.leaf().dns_names;
+        let Some(first) = earlier
+            .iter()
+            .find(|e| e.certified_key.key.algorithm() == algorithm)
+        else {
+            continue;
+        };
+        let claimed = |n: &String| {
+            earlier.iter().any(|e| {
+                e.certified_key.key.algorithm() == algorithm && e.leaf().dns_names.contains(n)
+            })
+        };
+        if !names.is_empty() && names.iter().all(claimed) {
+            out.push(format!(
+                "listener \"{listener}\": certificate \"{}\" can never be chosen: \"{}\" (listed before it) covers its names with the same key type ({algorithm:?}); remove one of them, or give \"{}\" a key of another type (an ECDSA and an RSA certificate for the same names are chosen by what each client can verify)",
+                cert.name, first.name, cert.name
+            ));
+        }
+    }
 }
 
 fn insecure(listener: &str, u: &Upstream, out: &mut Vec<String>) {
