@@ -102,10 +102,9 @@ impl Material {
         let store = Store::from_loaded(vec![self.loaded()], &[listener_for(["leaf"])]);
         let resolver = store.resolver(LISTENER).expect("bench listener");
         let options = proxy::serve::tls::TlsOptions {
-            tls13_only: false,
             alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
             session_resumption,
-            tickets: None,
+            ..Default::default()
         };
         proxy::serve::tls::server_config(resolver, &options).expect("server config")
     }

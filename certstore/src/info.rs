@@ -56,6 +56,18 @@ impl CertInfo {
         }
     }
 
+    /// What a certificate received from a peer says (a client's, in mutual TLS); `None`
+    /// when the bytes are not a certificate.
+    pub fn from_der(der: &rustls_pki_types::CertificateDer<'static>) -> Option<Self> {
+        let cert = crate::parse::SourcedCert {
+            der: der.clone(),
+            path: std::path::PathBuf::from("peer"),
+        };
+        crate::chain::Parsed::parse(&cert)
+            .ok()
+            .map(|p| Self::of(&p))
+    }
+
     /// DNS names and IP addresses, for display.
     pub fn names(&self) -> Vec<String> {
         self.dns_names

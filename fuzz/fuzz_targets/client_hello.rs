@@ -42,9 +42,8 @@ fn config() -> Arc<ServerConfig> {
     let store = certstore::Store::from_loaded(vec![loaded], &[listener]);
     let resolver = store.resolver("web").expect("resolver");
     let options = proxy::serve::tls::TlsOptions {
-        tls13_only: false,
         alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-        session_resumption: true,
+        ..Default::default()
     };
     proxy::serve::tls::server_config(resolver, &options).expect("server config")
 }

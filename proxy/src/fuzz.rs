@@ -78,6 +78,7 @@ impl HttpHarness {
                     permit,
                     ListenerMetrics::disabled().connection(),
                 )),
+                client: crate::serve::client_auth::ClientIdentity::NotAsked,
             };
             let listener = self.listener.clone();
             let shutdown = CancellationToken::new();

@@ -237,6 +237,38 @@ fn ca_params(common_name: &str) -> CertificateParams {
     params
 }
 
+impl Ca {
+    /// A CRL of this CA revoking `revoked`, PEM.
+    pub fn crl(&self, revoked: &[&Leaf]) -> String {
+        let now = OffsetDateTime::now_utc();
+        let revoked_certs = revoked
+            .iter()
+            .map(|leaf| {
+                let (_, x) =
+                    x509_parser::parse_x509_certificate(&leaf.cert).expect("parse revoked leaf");
+                rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from_slice(x.raw_serial()),
+                    revocation_time: now - time::Duration::hours(1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                }
+            })
+            .collect();
+        rcgen::CertificateRevocationListParams {
+            this_update: now - time::Duration::hours(1),
+            next_update: now + time::Duration::days(7),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.issuer)
+        .expect("sign CRL")
+        .pem()
+        .expect("CRL PEM")
+    }
+}
+
 /// A root, an intermediate under it, and helpers to write leaves as files.
 pub struct Pki {
     pub root: Ca,

@@ -140,6 +140,8 @@ pub struct ListenerToml {
     name: String,
     /// `127.0.0.1:0` unless set.
     bind: String,
+    /// `http` or `tcp`.
+    protocol: &'static str,
     certificates: Vec<String>,
     upstream: String,
     /// Further `key = value` lines, as written.
@@ -154,10 +156,20 @@ impl ListenerToml {
         Self {
             name: "web".into(),
             bind: "127.0.0.1:0".into(),
+            protocol: "http",
             certificates: vec!["portal".into(), "engine".into()],
             upstream: format!("http://{upstream}"),
             lines: Vec::new(),
             routes: Vec::new(),
+        }
+    }
+
+    /// The `web` listener in TCP mode, piping to `tcp://UPSTREAM`.
+    pub fn tcp(upstream: SocketAddr) -> Self {
+        Self {
+            protocol: "tcp",
+            upstream: format!("tcp://{upstream}"),
+            ..Self::http(upstream)
         }
     }
 
@@ -207,9 +219,10 @@ impl ListenerToml {
             .map(|c| format!("\"{c}\""))
             .collect();
         let mut t = format!(
-            "[[listener]]\nname = \"{}\"\nbind = \"{}\"\nprotocol = \"http\"\ncertificates = [{}]\nupstream = \"{}\"\n",
+            "[[listener]]\nname = \"{}\"\nbind = \"{}\"\nprotocol = \"{}\"\ncertificates = [{}]\nupstream = \"{}\"\n",
             self.name,
             self.bind,
+            self.protocol,
             certificates.join(", "),
             self.upstream
         );

@@ -85,6 +85,11 @@ fn other_problems(config: &Config, now: Timestamp) -> Vec<String> {
         {
             problems.push(format!("listener \"{}\": {e}", l.name));
         }
+        if let Some(c) = &l.client_auth
+            && let Err(e) = crate::serve::client_auth::ClientVerifier::load(c)
+        {
+            problems.push(format!("listener \"{}\": {e}", l.name));
+        }
     }
     if let Some(path) = config.admin.as_ref().and_then(|a| a.token_file.as_ref())
         && let Err(e) = crate::ops::admin::read_token(path)

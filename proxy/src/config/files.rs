@@ -21,6 +21,10 @@ impl Config {
         files.extend(self.upstream_tls.ca_file.iter().cloned());
         for l in &self.listeners {
             files.extend(l.session_ticket_key_file.iter().cloned());
+            if let Some(c) = &l.client_auth {
+                files.push(c.ca_file.clone());
+                files.extend(c.crl_file.iter().cloned());
+            }
             for upstream in l.upstreams() {
                 files.extend(upstream.options.ca_file.iter().cloned());
                 if let Some((cert, key)) = &upstream.options.client_cert {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::duration::RawDuration;
-use super::raw::{MinTlsVersion, RawListener, RawUpstreamOptions};
+use super::raw::{ClientAuthMode, MinTlsVersion, RawListener, RawUpstreamOptions};
 use super::upstream::{Upstream, UpstreamError, UpstreamOptions, UpstreamProtocol};
 use super::*;
 
@@ -124,6 +124,7 @@ fn listener(
         tls13_only,
         session_resumption,
         session_ticket_key_file: l.session_ticket_key_file.as_deref().map(cx.resolve),
+        client_auth: client_auth(l, what, cx.resolve, problems),
         max_connections,
         handshake_timeout,
         header_timeout,
@@ -375,4 +376,40 @@ fn pin_digest(pin: &str) -> Option<[u8; 32]> {
         .ok()?
         .try_into()
         .ok()
+}
+
+/// `client_auth` with its CA (and CRL) files: all of them, or none.
+fn client_auth(
+    l: &RawListener,
+    what: &str,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    problems: &mut Vec<String>,
+) -> Option<ClientAuth> {
+    let mode = l
+        .client_auth
+        .clone()
+        .and_then(|m| m.check(&format!("{what}: "), "client_auth", problems));
+    match (mode, &l.client_ca_file) {
+        (Some(mode), Some(ca)) => Some(ClientAuth {
+            required: mode == ClientAuthMode::Required,
+            ca_file: resolve(ca),
+            crl_file: l.client_crl_file.as_deref().map(resolve),
+        }),
+        (Some(_), None) => {
+            problems.push(format!(
+                "{what}: client_auth needs client_ca_file, the CA certificates that issue your clients' certificates"
+            ));
+            None
+        }
+        (None, _)
+            if l.client_auth.is_none()
+                && (l.client_ca_file.is_some() || l.client_crl_file.is_some()) =>
+        {
+            problems.push(format!(
+                "{what}: client_ca_file and client_crl_file apply with client_auth = \"required\" or \"optional\"; set it, or remove them"
+            ));
+            None
+        }
+        (None, _) => None,
+    }
 }

@@ -172,6 +172,8 @@ pub struct Listener {
     /// Ticket keys shared by the replicas, so a session resumes on any of them; without
     /// it each instance makes its own and rotates them.
     pub session_ticket_key_file: Option<PathBuf>,
+    /// Mutual TLS: clients' certificates are asked for and verified.
+    pub client_auth: Option<ClientAuth>,
     pub max_connections: usize,
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
@@ -184,6 +186,17 @@ pub struct Listener {
     /// How long an idle upstream connection is kept for reuse.
     pub upstream_idle_timeout: Duration,
     pub max_header_size: usize,
+}
+
+/// A listener's mutual TLS: which clients' certificates it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// Whether a client without a certificate is refused.
+    pub required: bool,
+    /// The CAs whose certificates are accepted (PEM or DER).
+    pub ca_file: PathBuf,
+    /// Revoked client certificates (PEM or DER CRLs), read again at each reload.
+    pub crl_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

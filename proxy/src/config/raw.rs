@@ -59,6 +59,16 @@ pub enum MinTlsVersion {
     Tls13,
 }
 
+/// Whether a listener asks clients for a certificate (mutual TLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthMode {
+    /// Every client must present a certificate that verifies.
+    Required,
+    /// A client may present one; one it presents must verify.
+    Optional,
+}
+
 /// Who issues a certificate that is not read from files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,6 +79,9 @@ pub enum Issuer {
 
 impl Choices for MinTlsVersion {
     const NAMES: &'static [&'static str] = &["1.2", "1.3"];
+}
+impl Choices for ClientAuthMode {
+    const NAMES: &'static [&'static str] = &["required", "optional"];
 }
 impl Choices for Issuer {
     const NAMES: &'static [&'static str] = &["internal"];
@@ -162,6 +175,9 @@ pub struct RawListener {
     pub session_resumption: Option<bool>,
     /// Session ticket keys shared with other instances (80 bytes each, newest first).
     pub session_ticket_key_file: Option<PathBuf>,
+    pub client_auth: Option<Choice<ClientAuthMode>>,
+    pub client_ca_file: Option<PathBuf>,
+    pub client_crl_file: Option<PathBuf>,
     pub max_connections: Option<usize>,
     pub handshake_timeout: Option<RawDuration>,
     pub header_timeout: Option<RawDuration>,

@@ -16,9 +16,10 @@ const DURATION_BUCKETS: &[f64] = &[
 ];
 
 /// Handshake outcomes, as the `result` label.
-pub const HANDSHAKE_RESULTS: [&str; 6] = [
+pub const HANDSHAKE_RESULTS: [&str; 7] = [
     "ok",
     "closed",
+    "client_certificate",
     "no_certificate",
     "protocol_error",
     "timeout",

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Listener, Protocol};
 use crate::ops::metrics::ListenerMetrics;
+use crate::serve::client_auth::{ClientCert, ClientIdentity};
 use crate::serve::forward::ConnectionSlot;
 use crate::serve::forward::http::HttpListener;
 use crate::serve::forward::routes::Routes;
@@ -241,12 +242,23 @@ async fn connection(
                 None
             };
             drop(routes);
+            let client = match &state.config.client_auth {
+                None => ClientIdentity::NotAsked,
+                Some(_) => match stream.get_ref().1.peer_certificates() {
+                    Some([leaf, ..]) => ClientCert::of(leaf)
+                        .map_or(ClientIdentity::Anonymous, |c| {
+                            ClientIdentity::Verified(Arc::new(c))
+                        }),
+                    _ => ClientIdentity::Anonymous,
+                },
+            };
             let conn = crate::serve::forward::http::Conn {
                 peer: peer.ip(),
                 sni,
                 target,
                 routes: state.routes.clone(),
                 slot,
+                client,
             };
             http.serve(stream, h2, conn, shutdown).await
         }

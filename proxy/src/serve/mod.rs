@@ -6,6 +6,7 @@
 //! - `listener`: a listening socket and its accept loop, with the connection limit.
 //! - `tls`: the per-listener rustls configuration and the bounded handshake.
 //! - `tickets`: session ticket keys shared by replicas (`session_ticket_key_file`).
+//! - `client_auth`: mutual TLS, clients' certificates verified and passed on as headers.
 //! - `idle`: closes connections idle too long, request heads that take too long, and
 //!   clients that stop taking their responses.
 //! - `warnings`: rate-limited warnings for what peers cause once per connection.
@@ -14,6 +15,7 @@
 //!   refusal says.
 //! - `forward`: HTTP reverse proxying and TCP piping, with the upstream clients.
 
+pub mod client_auth;
 pub(crate) mod forward;
 pub(crate) mod idle;
 pub(crate) mod listener;

@@ -17,6 +17,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::client_auth::ClientVerifier;
 use super::tickets::FileTicketer;
 
 /// What a listener needs to terminate TLS. Built at startup; certificates change underneath
@@ -40,6 +41,8 @@ pub struct TlsOptions {
     pub session_resumption: bool,
     /// Ticket keys from `session_ticket_key_file`; rustls' rotating keys when `None`.
     pub tickets: Option<Arc<FileTicketer>>,
+    /// Mutual TLS: the verifier of clients' certificates.
+    pub client_auth: Option<Arc<ClientVerifier>>,
 }
 
 impl Default for TlsOptions {
@@ -49,6 +52,7 @@ impl Default for TlsOptions {
             alpn: Vec::new(),
             session_resumption: true,
             tickets: None,
+            client_auth: None,
         }
     }
 }
@@ -61,6 +65,8 @@ pub enum TlsSetupError {
     Rustls(#[from] rustls::Error),
     #[error(transparent)]
     Tickets(#[from] super::tickets::TicketKeyError),
+    #[error(transparent)]
+    ClientAuth(#[from] super::client_auth::ClientAuthError),
 }
 
 /// The aws-lc-rs provider with AES-128-GCM preferred over AES-256-GCM, then ChaCha20.
@@ -103,10 +109,13 @@ pub fn server_config(
     } else {
         &[&rustls::version::TLS13, &rustls::version::TLS12]
     };
-    let mut config = ServerConfig::builder_with_provider(server_provider().clone())
-        .with_protocol_versions(versions)?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+    let builder = ServerConfig::builder_with_provider(server_provider().clone())
+        .with_protocol_versions(versions)?;
+    let builder = match &options.client_auth {
+        Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
     // Our order, not the client's: see `server_provider`.
     config.ignore_client_order = true;
     config.alpn_protocols = options.alpn.clone();
@@ -132,6 +141,10 @@ pub enum HandshakeError {
     /// check or a port scan, usually.
     #[error("client closed the connection during the handshake")]
     Closed,
+    /// Mutual TLS: the client sent no certificate where one is required, or one that does
+    /// not verify (another CA, expired, revoked).
+    #[error("client certificate refused: {0}")]
+    ClientCertificate(rustls::Error),
     #[error("refused server name {0:?}: no certificate covers it and strict_sni is on")]
     UnrecognizedName(Option<String>),
     #[error("no certificate configured for this listener")]
@@ -143,6 +156,13 @@ pub enum HandshakeError {
 impl HandshakeError {
     /// An I/O error of the handshake: the client going away, or a protocol failure.
     fn from_io(e: io::Error) -> Self {
+        use rustls::Error::{InvalidCertificate, NoCertificatesPresented};
+        let refused = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        if let Some(refused @ (InvalidCertificate(_) | NoCertificatesPresented)) = refused {
+            return Self::ClientCertificate(refused.clone());
+        }
         match e.kind() {
             io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => Self::Closed,
             _ => Self::Protocol(e),
@@ -153,6 +173,7 @@ impl HandshakeError {
         match self {
             Self::Timeout => "timeout",
             Self::Closed => "closed",
+            Self::ClientCertificate(_) => "client_certificate",
             Self::UnrecognizedName(_) => "unrecognized_name",
             Self::NoCertificate => "no_certificate",
             Self::Protocol(_) => "protocol_error",

@@ -54,6 +54,8 @@ struct Inner {
     routes: Vec<(String, Routes)>,
     /// The listeners' shared session ticket keys, read again at each reload.
     tickets: Vec<Arc<crate::serve::tickets::FileTicketer>>,
+    /// The listeners' client certificate verifiers (mutual TLS), read again at each reload.
+    client_verifiers: Vec<Arc<crate::serve::client_auth::ClientVerifier>>,
     metrics: Arc<Metrics>,
     /// True from the moment shutdown starts: `/healthz` answers 503.
     draining: AtomicBool,

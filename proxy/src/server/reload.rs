@@ -40,6 +40,11 @@ impl Inner {
                 tracing::error!("{e}; the listener keeps its previous ticket keys");
             }
         }
+        for verifier in &self.client_verifiers {
+            if let Err(e) = verifier.reload() {
+                tracing::error!("{e}; the listener keeps verifying clients as before");
+            }
+        }
         let report = self.store.reload_at(&applied.store_config(), now);
         let upstream_errors = self.rebuild_routes(&applied, now);
         observe(&applied, &self.store, &self.metrics, &self.routes);
@@ -164,6 +169,10 @@ fn apply_listeners(applied: &mut Config, new: &Config, needs_restart: &mut Vec<S
             (
                 "session_ticket_key_file",
                 l.session_ticket_key_file != running.session_ticket_key_file,
+            ),
+            (
+                "client_auth, client_ca_file or client_crl_file",
+                l.client_auth != running.client_auth,
             ),
             ("timeouts and limits", limits_changed),
         ] {

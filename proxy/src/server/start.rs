@@ -19,6 +19,7 @@ use crate::config::{Config, Listener, Protocol};
 use crate::ops::admin::{self, ADMIN_ADDR_FILE};
 use crate::ops::metrics::Metrics;
 use crate::ops::report::log_report;
+use crate::serve::client_auth::ClientVerifier;
 use crate::serve::forward::http::HttpListener;
 use crate::serve::forward::routes::{RouteTable, Routes};
 use crate::serve::listener::{Inherited, ListenerState, accept_loop};
@@ -33,6 +34,7 @@ struct Prepared {
     routes: Routes,
     bound: Bound,
     tickets: Option<Arc<FileTicketer>>,
+    client_auth: Option<Arc<ClientVerifier>>,
 }
 
 impl Running {
@@ -78,6 +80,10 @@ impl Running {
             .map(|p| (p.bound.name.clone(), p.routes.clone()))
             .collect();
         let tickets = prepared.iter().filter_map(|p| p.tickets.clone()).collect();
+        let client_verifiers = prepared
+            .iter()
+            .filter_map(|p| p.client_auth.clone())
+            .collect();
         observe(&config, &store, &metrics, &routes);
         let workers = Workers::start(config.workers).map_err(|source| StartError::Workers {
             count: config.workers,
@@ -112,6 +118,7 @@ impl Running {
             config: Mutex::new(config),
             routes,
             tickets,
+            client_verifiers,
             metrics,
             draining: AtomicBool::new(false),
             shutdown,
@@ -175,11 +182,16 @@ fn prepare(
         Some(path) => Some(FileTicketer::load(path).map_err(|e| tls_error(e.into()))?),
         None => None,
     };
+    let client_auth = match &l.client_auth {
+        Some(c) => Some(ClientVerifier::load(c).map_err(|e| tls_error(e.into()))?),
+        None => None,
+    };
     let options = TlsOptions {
         tls13_only: l.tls13_only,
         alpn,
         session_resumption: l.session_resumption,
         tickets: tickets.clone(),
+        client_auth: client_auth.clone(),
     };
     let server_config = tls::server_config(resolver.clone(), &options).map_err(tls_error)?;
     let table =
@@ -224,6 +236,7 @@ fn prepare(
         state,
         routes,
         tickets,
+        client_auth: client_auth.clone(),
         bound: Bound {
             name: l.name.clone(),
             addr,

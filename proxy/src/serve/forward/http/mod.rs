@@ -31,6 +31,7 @@ use crate::config::Listener;
 use crate::ops::metrics::ListenerMetrics;
 mod blame;
 
+use crate::serve::client_auth::{self, ClientIdentity};
 use crate::serve::idle::{IdleTimeout, InFlight, InFlightGuard, Limits};
 use crate::serve::within_drain_grace;
 
@@ -187,6 +188,8 @@ pub struct Conn {
     pub routes: Routes,
     /// Released when the connection and anything it was upgraded to are gone.
     pub slot: Arc<ConnectionSlot>,
+    /// The client's certificate, on a listener with `client_auth`.
+    pub client: ClientIdentity,
 }
 
 struct ConnCtx {
@@ -324,6 +327,7 @@ impl ConnCtx {
             host.as_ref().map(|h| (h, from_authority)),
             upstream.authority.as_str(),
         );
+        client_auth::set_headers(headers, &self.conn.client);
         *req.version_mut() = Version::HTTP_11;
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         // The upstream has `upstream_timeout` to answer after the last request bytes it
