@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::duration::RawDuration;
-use super::raw::{ClientAuthMode, MinTlsVersion, RawListener, RawUpstreamOptions};
-use super::upstream::{Upstream, UpstreamError, UpstreamOptions, UpstreamProtocol};
+use super::peers;
+use super::raw::{MinTlsVersion, RawListener, RawUpstreamOptions};
+use super::upstream::{Upstream, UpstreamError, UpstreamKind, UpstreamOptions, UpstreamProtocol};
 use super::*;
 
 /// How a listener's paths are resolved and what it may refer to.
@@ -124,7 +125,8 @@ fn listener(
         tls13_only,
         session_resumption,
         session_ticket_key_file: l.session_ticket_key_file.as_deref().map(cx.resolve),
-        client_auth: client_auth(l, what, cx.resolve, problems),
+        client_auth: peers::client_auth(l, what, cx.resolve, problems),
+        proxy_protocol: peers::proxy_protocol(l, what, problems),
         max_connections,
         handshake_timeout,
         header_timeout,
@@ -357,6 +359,16 @@ fn upstream_options(
             .unwrap_or_default(),
         None => UpstreamProtocol::Auto,
     };
+    let proxy_protocol = raw
+        .proxy_protocol
+        .clone()
+        .and_then(|v| v.check(&format!("{what}: "), "upstream_proxy_protocol", problems));
+    if proxy_protocol.is_some() && matches!(upstream.kind, UpstreamKind::Http | UpstreamKind::Https)
+    {
+        problems.push(format!(
+            "{what}: upstream_proxy_protocol applies to tcp listeners; an HTTP upstream gets the client's address in X-Forwarded-For"
+        ));
+    }
     UpstreamOptions {
         ca_file: raw.ca_file.as_deref().map(resolve),
         server_name: raw.server_name.clone(),
@@ -364,6 +376,7 @@ fn upstream_options(
         insecure_skip_verify: raw.insecure_skip_verify,
         pin_sha256,
         protocol,
+        proxy_protocol,
     }
 }
 
@@ -376,40 +389,4 @@ fn pin_digest(pin: &str) -> Option<[u8; 32]> {
         .ok()?
         .try_into()
         .ok()
-}
-
-/// `client_auth` with its CA (and CRL) files: all of them, or none.
-fn client_auth(
-    l: &RawListener,
-    what: &str,
-    resolve: &dyn Fn(&Path) -> PathBuf,
-    problems: &mut Vec<String>,
-) -> Option<ClientAuth> {
-    let mode = l
-        .client_auth
-        .clone()
-        .and_then(|m| m.check(&format!("{what}: "), "client_auth", problems));
-    match (mode, &l.client_ca_file) {
-        (Some(mode), Some(ca)) => Some(ClientAuth {
-            required: mode == ClientAuthMode::Required,
-            ca_file: resolve(ca),
-            crl_file: l.client_crl_file.as_deref().map(resolve),
-        }),
-        (Some(_), None) => {
-            problems.push(format!(
-                "{what}: client_auth needs client_ca_file, the CA certificates that issue your clients' certificates"
-            ));
-            None
-        }
-        (None, _)
-            if l.client_auth.is_none()
-                && (l.client_ca_file.is_some() || l.client_crl_file.is_some()) =>
-        {
-            problems.push(format!(
-                "{what}: client_ca_file and client_crl_file apply with client_auth = \"required\" or \"optional\"; set it, or remove them"
-            ));
-            None
-        }
-        (None, _) => None,
-    }
 }

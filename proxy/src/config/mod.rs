@@ -8,6 +8,7 @@
 //!   blocks.
 //! - `duration`: `30`, `"500ms"`, `"30s"`, `"5m"`.
 //! - `files`: the files a loaded configuration reads (what `watch = true` watches).
+//! - `peers`: mutual TLS clients and the proxies trusted to send PROXY protocol headers.
 //! - `upstream`: upstream URLs and their TLS options.
 //! - `host`: the host's names, the default names of an internal certificate.
 
@@ -16,8 +17,11 @@ mod duration;
 mod files;
 pub mod host;
 mod listeners;
+mod peers;
 pub mod raw;
 pub mod upstream;
+
+pub use peers::TrustedProxies;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -174,6 +178,8 @@ pub struct Listener {
     pub session_ticket_key_file: Option<PathBuf>,
     /// Mutual TLS: clients' certificates are asked for and verified.
     pub client_auth: Option<ClientAuth>,
+    /// Each connection starts with a PROXY protocol header from one of these addresses.
+    pub proxy_protocol: Option<TrustedProxies>,
     pub max_connections: usize,
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,

@@ -59,6 +59,14 @@ pub enum MinTlsVersion {
     Tls13,
 }
 
+/// The PROXY protocol version Gatehouse sends an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyVersion {
+    V1,
+    V2,
+}
+
 /// Whether a listener asks clients for a certificate (mutual TLS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -79,6 +87,9 @@ pub enum Issuer {
 
 impl Choices for MinTlsVersion {
     const NAMES: &'static [&'static str] = &["1.2", "1.3"];
+}
+impl Choices for ProxyVersion {
+    const NAMES: &'static [&'static str] = &["v1", "v2"];
 }
 impl Choices for ClientAuthMode {
     const NAMES: &'static [&'static str] = &["required", "optional"];
@@ -178,6 +189,12 @@ pub struct RawListener {
     pub client_auth: Option<Choice<ClientAuthMode>>,
     pub client_ca_file: Option<PathBuf>,
     pub client_crl_file: Option<PathBuf>,
+    /// Clients arrive through a load balancer that sends the PROXY protocol header.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// The addresses (CIDR) allowed to send that header.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     pub max_connections: Option<usize>,
     pub handshake_timeout: Option<RawDuration>,
     pub header_timeout: Option<RawDuration>,
@@ -196,6 +213,7 @@ pub struct RawListener {
     #[serde(default)]
     pub upstream_pin_sha256: Vec<String>,
     pub upstream_protocol: Option<Choice<UpstreamProtocol>>,
+    pub upstream_proxy_protocol: Option<Choice<ProxyVersion>>,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
 }
@@ -214,6 +232,7 @@ pub struct RawRoute {
     #[serde(default)]
     pub upstream_pin_sha256: Vec<String>,
     pub upstream_protocol: Option<Choice<UpstreamProtocol>>,
+    pub upstream_proxy_protocol: Option<Choice<ProxyVersion>>,
 }
 
 /// The `upstream_*` keys of one upstream, as written on a listener or a route.
@@ -225,6 +244,7 @@ pub struct RawUpstreamOptions<'a> {
     pub insecure_skip_verify: bool,
     pub pin_sha256: &'a [String],
     pub protocol: &'a Option<Choice<UpstreamProtocol>>,
+    pub proxy_protocol: &'a Option<Choice<ProxyVersion>>,
 }
 
 /// `upstream_options()` for the blocks that carry the `upstream_*` keys.
@@ -240,6 +260,7 @@ macro_rules! upstream_options {
                     insecure_skip_verify: self.upstream_insecure_skip_verify,
                     pin_sha256: &self.upstream_pin_sha256,
                     protocol: &self.upstream_protocol,
+                    proxy_protocol: &self.upstream_proxy_protocol,
                 }
             }
         }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use http::uri::{Authority, Uri};
 
 use crate::config::Protocol;
+use crate::config::raw::ProxyVersion;
 
 /// What an upstream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub struct UpstreamOptions {
     /// trusted, whoever issued its certificate.
     pub pin_sha256: Vec<[u8; 32]>,
     pub protocol: UpstreamProtocol,
+    /// A PROXY protocol header sent first on each connection (TCP listeners).
+    pub proxy_protocol: Option<ProxyVersion>,
 }
 
 /// One upstream address.

@@ -16,10 +16,11 @@ const DURATION_BUCKETS: &[f64] = &[
 ];
 
 /// Handshake outcomes, as the `result` label.
-pub const HANDSHAKE_RESULTS: [&str; 7] = [
+pub const HANDSHAKE_RESULTS: [&str; 8] = [
     "ok",
     "closed",
     "client_certificate",
+    "proxy_protocol",
     "no_certificate",
     "protocol_error",
     "timeout",

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Listener, Protocol};
+use crate::config::{Listener, Protocol, TrustedProxies};
 use crate::ops::metrics::ListenerMetrics;
 use crate::serve::client_auth::{ClientCert, ClientIdentity};
 use crate::serve::forward::ConnectionSlot;
@@ -20,6 +20,7 @@ use crate::serve::forward::http::HttpListener;
 use crate::serve::forward::routes::Routes;
 use crate::serve::forward::tcp;
 use crate::serve::idle::{IdleTimeout, InFlight, Limits};
+use crate::serve::proxy_protocol::{self, ProxyHeaderError};
 use crate::serve::tls::{self, ListenerTls};
 
 /// Pause after an accept error (EMFILE and friends) so the loop does not spin.
@@ -194,8 +195,8 @@ pub async fn accept_loop(
 }
 
 async fn connection(
-    tcp: TcpStream,
-    peer: SocketAddr,
+    mut tcp: TcpStream,
+    mut peer: SocketAddr,
     state: &ListenerState,
     slot: Arc<ConnectionSlot>,
     shutdown: CancellationToken,
@@ -205,6 +206,21 @@ async fn connection(
         let _ = tcp.set_nodelay(true);
     }
     let deadline = Instant::now() + state.config.handshake_timeout;
+    if let Some(trusted) = &state.config.proxy_protocol {
+        match proxied_client(&mut tcp, peer, trusted, deadline).await {
+            Ok(client) => peer = client,
+            Err(e) => {
+                state.metrics.handshake("proxy_protocol");
+                crate::serve::warnings::warn(crate::serve::warnings::Kind::Handshake, || {
+                    format!(
+                        "listener {}: connection from {peer}: {e}",
+                        state.config.name
+                    )
+                });
+                return;
+            }
+        }
+    }
     // Boxed: the handshake's state is freed once it is done instead of sizing this task,
     // which lives as long as the connection (memory per idle connection).
     let handshake = Box::pin(tls::handshake(tcp, &state.tls, deadline));
@@ -263,20 +279,38 @@ async fn connection(
             http.serve(stream, h2, conn, shutdown).await
         }
         // Boxed: its upstream TLS handshake state would otherwise size every connection's
-        // task, HTTP ones included.
-        _ => match Box::pin(tcp::forward(
-            tcp_client(stream, state.config.send_timeout),
-            &target,
-            state.config.upstream_connect_timeout,
-        ))
-        .await
-        {
-            Ok(_) => {}
-            Err(e) => {
+        // task, HTTP ones included. `local`: where the client connected, for a PROXY
+        // protocol header to the upstream.
+        _ => {
+            let local = stream.get_ref().0.local_addr().unwrap_or(peer);
+            let client = tcp_client(stream, state.config.send_timeout);
+            let timeout = state.config.upstream_connect_timeout;
+            let piped = Box::pin(tcp::forward(client, &target, timeout, (peer, local))).await;
+            if let Err(e) = piped {
                 state.metrics.upstream_error(e.as_label());
                 tracing::warn!(listener = %state.config.name, %peer, error = %e, "tcp upstream unavailable");
             }
-        },
+        }
+    }
+}
+
+/// The client a trusted load balancer names in the PROXY protocol header that starts the
+/// connection (the balancer itself for its own health checks), read within the handshake
+/// time.
+async fn proxied_client(
+    tcp: &mut TcpStream,
+    peer: SocketAddr,
+    trusted: &TrustedProxies,
+    deadline: Instant,
+) -> Result<SocketAddr, ProxyHeaderError> {
+    if !trusted.contains(peer.ip()) {
+        return Err(ProxyHeaderError::Untrusted(peer.ip()));
+    }
+    match tokio::time::timeout_at(deadline, proxy_protocol::receive(tcp)).await {
+        Ok(received) => Ok(received?.unwrap_or(peer)),
+        Err(_) => Err(ProxyHeaderError::Invalid(
+            "none within handshake_timeout".into(),
+        )),
     }
 }
 

@@ -7,6 +7,7 @@
 //! - `tls`: the per-listener rustls configuration and the bounded handshake.
 //! - `tickets`: session ticket keys shared by replicas (`session_ticket_key_file`).
 //! - `client_auth`: mutual TLS, clients' certificates verified and passed on as headers.
+//! - `proxy_protocol`: PROXY protocol headers received from load balancers, sent upstream.
 //! - `idle`: closes connections idle too long, request heads that take too long, and
 //!   clients that stop taking their responses.
 //! - `warnings`: rate-limited warnings for what peers cause once per connection.
@@ -20,6 +21,7 @@ pub(crate) mod forward;
 pub(crate) mod idle;
 pub(crate) mod listener;
 pub(crate) mod open_files;
+pub mod proxy_protocol;
 pub mod tickets;
 pub mod tls;
 pub mod upstream_tls;

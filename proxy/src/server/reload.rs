@@ -174,6 +174,10 @@ fn apply_listeners(applied: &mut Config, new: &Config, needs_restart: &mut Vec<S
                 "client_auth, client_ca_file or client_crl_file",
                 l.client_auth != running.client_auth,
             ),
+            (
+                "proxy_protocol or trusted_proxies",
+                l.proxy_protocol != running.proxy_protocol,
+            ),
             ("timeouts and limits", limits_changed),
         ] {
             if changed {

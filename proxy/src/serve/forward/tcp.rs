@@ -1,12 +1,14 @@
 //! TCP mode: after the handshake, bytes both ways to a `tcp://` upstream.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::serve::forward::routes::Target;
+use crate::serve::proxy_protocol;
 
 /// Why a TCP stream could not be forwarded. Doubles as the upstream error metric label.
 #[derive(Debug, thiserror::Error)]
@@ -42,11 +44,14 @@ impl TcpForwardError {
 }
 
 /// Copies bytes between the client and the upstream until both sides are done. When one
-/// side finishes sending, the other is told (half-close) and may keep sending.
+/// side finishes sending, the other is told (half-close) and may keep sending. With
+/// `upstream_proxy_protocol`, the upstream first gets a header naming `addresses` (the
+/// client, and where it connected).
 pub async fn forward<S>(
     mut client: S,
     target: &Target,
     connect_timeout: Duration,
+    addresses: (SocketAddr, SocketAddr),
 ) -> Result<(u64, u64), TcpForwardError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -68,6 +73,15 @@ where
         Ok(Ok(s)) => s,
     };
     let _ = up.set_nodelay(true);
+    if let Some(version) = upstream.options.proxy_protocol {
+        let header = proxy_protocol::header(version, addresses.0, addresses.1);
+        up.write_all(&header)
+            .await
+            .map_err(|source| TcpForwardError::Connect {
+                upstream: upstream.original.clone(),
+                source,
+            })?;
+    }
     match &target.tls {
         None => Ok(pipe(&mut client, &mut up).await),
         Some(tls) => {
