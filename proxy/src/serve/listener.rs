@@ -207,7 +207,11 @@ async fn connection(
     }
     let deadline = Instant::now() + state.config.handshake_timeout;
     if let Some(trusted) = &state.config.proxy_protocol {
-        match proxied_client(&mut tcp, peer, trusted, deadline).await {
+        let received = proxied_client(&mut tcp, peer, trusted, deadline);
+        let received = super::within_drain_grace(received, &shutdown)
+            .await
+            .unwrap_or_else(|| Err(ProxyHeaderError::Invalid("none before the drain".into())));
+        match received {
             Ok(client) => peer = client,
             Err(e) => {
                 state.metrics.handshake("proxy_protocol");
