@@ -57,19 +57,13 @@ pub fn covers(names: &[String], host: &str) -> bool {
     })
 }
 
-/// Every signature scheme a client may offer for a certificate's key, to learn once, at
-/// load, which of them each key can sign with.
-const SCHEMES: [SignatureScheme; 10] = [
+/// The signature schemes of ECDSA and Ed25519 keys; with [`crate::sign::RSA_SCHEMES`],
+/// every scheme a client may offer, to learn once, at load, which each key signs with.
+const NON_RSA_SCHEMES: [SignatureScheme; 4] = [
     SignatureScheme::ECDSA_NISTP256_SHA256,
     SignatureScheme::ECDSA_NISTP384_SHA384,
     SignatureScheme::ECDSA_NISTP521_SHA512,
     SignatureScheme::ED25519,
-    SignatureScheme::RSA_PSS_SHA256,
-    SignatureScheme::RSA_PSS_SHA384,
-    SignatureScheme::RSA_PSS_SHA512,
-    SignatureScheme::RSA_PKCS1_SHA256,
-    SignatureScheme::RSA_PKCS1_SHA384,
-    SignatureScheme::RSA_PKCS1_SHA512,
 ];
 
 /// A certificate that answers a name, and the schemes its key signs with.
@@ -81,8 +75,9 @@ struct Candidate {
 
 impl Candidate {
     fn new(key: &Arc<CertifiedKey>) -> Self {
-        let schemes = SCHEMES
+        let schemes = NON_RSA_SCHEMES
             .into_iter()
+            .chain(crate::sign::RSA_SCHEMES)
             .filter(|s| key.key.choose_scheme(&[*s]).is_some())
             .collect();
         Self {
@@ -246,7 +241,15 @@ mod tests {
     use rustls::sign::SigningKey;
 
     fn key() -> Arc<CertifiedKey> {
-        let kp = rcgen::KeyPair::generate().unwrap();
+        key_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+    }
+
+    fn rsa_key() -> Arc<CertifiedKey> {
+        key_for(&rcgen::PKCS_RSA_SHA256)
+    }
+
+    fn key_for(alg: &'static rcgen::SignatureAlgorithm) -> Arc<CertifiedKey> {
+        let kp = rcgen::KeyPair::generate_for(alg).unwrap();
         let der = rustls_pki_types::PrivateKeyDer::try_from(kp.serialize_der()).unwrap();
         let signing: Arc<dyn SigningKey> = crate::cert::provider()
             .key_provider
@@ -278,16 +281,6 @@ mod tests {
         );
         assert_eq!(pick(None).0, Selection::Default);
         assert!(Arc::ptr_eq(pick(None).1.unwrap(), &d));
-    }
-
-    fn rsa_key() -> Arc<CertifiedKey> {
-        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-        let der = rustls_pki_types::PrivateKeyDer::try_from(kp.serialize_der()).unwrap();
-        let signing: Arc<dyn SigningKey> = crate::cert::provider()
-            .key_provider
-            .load_private_key(der)
-            .unwrap();
-        Arc::new(CertifiedKey::new(Vec::new(), signing))
     }
 
     #[test]

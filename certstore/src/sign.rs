@@ -18,7 +18,7 @@ use rustls_pki_types::{PrivateKeyDer, SubjectPublicKeyInfoDer};
 
 /// RSA schemes from the cheapest to sign to the dearest; PSS before PKCS#1 v1.5 at every
 /// hash, as rustls orders them.
-const RSA_SCHEMES: [SignatureScheme; 6] = [
+pub(crate) const RSA_SCHEMES: [SignatureScheme; 6] = [
     SignatureScheme::RSA_PSS_SHA256,
     SignatureScheme::RSA_PSS_SHA384,
     SignatureScheme::RSA_PSS_SHA512,
