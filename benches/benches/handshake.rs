@@ -6,6 +6,7 @@
 //! proxy's share of the handshake, comparable with the proxy CPU per handshake that
 //! `benches/load/compare.sh` measures (which adds sockets, the runtime and the kernel).
 //! Full handshakes run with `session_resumption = false` (no tickets), as in the load test.
+//! `full_mutual_tls` adds a client certificate the server verifies (`client_auth`).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -69,6 +70,20 @@ fn handshakes(c: &mut Criterion) {
             HandshakeKind::Resumed,
         );
     }
+    // Mutual TLS: the client's certificate (ECDSA P-256, with its intermediate) verified
+    // against the root as well.
+    let dir = gatehouse_tests::temp_dir();
+    let material = Material::new(KeyKind::EcdsaP256);
+    let mutual = Pair::new(
+        material.client_config_with_certificate(),
+        material.server_config_mutual_tls(dir.path()),
+    );
+    bench_pair(
+        &mut group,
+        "full_mutual_tls/ecdsa-p256",
+        mutual,
+        HandshakeKind::Full,
+    );
     group.finish();
 }
 

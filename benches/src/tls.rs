@@ -109,6 +109,56 @@ impl Material {
         proxy::serve::tls::server_config(resolver, &options).expect("server config")
     }
 
+    /// [`Material::server_config`] with mutual TLS required: clients' certificates verified
+    /// against the test root (files in `dir`, as the proxy reads them). No resumption.
+    pub fn server_config_mutual_tls(&self, dir: &std::path::Path) -> Arc<ServerConfig> {
+        let store = Store::from_loaded(vec![self.loaded()], &[listener_for(["leaf"])]);
+        let resolver = store.resolver(LISTENER).expect("bench listener");
+        let client_auth = proxy::serve::client_auth::ClientAuth {
+            required: true,
+            ca_file: gatehouse_tests::write(dir, "client-ca.pem", &self.pki.root.cert_pem),
+            crl_file: None,
+        };
+        let options = proxy::serve::tls::TlsOptions {
+            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            session_resumption: false,
+            client_auth: Some(
+                proxy::serve::client_auth::ClientVerifier::load(&client_auth)
+                    .expect("client verifier"),
+            ),
+            ..Default::default()
+        };
+        proxy::serve::tls::server_config(resolver, &options).expect("server config")
+    }
+
+    /// [`Material::client_config`] without resumption, presenting a client certificate
+    /// (ECDSA P-256) issued by the test intermediate.
+    pub fn client_config_with_certificate(&self) -> Arc<ClientConfig> {
+        let names = ["client.bench.test"];
+        let mut spec = LeafSpec::new(&names);
+        spec.client_auth = true;
+        let client = self.pki.inter.leaf_with(spec);
+        let chain = vec![client.cert.clone(), self.pki.inter.cert.clone()];
+        let key = PrivateKeyDer::from_pem_slice(client.key_pem.as_bytes()).expect("client key");
+        let mut config = (*self.client_config(false)).clone();
+        let with_cert = ClientConfig::builder_with_provider(config.crypto_provider().clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_root_certificates(self.roots())
+            .with_client_auth_cert(chain, key)
+            .expect("client certificate");
+        config.client_auth_cert_resolver = with_cert.client_auth_cert_resolver.clone();
+        Arc::new(config)
+    }
+
+    fn roots(&self) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(self.pki.root.cert.to_vec()))
+            .expect("trust the test root");
+        roots
+    }
+
     /// A rustls client trusting the test root, TLS 1.3 and X25519 only, with or without a
     /// session cache.
     pub fn client_config(&self, resumption: bool) -> Arc<ClientConfig> {
@@ -117,14 +167,10 @@ impl Material {
             kx_groups: vec![rustls::crypto::aws_lc_rs::kx_group::X25519],
             ..base
         };
-        let mut roots = RootCertStore::empty();
-        roots
-            .add(CertificateDer::from(self.pki.root.cert.to_vec()))
-            .expect("trust the test root");
         let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
             .with_protocol_versions(&[&rustls::version::TLS13])
             .expect("TLS 1.3")
-            .with_root_certificates(roots)
+            .with_root_certificates(self.roots())
             .with_no_client_auth();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         config.resumption = if resumption {

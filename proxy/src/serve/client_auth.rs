@@ -18,7 +18,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
-use crate::config::ClientAuth;
+pub use crate::config::ClientAuth;
 
 /// A listener's client certificate configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
