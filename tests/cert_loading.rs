@@ -19,6 +19,7 @@ fn files(cert: &str, key: &str, chain: Option<&str>) -> CertSpec {
             chain: chain.map(fx),
         },
         trust_anchors: None,
+        ocsp: None,
     }
 }
 
@@ -30,6 +31,7 @@ fn pkcs12(file: &str, password: &str) -> CertSpec {
             password_file: fx(password),
         },
         trust_anchors: None,
+        ocsp: None,
     }
 }
 
@@ -357,6 +359,7 @@ fn rcgen_spec(dir: &Path, pki: &Pki, spec: LeafSpec<'_>) -> CertSpec {
         name: "engine".into(),
         source: pki.write_leaf(dir, "engine", &leaf),
         trust_anchors: None,
+        ocsp: None,
     }
 }
 
@@ -431,6 +434,7 @@ fn rcgen_chain_with_wildcard_loads() {
             chain: None,
         },
         trust_anchors: None,
+        ocsp: None,
     });
     assert_eq!(cert.leaf().dns_names, vec!["*.example.com", "example.com"]);
     assert_eq!(cert.leaf().serial, leaf.serial());

@@ -16,6 +16,7 @@ fn spec(dir: &Path, pki: &Pki, name: &str, leaf: &gatehouse_tests::Leaf) -> Cert
         name: name.into(),
         source: pki.write_leaf(dir, name, leaf),
         trust_anchors: None,
+        ocsp: None,
     }
 }
 

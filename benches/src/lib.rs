@@ -118,6 +118,7 @@ pub fn copy_loaded(cert: &LoadedCert) -> LoadedCert {
         completed: cert.completed.clone(),
         sources: cert.sources.clone(),
         loaded_at: cert.loaded_at,
+        ocsp: cert.ocsp.clone(),
     }
 }
 
@@ -136,6 +137,7 @@ pub fn write_certs(dir: &Path, n: usize) -> StoreConfig {
                 source: pki.write_leaf(dir, &name, &leaf),
                 name,
                 trust_anchors: None,
+                ocsp: None,
             }
         })
         .collect();

@@ -10,6 +10,7 @@ use rustls_pki_types::CertificateDer;
 use crate::chain::{self, Parsed};
 use crate::error::{LoadError, Warning};
 use crate::info::CertInfo;
+use crate::ocsp::{self, Stapling};
 use crate::parse::{self, Bundle};
 use crate::pool::Intermediates;
 use crate::source::CertSpec;
@@ -51,6 +52,8 @@ pub struct LoadedCert {
     /// The files it was read from.
     pub sources: Vec<PathBuf>,
     pub loaded_at: Timestamp,
+    /// The OCSP response configured for it (`ocsp`): stapled, or refused and why.
+    pub ocsp: Option<Stapling>,
 }
 
 /// An intermediate a chain was completed with, and the file it came from.
@@ -92,7 +95,35 @@ impl LoadedCert {
             trust_anchors: spec.trust_anchors.as_deref(),
             pool,
         };
-        material.assemble(spec.source.paths(), now, purpose)
+        let mut cert = material.assemble(spec.source.paths(), now, purpose)?;
+        if let Some(path) = &spec.ocsp {
+            cert.staple(path, now);
+        }
+        Ok(cert)
+    }
+
+    /// Staples the OCSP response in `path` when it checks out for this chain; otherwise
+    /// serves without one, with a warning saying why.
+    pub(crate) fn staple(&mut self, path: &Path, now: Timestamp) {
+        let chain = &self.certified_key.cert;
+        match ocsp::load(path, &chain[0], chain.get(1), now) {
+            Ok((der, staple)) => {
+                let mut key = (*self.certified_key).clone();
+                key.ocsp = Some(der);
+                self.certified_key = Arc::new(key);
+                self.ocsp = Some(Stapling::Stapled(staple));
+            }
+            Err(reason) => {
+                self.warnings.push(Warning::OcspRefused {
+                    path: path.to_owned(),
+                    reason: reason.to_string(),
+                });
+                self.ocsp = Some(Stapling::Refused {
+                    path: path.to_owned(),
+                    reason,
+                });
+            }
+        }
     }
 
     /// Assembles and validates material already read (from files or from memory).
@@ -127,9 +158,10 @@ impl LoadedCert {
         &self.chain[0]
     }
 
-    /// Whether `other` serves exactly the same chain (and so the same key).
+    /// Whether `other` serves exactly the same chain (and so the same key) and staple.
     pub fn same_chain(&self, other: &LoadedCert) -> bool {
         self.certified_key.cert == other.certified_key.cert
+            && self.certified_key.ocsp == other.certified_key.ocsp
     }
 }
 
@@ -202,6 +234,7 @@ impl Material<'_> {
             completed,
             sources,
             loaded_at: now,
+            ocsp: None,
         })
     }
 }

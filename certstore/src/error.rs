@@ -189,6 +189,8 @@ pub enum Warning {
     },
     /// The subject's common name is not among the subject alternative names.
     CommonNameNotInSans { common_name: String },
+    /// The configured OCSP response does not check out: served without a staple.
+    OcspRefused { path: PathBuf, reason: String },
 }
 
 impl fmt::Display for Warning {
@@ -224,6 +226,11 @@ impl fmt::Display for Warning {
             Self::CommonNameNotInSans { common_name } => write!(
                 f,
                 "common name \"{common_name}\" is not among the subject alternative names; clients that check it will fail"
+            ),
+            Self::OcspRefused { path, reason } => write!(
+                f,
+                "OCSP response {} not stapled: {reason}; served without a staple until a good one is in place",
+                path.display()
             ),
         }
     }

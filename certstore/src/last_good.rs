@@ -54,6 +54,7 @@ pub(crate) fn load(
             chain: None,
         },
         trust_anchors: spec.trust_anchors.clone(),
+        ocsp: spec.ocsp.clone(),
     };
     match LoadedCert::load(&kept, now, pool) {
         Ok(cert) => Some(cert),
@@ -72,7 +73,7 @@ pub(crate) fn load_and_keep(
     dir: Option<&Path>,
 ) -> Result<LoadedCert, LoadError> {
     let bundle = crate::parse::load_source(&spec.source)?;
-    let cert = LoadedCert::from_bundle(
+    let mut cert = LoadedCert::from_bundle(
         &spec.name,
         &bundle,
         spec.trust_anchors.as_deref(),
@@ -80,6 +81,9 @@ pub(crate) fn load_and_keep(
         now,
         pool,
     )?;
+    if let Some(path) = &spec.ocsp {
+        cert.staple(path, now);
+    }
     if let Some(dir) = dir {
         keep(dir, &cert, &bundle);
     }

@@ -16,6 +16,7 @@
 //! - `sign`: how keys sign handshakes (RSA prefers SHA-256).
 //! - `issue`: the internal CA ([`InternalCa`]).
 //! - `last_good`: each certificate's last material that loaded, served when its files break.
+//! - `ocsp`: OCSP responses checked for stapling ([`Staple`]).
 //! - `encode`: PEM and PKCS#12 out ([`certs_pem`], [`pkcs12`]).
 //! - `fsutil`: atomic file writes ([`write_atomic`]).
 //! - `store`: the [`Snapshot`] behind an `ArcSwap`, and [`Store::reload`].
@@ -32,6 +33,7 @@ mod info;
 mod inspect;
 mod issue;
 mod last_good;
+mod ocsp;
 mod parse;
 mod pool;
 mod report;
@@ -51,6 +53,7 @@ pub use info::{CertInfo, fingerprint, spki_sha256};
 pub use inspect::{Inspection, Verdict, inspect};
 pub use issue::{CA_LIFETIME_DAYS, CaSubject, InternalCa, IssueError, Issued, LEAF_LIFETIME_DAYS};
 pub use last_good::path as last_good_path;
+pub use ocsp::{OcspError, OcspStatus, Staple, Stapling};
 pub use parse::{
     Bundle, SourcedCert, SourcedKey, load_source, parse_any, parse_bundle, parse_pkcs12, read_file,
     read_password,

@@ -44,6 +44,8 @@ pub struct CertSpec {
     pub source: Source,
     /// When set, the served chain must verify to one of these roots or loading fails.
     pub trust_anchors: Option<PathBuf>,
+    /// A DER OCSP response to staple, checked at each load.
+    pub ocsp: Option<PathBuf>,
 }
 
 /// Which certificates one listener serves. The first certificate answers clients that send

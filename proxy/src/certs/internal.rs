@@ -74,6 +74,7 @@ pub fn needs_issue(
             chain: None,
         },
         trust_anchors: Some(ca_cert.to_owned()),
+        ocsp: None,
     };
     certstore::LoadedCert::load(&spec, now, &certstore::Intermediates::default())
         .err()

@@ -148,5 +148,6 @@ fn stored_spec(spec: &CertSpec, chosen: &Backup) -> CertSpec {
             },
         },
         trust_anchors: spec.trust_anchors.clone(),
+        ocsp: None,
     }
 }

@@ -60,6 +60,7 @@ pub(super) fn check(
                         name: c.name.clone(),
                         source,
                         trust_anchors: c.trust_anchors.as_deref().map(resolve),
+                        ocsp: c.ocsp.as_deref().map(resolve),
                     });
                 }
             }
@@ -111,6 +112,7 @@ fn internal(
             chain: None,
         },
         trust_anchors: Some(ca_dir(state_dir).join(certstore::InternalCa::CERT_FILE)),
+        ocsp: None,
     };
     Some((spec, ic))
 }

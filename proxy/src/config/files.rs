@@ -17,6 +17,7 @@ impl Config {
             }
             files.extend(spec.source.paths());
             files.extend(spec.trust_anchors.iter().cloned());
+            files.extend(spec.ocsp.iter().cloned());
         }
         files.extend(self.upstream_tls.ca_file.iter().cloned());
         for l in &self.listeners {

@@ -165,6 +165,8 @@ pub struct RawCertificate {
     pub pkcs12: Option<PathBuf>,
     pub password_file: Option<PathBuf>,
     pub trust_anchors: Option<PathBuf>,
+    /// A DER OCSP response to staple.
+    pub ocsp: Option<PathBuf>,
     /// `"internal"`: issued by Gatehouse's internal CA, no files to supply.
     pub issuer: Option<Choice<Issuer>>,
     /// Names for an internal certificate (default: the host's name and FQDN).

@@ -57,6 +57,7 @@ pub struct Metrics {
     cert_expiry: IntGaugeVec,
     cert_info: IntGaugeVec,
     cert_stale: IntGaugeVec,
+    ocsp_expiry: IntGaugeVec,
     reloads: IntCounterVec,
     reload_timestamp: IntGauge,
     handshakes: IntCounterVec,
@@ -117,6 +118,12 @@ impl Metrics {
             r,
             "gatehouse_certificate_stale",
             "1 when the certificate serves an earlier version (kept, or last known good) because its files fail to load",
+            &["certificate"],
+        );
+        let ocsp_expiry = gauges(
+            r,
+            "gatehouse_certificate_ocsp_expiry_timestamp_seconds",
+            "nextUpdate of the OCSP response stapled for the certificate, Unix seconds",
             &["certificate"],
         );
         let reloads = counters(
@@ -190,6 +197,7 @@ impl Metrics {
             cert_expiry,
             cert_info,
             cert_stale,
+            ocsp_expiry,
             reloads,
             reload_timestamp,
             handshakes,
@@ -217,7 +225,15 @@ impl Metrics {
     pub fn observe_certificates(&self, snapshot: &Snapshot) {
         let mut expiry = Vec::new();
         let mut info = Vec::new();
+        let mut stapled = Vec::new();
         for cert in snapshot.certificates() {
+            if let Some(certstore::Stapling::Stapled(staple)) = &cert.ocsp
+                && let Some(next) = staple.next_update
+            {
+                let s = vec![cert.name.clone()];
+                set_gauge(&self.ocsp_expiry, &s, next.unix_seconds());
+                stapled.push(s);
+            }
             let leaf = cert.leaf();
             let e = vec![cert.name.clone()];
             let i = vec![cert.name.clone(), leaf.serial.clone(), leaf.issuer.clone()];
@@ -235,6 +251,7 @@ impl Metrics {
         replace_series(&self.cert_stale, &mut published.stale, expiry.clone());
         replace_series(&self.cert_expiry, &mut published.expiry, expiry);
         replace_series(&self.cert_info, &mut published.info, info);
+        replace_series(&self.ocsp_expiry, &mut published.ocsp, stapled);
     }
 
     /// Counts a load or reload.
@@ -323,6 +340,7 @@ struct Published {
     stale: Vec<Vec<String>>,
     info: Vec<Vec<String>>,
     insecure: Vec<Vec<String>>,
+    ocsp: Vec<Vec<String>>,
 }
 
 struct Handles {

@@ -74,7 +74,28 @@ pub fn cert_json(cert: &LoadedCert, stale: Option<&str>, now: Timestamp) -> Valu
     if let Some(why) = stale {
         v["stale_reason"] = Value::String(why.to_owned());
     }
+    if let Some(stapling) = &cert.ocsp {
+        v["ocsp"] = stapling_json(stapling);
+    }
     v
+}
+
+/// The OCSP staple of a certificate, for `/certs`.
+fn stapling_json(stapling: &certstore::Stapling) -> Value {
+    match stapling {
+        certstore::Stapling::Stapled(s) => json!({
+            "stapled": true,
+            "file": s.path.display().to_string(),
+            "status": s.status.as_str(),
+            "this_update": s.this_update.to_string(),
+            "next_update": s.next_update.map(|n| n.to_string()),
+        }),
+        certstore::Stapling::Refused { path, reason } => json!({
+            "stapled": false,
+            "file": path.display().to_string(),
+            "refused": reason.to_string(),
+        }),
+    }
 }
 
 fn version_json(v: &Version) -> Value {

@@ -108,6 +108,19 @@ fn observe(
     for w in crate::ops::advice::warnings(config, |name| snapshot.certificate(name).map(|c| &**c)) {
         tracing::warn!("{w}");
     }
+    for cert in snapshot.certificates() {
+        if let Some(certstore::Stapling::Stapled(staple)) = &cert.ocsp
+            && let certstore::OcspStatus::Revoked { at } = staple.status
+        {
+            // Stapled as the CA says: clients decide, and those that check refuse it.
+            tracing::error!(
+                certificate = %cert.name,
+                "certificate \"{}\" is REVOKED (since {at}, says its OCSP response {}): clients that check refuse it; install a new certificate",
+                cert.name,
+                staple.path.display()
+            );
+        }
+    }
 }
 
 impl Running {

@@ -216,6 +216,7 @@ pub(crate) fn client_config(
                     chain: None,
                 },
                 trust_anchors: None,
+                ocsp: None,
             };
             let loaded =
                 LoadedCert::load_for(&spec, now, &Intermediates::default(), Purpose::Client)
