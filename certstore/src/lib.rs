@@ -53,7 +53,10 @@ pub use info::{CertInfo, fingerprint, spki_sha256};
 pub use inspect::{Inspection, Verdict, inspect};
 pub use issue::{CA_LIFETIME_DAYS, CaSubject, InternalCa, IssueError, Issued, LEAF_LIFETIME_DAYS};
 pub use last_good::path as last_good_path;
-pub use ocsp::{OcspError, OcspStatus, Staple, Stapling};
+pub use ocsp::{
+    OcspError, OcspStatus, Staple, Stapling, check as check_ocsp, request as ocsp_request,
+    responder_url as ocsp_responder_url,
+};
 pub use parse::{
     Bundle, SourcedCert, SourcedKey, load_source, parse_any, parse_bundle, parse_pkcs12, read_file,
     read_password,

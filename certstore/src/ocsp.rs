@@ -288,3 +288,67 @@ fn first_element(der: &[u8]) -> Option<&[u8]> {
     let end = body.checked_add(usize::try_from(header.length).ok()?)?;
     der.get(start..end)
 }
+
+/// `id-ad-ocsp`: the access method of an OCSP responder in Authority Information Access.
+const ID_AD_OCSP: &str = "1.3.6.1.5.5.7.48.1";
+
+/// The OCSP responder URL in `leaf`'s Authority Information Access, when it names one
+/// over HTTP (as responders are reached).
+pub fn responder_url(leaf: &CertificateDer<'_>) -> Option<String> {
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    cert.iter_extensions()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::AuthorityInfoAccess(aia) => aia
+                .accessdescs
+                .iter()
+                .filter(|d| d.access_method.to_id_string() == ID_AD_OCSP)
+                .find_map(|d| match &d.access_location {
+                    GeneralName::URI(uri) if uri.starts_with("http://") => Some(uri.to_string()),
+                    _ => None,
+                }),
+            _ => None,
+        })
+}
+
+/// A DER OCSP request for `leaf`, issued by `issuer`: one CertID (SHA-1, as responders
+/// expect), no nonce (so responders may answer from cache).
+pub fn request(
+    leaf: &CertificateDer<'_>,
+    issuer: &CertificateDer<'_>,
+) -> Result<Vec<u8>, OcspError> {
+    let malformed = |e: der::Error| OcspError::Malformed(e.to_string());
+    let leaf = Certificate::from_der(leaf.as_ref()).map_err(malformed)?;
+    let issuer = Certificate::from_der(issuer.as_ref()).map_err(malformed)?;
+    let sha1 = &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY;
+    let name = issuer.tbs_certificate.subject.to_der().map_err(malformed)?;
+    let key = issuer
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .raw_bytes();
+    let octets = |d: aws_lc_rs::digest::Digest| der::asn1::OctetString::new(d.as_ref().to_vec());
+    let cert_id = x509_ocsp::CertId {
+        hash_algorithm: spki::AlgorithmIdentifierOwned {
+            oid: SHA1,
+            parameters: Some(der::asn1::Null.into()),
+        },
+        issuer_name_hash: octets(aws_lc_rs::digest::digest(sha1, &name)).map_err(malformed)?,
+        issuer_key_hash: octets(aws_lc_rs::digest::digest(sha1, key)).map_err(malformed)?,
+        serial_number: leaf.tbs_certificate.serial_number,
+    };
+    x509_ocsp::OcspRequest {
+        tbs_request: x509_ocsp::TbsRequest {
+            version: x509_ocsp::Version::V1,
+            requestor_name: None,
+            request_list: vec![x509_ocsp::Request {
+                req_cert: cert_id,
+                single_request_extensions: None,
+            }],
+            request_extensions: None,
+        },
+        optional_signature: None,
+    }
+    .to_der()
+    .map_err(malformed)
+}

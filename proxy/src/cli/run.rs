@@ -5,6 +5,7 @@ use std::path::Path;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::ops::notify;
+use crate::ops::ocsp_fetch::OcspFetcher;
 use crate::ops::report::log_reloaded;
 use crate::ops::watch::Watch;
 use crate::serve::listener::Inherited;
@@ -18,12 +19,17 @@ pub async fn run(config_path: &Path, inherited: Inherited) -> anyhow::Result<()>
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut watch = Watch::new(running.watched());
+    let mut ocsp = OcspFetcher::default();
     tracing::info!("ready");
     notify::ready(&running.status());
     loop {
         tokio::select! {
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", config_path.display());
+                reload(&running, &mut watch).await;
+            }
+            name = ocsp.fetched(|| running.ocsp_targets()) => {
+                tracing::info!("a new OCSP response for \"{name}\": reloading to staple it");
                 reload(&running, &mut watch).await;
             }
             changed = watch.changed() => {

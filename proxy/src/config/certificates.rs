@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use certstore::{CertSpec, Source};
 
 use super::raw::{Issuer, RawCertificate};
-use super::{InternalCert, ca_dir};
+use super::{InternalCert, ca_dir, ocsp_dir};
 
 /// The checked certificates: what the store loads, which of them the internal CA issues,
 /// and every name defined (for the listeners' references).
@@ -16,6 +16,8 @@ pub(super) struct Certificates {
     pub specs: Vec<CertSpec>,
     pub internal: Vec<InternalCert>,
     pub names: HashSet<String>,
+    /// Certificates whose OCSP response Gatehouse fetches (`ocsp_fetch = true`).
+    pub ocsp_fetch: Vec<String>,
 }
 
 pub(super) fn check(
@@ -55,12 +57,26 @@ pub(super) fn check(
                         "{what}: `names` goes with issuer = \"internal\"; a certificate from files takes its names from the certificate"
                     ));
                 }
+                let ocsp = match (&c.ocsp, c.ocsp_fetch) {
+                    (Some(_), true) => {
+                        problems.push(format!(
+                            "{what}: ocsp and ocsp_fetch = true both say where the staple comes from; keep one"
+                        ));
+                        None
+                    }
+                    (Some(file), false) => Some(resolve(file)),
+                    (None, true) => {
+                        out.ocsp_fetch.push(c.name.clone());
+                        Some(ocsp_dir(state_dir).join(format!("{}.der", c.name)))
+                    }
+                    (None, false) => None,
+                };
                 if let Some(source) = files(c, &what, resolve, problems) {
                     out.specs.push(CertSpec {
                         name: c.name.clone(),
                         source,
                         trust_anchors: c.trust_anchors.as_deref().map(resolve),
-                        ocsp: c.ocsp.as_deref().map(resolve),
+                        ocsp,
                     });
                 }
             }

@@ -131,6 +131,9 @@ pub struct Config {
     pub certificates: Vec<CertSpec>,
     /// Certificates the internal CA issues (their `CertSpec`s point at `state_dir/certs/`).
     pub internal: Vec<InternalCert>,
+    /// Certificates whose OCSP response Gatehouse fetches (their `CertSpec`s' `ocsp` is in
+    /// `state_dir/ocsp/`).
+    pub ocsp_fetch: Vec<String>,
     /// What the internal CA is made with, when it is first needed.
     pub internal_ca: certstore::CaSubject,
     pub listeners: Vec<Listener>,
@@ -155,6 +158,12 @@ pub fn ca_dir(state_dir: &Path) -> PathBuf {
 /// completes chains.
 pub fn intermediates_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("intermediates")
+}
+
+/// Where the OCSP responses Gatehouse fetches are kept (`NAME.der`), so a restart staples
+/// at once.
+pub fn ocsp_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("ocsp")
 }
 
 /// Where each certificate's last good material is kept (chain and key, 0600).
@@ -321,6 +330,7 @@ impl Config {
                 workers,
                 state_dir,
                 internal: certs.internal,
+                ocsp_fetch: certs.ocsp_fetch,
                 internal_ca,
                 pid_file: raw.pid_file.as_deref().map(resolve),
                 shutdown_timeout,

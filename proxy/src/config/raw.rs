@@ -167,6 +167,9 @@ pub struct RawCertificate {
     pub trust_anchors: Option<PathBuf>,
     /// A DER OCSP response to staple.
     pub ocsp: Option<PathBuf>,
+    /// Fetch the OCSP response from the certificate's responder and keep it fresh.
+    #[serde(default)]
+    pub ocsp_fetch: bool,
     /// `"internal"`: issued by Gatehouse's internal CA, no files to supply.
     pub issuer: Option<Choice<Issuer>>,
     /// Names for an internal certificate (default: the host's name and FQDN).

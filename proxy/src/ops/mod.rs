@@ -6,6 +6,7 @@
 //! - `admin`: the admin API (`/metrics`, `/healthz`, `/certs`, `POST /reload`).
 //! - `client`: the admin API's client, as `gatehouse reload` and `certs install` use it.
 //! - `notify`: systemd's notification protocol (ready, reloading, stopping, status).
+//! - `ocsp_fetch`: OCSP responses fetched from the responders and kept fresh.
 //! - `report`: what a reload did, as log lines and as JSON.
 //! - `table`: plain-text tables for terminal output (certificates, reload reports).
 //! - `watch`: reloads when a file the configuration reads changes (`watch = true`).
@@ -15,6 +16,7 @@ pub mod advice;
 pub mod client;
 pub mod metrics;
 pub mod notify;
+pub mod ocsp_fetch;
 pub mod report;
 pub mod table;
 pub mod watch;

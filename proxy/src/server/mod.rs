@@ -168,6 +168,30 @@ impl Running {
         crate::ops::notify::status(&self.inner.store.snapshot(), certstore::Timestamp::now())
     }
 
+    /// The certificates whose OCSP response Gatehouse fetches, as served now: name, chain
+    /// (leaf first) and the file the response goes to.
+    pub fn ocsp_targets(&self) -> Vec<crate::ops::ocsp_fetch::Target> {
+        let config = self
+            .inner
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let snapshot = self.inner.store.snapshot();
+        config
+            .ocsp_fetch
+            .iter()
+            .filter_map(|name| {
+                let cert = snapshot.certificate(name)?;
+                let spec = config.certificates.iter().find(|c| &c.name == name)?;
+                Some(crate::ops::ocsp_fetch::Target {
+                    name: name.clone(),
+                    chain: cert.certified_key.cert.clone(),
+                    file: spec.ocsp.clone()?,
+                })
+            })
+            .collect()
+    }
+
     /// What `watch = true` watches; `None` when it is off.
     pub fn watched(&self) -> Option<crate::ops::watch::Watched> {
         let config = self

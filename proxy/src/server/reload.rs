@@ -34,6 +34,7 @@ impl Inner {
         }
         applied.upstream_tls = new.upstream_tls.clone();
         applied.watch = new.watch;
+        applied.ocsp_fetch = new.ocsp_fetch.clone();
         self.reread_admin_token(&applied);
         for tickets in &self.tickets {
             if let Err(e) = tickets.reload() {
