@@ -6,7 +6,8 @@
 //! proxy's share of the handshake, comparable with the proxy CPU per handshake that
 //! `benches/load/compare.sh` measures (which adds sockets, the runtime and the kernel).
 //! Full handshakes run with `session_resumption = false` (no tickets), as in the load test.
-//! `full_mutual_tls` adds a client certificate the server verifies (`client_auth`).
+//! `full_mutual_tls` adds a client certificate the server verifies (`client_auth`);
+//! `full_ocsp_stapled` a 1,500-byte OCSP staple the server sends.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -70,6 +71,18 @@ fn handshakes(c: &mut Criterion) {
             HandshakeKind::Resumed,
         );
     }
+    // An OCSP staple sent in the handshake (the client asks for it, as browsers do).
+    let material = Material::new(KeyKind::EcdsaP256);
+    let stapled = Pair::new(
+        material.client_config(false),
+        material.server_config_stapled(1500),
+    );
+    bench_pair(
+        &mut group,
+        "full_ocsp_stapled/ecdsa-p256",
+        stapled,
+        HandshakeKind::Full,
+    );
     // Mutual TLS: the client's certificate (ECDSA P-256, with its intermediate) verified
     // against the root as well.
     let dir = gatehouse_tests::temp_dir();

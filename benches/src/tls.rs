@@ -99,7 +99,22 @@ impl Material {
 
     /// Gatehouse's server configuration for an HTTP listener serving this leaf.
     pub fn server_config(&self, session_resumption: bool) -> Arc<ServerConfig> {
-        let store = Store::from_loaded(vec![self.loaded()], &[listener_for(["leaf"])]);
+        self.server_config_for(self.loaded(), session_resumption)
+    }
+
+    /// [`Material::server_config`] stapling an OCSP response of `staple_len` bytes (the
+    /// server sends it as it is; the size of a typical response is about 500 bytes, with
+    /// a delegated responder's certificate about 1,500).
+    pub fn server_config_stapled(&self, staple_len: usize) -> Arc<ServerConfig> {
+        let mut loaded = self.loaded();
+        let mut key = (*loaded.certified_key).clone();
+        key.ocsp = Some(vec![0x30; staple_len]);
+        loaded.certified_key = Arc::new(key);
+        self.server_config_for(loaded, false)
+    }
+
+    fn server_config_for(&self, loaded: LoadedCert, session_resumption: bool) -> Arc<ServerConfig> {
+        let store = Store::from_loaded(vec![loaded], &[listener_for(["leaf"])]);
         let resolver = store.resolver(LISTENER).expect("bench listener");
         let options = proxy::serve::tls::TlsOptions {
             alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
