@@ -79,7 +79,6 @@ fn ocsp_responses(dir: &Path) {
         ]);
     };
     // A responder the intermediate delegated to (extended key usage OCSPSigning).
-    std::fs::write(dir.join("responder.ext"), "extendedKeyUsage=OCSPSigning\n").expect("ext");
     openssl(&[
         "genpkey",
         "-algorithm",
@@ -99,50 +98,65 @@ fn ocsp_responses(dir: &Path) {
         "-out",
         "responder.csr",
     ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "responder.csr",
-        "-CA",
-        "inter.crt",
-        "-CAkey",
-        "inter.key",
-        "-days",
-        "2",
-        "-set_serial",
-        "4242",
-        "-extfile",
-        "responder.ext",
-        "-out",
-        "responder.crt",
-    ]);
+    // The responder's key certified by the intermediate, with `ext` (and so with or
+    // without OCSPSigning), then a response for the good leaf signed with it.
+    let issue = |ext: &str, cert: &str, serial: &str| {
+        std::fs::write(dir.join("responder.ext"), ext).expect("ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "responder.csr",
+            "-CA",
+            "inter.crt",
+            "-CAkey",
+            "inter.key",
+            "-days",
+            "2",
+            "-set_serial",
+            serial,
+            "-extfile",
+            "responder.ext",
+            "-out",
+            cert,
+        ]);
+    };
+    let sign_with = |cert: &str, out: &str| {
+        openssl(&[
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-rsigner",
+            cert,
+            "-rkey",
+            "responder.key",
+            "-CA",
+            "inter.crt",
+            "-issuer",
+            "inter.crt",
+            "-cert",
+            "leaf-ecp256.crt",
+            "-no_nonce",
+            "-respout",
+            out,
+            "-ndays",
+            "1",
+        ]);
+    };
+    issue("extendedKeyUsage=OCSPSigning\n", "responder.crt", "4242");
+    issue(
+        "extendedKeyUsage=serverAuth\n",
+        "not-a-responder.crt",
+        "4343",
+    );
     let (ecdsa, rsa) = (serial("leaf-ecp256.crt"), serial("leaf-rsa2048.crt"));
     std::fs::write(
         dir.join("index.txt"),
         format!("V\t301231235959Z\t\t{ecdsa}\tunknown\t/CN=leaf.test\n"),
     )
     .expect("index");
-    openssl(&[
-        "ocsp",
-        "-index",
-        "index.txt",
-        "-rsigner",
-        "responder.crt",
-        "-rkey",
-        "responder.key",
-        "-CA",
-        "inter.crt",
-        "-issuer",
-        "inter.crt",
-        "-cert",
-        "leaf-ecp256.crt",
-        "-no_nonce",
-        "-respout",
-        "delegated.der",
-        "-ndays",
-        "1",
-    ]);
+    sign_with("responder.crt", "delegated.der");
+    sign_with("not-a-responder.crt", "undelegated.der");
     respond(
         "leaf-ecp256.crt",
         format!("V\t301231235959Z\t\t{ecdsa}\tunknown\t/CN=leaf.test\n"),
@@ -251,6 +265,29 @@ fn a_response_from_a_delegated_responder_is_stapled() {
     assert!(
         stapled.contains("Cert Status: good") && stapled.contains("OCSP responder"),
         "{stapled}\n{}",
+        g.log_text()
+    );
+}
+
+#[test]
+fn a_response_signed_by_a_certificate_that_is_no_responder_is_refused() {
+    let mut env = Env::new();
+    ocsp_responses(env.path());
+    std::fs::copy(
+        env.path().join("undelegated.der"),
+        env.path().join("ocsp.der"),
+    )
+    .expect("cp");
+    let g = stapling_portal(&mut env);
+    let refused = status_request(g.addr("web"));
+    assert!(
+        refused.contains("OCSP response: no response sent"),
+        "{refused}"
+    );
+    assert!(
+        g.log_text()
+            .contains("not stapled: it is not signed by the certificate's issuer"),
+        "{}",
         g.log_text()
     );
 }
