@@ -15,6 +15,21 @@ use support::deploy::{Env, ListenerToml};
 use support::process::Gatehouse;
 use support::tools::output_text;
 
+/// Runs the openssl CLI in `dir`; its output, or the test fails saying what openssl said.
+fn openssl_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        output_text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// OCSP responses made by `openssl ocsp` (the intermediate answering for itself) for the
 /// openssl-made `leaf-ecp256`: `good.der`, `revoked.der`, and `other.der` (about
 /// `leaf-rsa2048`), in `dir` with the leaf's files.
@@ -29,19 +44,7 @@ fn ocsp_responses(dir: &Path) {
     ] {
         std::fs::copy(fx.join(f), dir.join(f)).expect("copy fixture");
     }
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            output_text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let openssl = |args: &[&str]| openssl_in(dir, args);
     let serial = |cert: &str| {
         openssl(&["x509", "-in", cert, "-noout", "-serial"])
             .trim()
@@ -328,19 +331,7 @@ fn leaf_with_responder(dir: &Path, port: u16) {
         "subjectAltName=DNS:leaf.test\nextendedKeyUsage=serverAuth\nauthorityInfoAccess=OCSP;URI:http://127.0.0.1:{port}\n"
     );
     std::fs::write(dir.join("aia.ext"), ext).expect("ext");
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            output_text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let openssl = |args: &[&str]| openssl_in(dir, args);
     openssl(&[
         "genpkey",
         "-algorithm",
