@@ -7,6 +7,7 @@
 pub mod chores;
 pub mod clients;
 pub mod deploy;
+pub mod openssl;
 pub mod probes;
 pub mod process;
 pub mod tools;
