@@ -101,7 +101,17 @@ impl Watch {
     pub fn update(&mut self, watched: Option<Watched>) {
         match (&mut self.active, watched) {
             (Some(active), Some(watched)) => {
-                active.contents = read_all(&watched.files);
+                // What the reload read is what `changed` saw before it; reading the files
+                // again now would take in a change made since, which would then never
+                // reload. Only files the new configuration adds are read.
+                let added: Vec<PathBuf> = watched
+                    .files
+                    .iter()
+                    .filter(|f| !active.contents.contains_key(*f))
+                    .cloned()
+                    .collect();
+                active.contents.extend(read_all(&added));
+                active.contents.retain(|f, _| watched.files.contains(f));
                 active.watched = watched;
                 active.rewatch();
             }
