@@ -11,7 +11,7 @@ use std::process::Command;
 use gatehouse_tests::openssl_fixtures;
 use gatehouse_tests::upstream::http_upstream;
 use support::deploy::{Env, ListenerToml};
-use support::openssl::{openssl_in, status_request};
+use support::openssl::{openssl_in, p256_key, status_request};
 use support::process::Gatehouse;
 use support::tools::output_text;
 
@@ -67,15 +67,7 @@ fn ocsp_responses(dir: &Path) {
         ]);
     };
     // A responder the intermediate delegated to (extended key usage OCSPSigning).
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        "responder.key",
-    ]);
+    p256_key(dir, "responder.key");
     openssl(&[
         "req",
         "-new",

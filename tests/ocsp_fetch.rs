@@ -11,7 +11,7 @@ use std::process::Command;
 use gatehouse_tests::openssl_fixtures;
 use gatehouse_tests::upstream::http_upstream;
 use support::deploy::{Env, ListenerToml};
-use support::openssl::{openssl_in, status_request};
+use support::openssl::{openssl_in, p256_key, status_request};
 use support::process::Gatehouse;
 
 /// A free port on loopback, for the OCSP responder.
@@ -34,15 +34,7 @@ fn leaf_with_responder(dir: &Path, port: u16) {
     );
     std::fs::write(dir.join("aia.ext"), ext).expect("ext");
     let openssl = |args: &[&str]| openssl_in(dir, args);
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        "aia.key",
-    ]);
+    p256_key(dir, "aia.key");
     openssl(&[
         "req",
         "-new",

@@ -6,13 +6,13 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 
 use gatehouse_tests::upstream::http_upstream;
 use gatehouse_tests::{Ca, LeafSpec, openssl_fixtures, write};
 use support::chores::s;
 use support::deploy::{Env, ListenerToml};
+use support::openssl::s_client;
 use support::process::{Gatehouse, gatehouse};
 use support::tools::output_text;
 
@@ -29,25 +29,6 @@ fn openssl_certificate(env: &mut Env, name: &str, leaf: &str) {
             path("inter.crt"),
         ),
     );
-}
-
-/// What `openssl s_client` says of a handshake with `extra` options.
-fn s_client(addr: SocketAddr, root: &Path, extra: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &addr.to_string(),
-            "-servername",
-            "leaf.test",
-        ])
-        .arg("-CAfile")
-        .arg(root)
-        .args(extra)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("openssl s_client");
-    output_text(&out)
 }
 
 #[test]

@@ -24,8 +24,25 @@ pub fn openssl_in(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// What `openssl s_client -status` says of a handshake with the portal.
-pub fn status_request(addr: SocketAddr) -> String {
+/// A new ECDSA P-256 private key in `dir/file`.
+pub fn p256_key(dir: &Path, file: &str) {
+    openssl_in(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            file,
+        ],
+    );
+}
+
+/// What `openssl s_client` says of a handshake with `addr` for leaf.test, trusting
+/// `root`, with `extra` options.
+pub fn s_client(addr: SocketAddr, root: &Path, extra: &[&str]) -> String {
     let out = Command::new("openssl")
         .args([
             "s_client",
@@ -35,10 +52,15 @@ pub fn status_request(addr: SocketAddr) -> String {
             "leaf.test",
         ])
         .arg("-CAfile")
-        .arg(openssl_fixtures().join("root.crt"))
-        .arg("-status")
+        .arg(root)
+        .args(extra)
         .stdin(std::process::Stdio::null())
         .output()
         .expect("openssl s_client");
     output_text(&out)
+}
+
+/// What `openssl s_client -status` says of a handshake with the portal.
+pub fn status_request(addr: SocketAddr) -> String {
+    s_client(addr, &openssl_fixtures().join("root.crt"), &["-status"])
 }
