@@ -269,3 +269,27 @@ fn a_revoked_status_is_stapled_as_it_is_and_logged_as_an_error() {
         g.log_text()
     );
 }
+
+#[test]
+fn a_response_outside_its_validity_is_refused_as_not_current() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let env = Env::new();
+    ocsp_responses(env.path());
+    let der = std::fs::read(env.path().join("good.der")).expect("good.der");
+    let pem = |f: &str| CertificateDer::from_pem_file(env.path().join(f)).expect(f);
+    let (leaf, issuer) = (pem("leaf-ecp256.crt"), pem("inter.crt"));
+    let now = certstore::Timestamp::now();
+    let current = certstore::check_ocsp(&der, &leaf, &issuer, now).expect("current now");
+    let next_update = current.next_update.expect("openssl -ndays sets nextUpdate");
+    for (when, at) in [
+        ("after its nextUpdate", next_update.plus_days(1)),
+        ("a day before its thisUpdate", current.this_update.plus_days(-1)),
+    ] {
+        let refused = certstore::check_ocsp(&der, &leaf, &issuer, at);
+        assert!(
+            matches!(refused, Err(certstore::OcspError::NotCurrent { .. })),
+            "{when}: a response that is not current is not stapled: {refused:?}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! The PROXY protocol: Gatehouse behind HAProxy (`send-proxy-v2`) sees the real client
 //! address; a v1 header from a trusted address works too, and one from elsewhere is
-//! refused; a TCP upstream gets the header Gatehouse sends.
+//! refused; TCP and HTTP upstreams get the header Gatehouse sends, HTTP ones on
+//! connections of each client's own.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -11,7 +12,7 @@ use std::process::Command;
 use gatehouse_tests::upstream::{http_upstream, rt};
 use gatehouse_tests::{STEP_TIMEOUT, inspecting_client_config, write};
 use rustls::pki_types::ServerName;
-use support::deploy::{Env, ListenerToml, WAIT};
+use support::deploy::{Env, ListenerToml, WAIT, text};
 use support::process::Gatehouse;
 use support::tools::{output_text, spawn_tool};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,26 +41,37 @@ fn free_port() -> u16 {
 /// HAProxy in TCP mode on a new port, sending PROXY v2 headers to `gatehouse`.
 fn haproxy(env: &Env, gatehouse: SocketAddr) -> Option<(std::process::Child, u16)> {
     let port = free_port();
+    let child = run_haproxy(
+        env,
+        "tcp",
+        &format!(
+            "frontend tls\n  bind 127.0.0.1:{port}\n  default_backend gatehouse\n\
+             backend gatehouse\n  server gh {gatehouse} send-proxy-v2\n"
+        ),
+        port,
+    )?;
+    Some((child, port))
+}
+
+/// HAProxy in `mode` with `sections` (frontends, backends), ready once it accepts on `port`.
+fn run_haproxy(env: &Env, mode: &str, sections: &str, port: u16) -> Option<std::process::Child> {
     let config = write(
         env.path(),
         "haproxy.cfg",
         format!(
-            "global\n  maxconn 100\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 10s\n  timeout server 10s\n\
-             frontend tls\n  bind 127.0.0.1:{port}\n  default_backend gatehouse\n\
-             backend gatehouse\n  server gh {gatehouse} send-proxy-v2\n"
+            "global\n  maxconn 100\ndefaults\n  mode {mode}\n  timeout connect 5s\n  timeout client 10s\n  timeout server 10s\n{sections}"
         ),
     );
     let child = spawn_tool(
         Command::new("haproxy").arg("-db").arg("-f").arg(&config),
         "apt-get install haproxy",
     )?;
-    // Ready once it accepts.
     let start = std::time::Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(start.elapsed() < WAIT, "haproxy did not start");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Some((child, port))
+    Some(child)
 }
 
 /// `curl` from 127.0.0.2 (a client address HAProxy's own, 127.0.0.1, is not) to `port`.
@@ -195,4 +207,86 @@ fn a_tcp_upstream_gets_the_client_address_in_a_v2_header() {
             && answer.contains(&format!("destination_port: {}", addr.port())),
         "{answer}"
     );
+}
+
+/// HAProxy as two HTTP upstreams that take a PROXY header (`accept-proxy`), plain and TLS,
+/// each answering with the client address the header named: `client=ADDRESS:PORT`.
+fn haproxy_upstreams(env: &mut Env) -> Option<(std::process::Child, u16, u16)> {
+    env.issue("upstream", &["upstream.test"]);
+    let dir = env.path();
+    let pem = [
+        std::fs::read_to_string(dir.join("upstream.crt")).expect("crt"),
+        std::fs::read_to_string(dir.join("upstream.chain.pem")).expect("chain"),
+        std::fs::read_to_string(dir.join("upstream.key")).expect("key"),
+    ]
+    .concat();
+    let pem = write(dir, "upstream.haproxy.pem", pem);
+    let (plain, tls) = (free_port(), free_port());
+    let answer = "http-request return status 200 content-type text/plain lf-string \"client=%[src]:%[src_port]\"";
+    let sections = format!(
+        "frontend plain\n  bind 127.0.0.1:{plain} accept-proxy\n  {answer}\n\
+         frontend tls\n  bind 127.0.0.1:{tls} accept-proxy ssl crt {} alpn h2,http/1.1\n  {answer}\n",
+        pem.display()
+    );
+    let child = run_haproxy(env, "http", &sections, tls)?;
+    Some((child, plain, tls))
+}
+
+/// The `client=` lines and the local ports curl printed (`-w "|%{local_port}"`), paired.
+fn seen_and_own_ports(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|line| {
+            let (body, port) = line.split_once('|')?;
+            let seen = body.rsplit_once(':')?.1;
+            Some((seen.to_owned(), port.to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn http_upstreams_get_each_clients_address_in_a_proxy_header_on_connections_of_its_own() {
+    let mut env = Env::new();
+    env.certificate("portal", &["portal.test", "secure.test"]);
+    let Some((mut haproxy, plain, tls)) = haproxy_upstreams(&mut env) else {
+        return;
+    };
+    let listener = ListenerToml::http(SocketAddr::from(([127, 0, 0, 1], plain)))
+        .certificates(&["portal"])
+        .set("upstream_proxy_protocol = \"v1\"")
+        .to_toml()
+        + &format!(
+            "[[listener.route]]\nserver_name = \"secure.test\"\nupstream = \"https://127.0.0.1:{tls}\"\n\
+             upstream_server_name = \"upstream.test\"\nupstream_ca_file = \"root.pem\"\n\
+             upstream_proxy_protocol = \"v2\"\n"
+        );
+    let g = Gatehouse::start(&env.config(&listener));
+    let addr = g.addr("web");
+    let mut runs = Vec::new();
+    // One client after another, each with two requests on one connection (HTTP/1.1, then
+    // HTTP/2): were the upstream connections shared, a later client would be sent on one
+    // that named an earlier client.
+    for (host, http) in [
+        ("portal.test", "--http1.1"),
+        ("portal.test", "--http1.1"),
+        ("portal.test", "--http2"),
+        ("secure.test", "--http1.1"),
+        ("secure.test", "--http2"),
+        ("secure.test", "--http2"),
+    ] {
+        let again = format!("https://{host}:{}/again", addr.port());
+        let out = env.curl(addr, host, "/", &[http, "-w", "|%{local_port}\n", &again]);
+        runs.push((host, http, text(&out)));
+    }
+    let _ = haproxy.kill();
+    let _ = haproxy.wait();
+    for (host, http, out) in runs {
+        let pairs = seen_and_own_ports(&out);
+        assert_eq!(pairs.len(), 2, "{host} {http}: two answers: {out}");
+        for (seen, own) in pairs {
+            assert_eq!(
+                seen, own,
+                "{host} {http}: the upstream is told this client's address: {out}"
+            );
+        }
+    }
 }

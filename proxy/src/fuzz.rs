@@ -79,6 +79,7 @@ impl HttpHarness {
                     ListenerMetrics::disabled().connection(),
                 )),
                 client: crate::serve::client_auth::ClientIdentity::NotAsked,
+                private: None,
             };
             let listener = self.listener.clone();
             let shutdown = CancellationToken::new();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::duration::RawDuration;
 use super::peers;
 use super::raw::{MinTlsVersion, RawListener, RawUpstreamOptions};
-use super::upstream::{Upstream, UpstreamError, UpstreamKind, UpstreamOptions, UpstreamProtocol};
+use super::upstream::{Upstream, UpstreamError, UpstreamOptions, UpstreamProtocol};
 use super::*;
 
 /// How a listener's paths are resolved and what it may refer to.
@@ -363,12 +363,6 @@ fn upstream_options(
         .proxy_protocol
         .clone()
         .and_then(|v| v.check(&format!("{what}: "), "upstream_proxy_protocol", problems));
-    if proxy_protocol.is_some() && matches!(upstream.kind, UpstreamKind::Http | UpstreamKind::Https)
-    {
-        problems.push(format!(
-            "{what}: upstream_proxy_protocol applies to tcp listeners; an HTTP upstream gets the client's address in X-Forwarded-For"
-        ));
-    }
     UpstreamOptions {
         ca_file: raw.ca_file.as_deref().map(resolve),
         server_name: raw.server_name.clone(),

@@ -11,7 +11,7 @@ use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::pki_types::ServerName;
 
-use super::pool::UpstreamPool;
+use super::pool::{SendsHeader, UpstreamPool};
 use crate::config::upstream::{Upstream, UpstreamProtocol};
 use crate::config::{Listener, Protocol, UpstreamTlsGlobal};
 use crate::serve::upstream_tls::{self, UpstreamTlsError};
@@ -53,53 +53,11 @@ impl Target {
             None
         };
         match listener.protocol {
-            Protocol::Http => {
-                let mut http = HttpConnector::new();
-                http.enforce_http(false);
-                http.set_connect_timeout(Some(listener.upstream_connect_timeout));
-                http.set_nodelay(true);
-                let config = match &tls_config {
-                    Some(c) => (**c).clone(),
-                    // Plain http:// never uses it; the connector wants one all the same.
-                    None => {
-                        rustls::ClientConfig::builder_with_provider(certstore::provider().clone())
-                            .with_safe_default_protocol_versions()
-                            .map_err(|source| UpstreamTlsError::Rustls {
-                                upstream: upstream.original.clone(),
-                                source,
-                            })?
-                            .with_root_certificates(rustls::RootCertStore::empty())
-                            .with_no_client_auth()
-                    }
-                };
-                let mut builder = HttpsConnectorBuilder::new()
-                    .with_tls_config(config)
-                    .https_or_http();
-                if upstream.options.server_name.is_some() {
-                    builder = builder.with_server_name_resolver(FixedServerNameResolver::new(
-                        upstream_tls::server_name(upstream)?,
-                    ));
-                }
-                // ALPN offers what the upstream may speak; plain http:// speaks HTTP/1.1
-                // unless configured for HTTP/2 (prior knowledge).
-                let connector = match upstream.options.protocol {
-                    UpstreamProtocol::Http1 => builder.enable_http1().wrap_connector(http),
-                    UpstreamProtocol::Http2 => builder.enable_http2().wrap_connector(http),
-                    UpstreamProtocol::Auto => builder.enable_all_versions().wrap_connector(http),
-                };
-                let http = UpstreamPool::new(
-                    connector,
-                    upstream.uri.clone(),
-                    upstream.options.protocol == UpstreamProtocol::Http2,
-                    listener.upstream_idle_timeout,
-                    workers,
-                );
-                Ok(Self {
-                    upstream: upstream.clone(),
-                    http: Some(http),
-                    tls: None,
-                })
-            }
+            Protocol::Http => Ok(Self {
+                upstream: upstream.clone(),
+                http: Some(http_pool(listener, upstream, tls_config, workers)?),
+                tls: None,
+            }),
             Protocol::Tcp => Ok(Self {
                 upstream: upstream.clone(),
                 http: None,
@@ -112,6 +70,84 @@ impl Target {
                 },
             }),
         }
+    }
+}
+
+/// The connections of an HTTP listener to `upstream`, over TLS with `tls_config` for
+/// `https://`.
+fn http_pool(
+    listener: &Listener,
+    upstream: &Upstream,
+    tls_config: Option<Arc<rustls::ClientConfig>>,
+    workers: usize,
+) -> Result<UpstreamPool, UpstreamTlsError> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(listener.upstream_connect_timeout));
+    http.set_nodelay(true);
+    let protocol = upstream.options.protocol;
+    let sends_header = match upstream.options.proxy_protocol {
+        None => None,
+        Some(_) => Some(SendsHeader {
+            http: http.clone(),
+            tls: match &tls_config {
+                Some(c) => {
+                    let mut config = (**c).clone();
+                    config.alpn_protocols = alpn(protocol);
+                    Some((
+                        tokio_rustls::TlsConnector::from(Arc::new(config)),
+                        upstream_tls::server_name(upstream)?,
+                    ))
+                }
+                None => None,
+            },
+            tls_timeout: listener.upstream_connect_timeout,
+        }),
+    };
+    let config = match tls_config {
+        Some(c) => Arc::unwrap_or_clone(c),
+        // Plain http:// never uses it; the connector wants one all the same.
+        None => rustls::ClientConfig::builder_with_provider(certstore::provider().clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|source| UpstreamTlsError::Rustls {
+                upstream: upstream.original.clone(),
+                source,
+            })?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    };
+    let mut builder = HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http();
+    if upstream.options.server_name.is_some() {
+        builder = builder.with_server_name_resolver(FixedServerNameResolver::new(
+            upstream_tls::server_name(upstream)?,
+        ));
+    }
+    // ALPN offers what the upstream may speak (as `alpn` below); plain http:// speaks
+    // HTTP/1.1 unless configured for HTTP/2 (prior knowledge).
+    let connector = match protocol {
+        UpstreamProtocol::Http1 => builder.enable_http1().wrap_connector(http),
+        UpstreamProtocol::Http2 => builder.enable_http2().wrap_connector(http),
+        UpstreamProtocol::Auto => builder.enable_all_versions().wrap_connector(http),
+    };
+    Ok(UpstreamPool::new(
+        connector,
+        upstream.uri.clone(),
+        protocol == UpstreamProtocol::Http2,
+        listener.upstream_idle_timeout,
+        workers,
+        sends_header,
+    ))
+}
+
+/// The ALPN protocols hyper-rustls's connector offers for `protocol`, for the connections
+/// Gatehouse opens itself: none for HTTP/1.1 only, as it does.
+fn alpn(protocol: UpstreamProtocol) -> Vec<Vec<u8>> {
+    match protocol {
+        UpstreamProtocol::Http1 => Vec::new(),
+        UpstreamProtocol::Http2 => vec![b"h2".to_vec()],
+        UpstreamProtocol::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
     }
 }
 

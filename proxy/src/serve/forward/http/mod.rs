@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use super::ConnectionSlot;
 use super::body::{AccessEntry, Completion, ProxyBody, Returnable};
 use super::headers::{host_name, request_host, set_forwarded, strip_hop_by_hop};
-use super::pool::{PoolError, Upload, UpstreamBody};
+use super::pool::{PoolError, Private, Upload, UpstreamBody};
 use super::routes::{Routes, Target};
 use super::upgrade::splice;
 use crate::config::Listener;
@@ -190,6 +190,9 @@ pub struct Conn {
     pub slot: Arc<ConnectionSlot>,
     /// The client's certificate, on a listener with `client_auth`.
     pub client: ClientIdentity,
+    /// This connection's own upstream connections, when the upstream is sent a PROXY
+    /// protocol header naming the client.
+    pub private: Option<Private>,
 }
 
 struct ConnCtx {
@@ -336,7 +339,7 @@ impl ConnCtx {
             (!hyper::body::Body::is_end_stream(req.body())).then(|| Arc::new(Upload::default()));
         let progress = upload.clone();
         let req = req.map(|inner| UpstreamBody { inner, progress });
-        let answer = std::pin::pin!(pool.send(req));
+        let answer = std::pin::pin!(pool.send(req, self.conn.private.as_ref()));
         let (mut resp, lease) = match self.in_time(answer, upload.as_deref()).await? {
             Ok(answered) => answered,
             Err(PoolError::Connect(e)) => return Err(self.unavailable(&*e, true)),

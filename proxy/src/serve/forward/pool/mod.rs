@@ -12,14 +12,25 @@
 //!
 //! A request that a reused HTTP/1.1 connection could not even start sending (the upstream
 //! closed it at that moment) is sent once more on another connection.
+//!
+//! An upstream sent a PROXY protocol header (`upstream_proxy_protocol`) learns the client's
+//! address once per connection, so its connections belong to one client connection
+//! ([`Private`]): kept the same way, in a home of their own that ends with the client's
+//! connection.
+//!
+//! # Layout
+//! - `upload.rs`: the request body on its way, and what the exchange learns from it.
+//! - `private.rs`: a client connection's own connections, opened with the header.
 
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod private;
+mod upload;
+
+pub use private::{Private, SendsHeader};
+pub use upload::{Upload, UpstreamBody};
+
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
@@ -51,69 +62,12 @@ pub enum PoolError {
     Http(#[from] hyper::Error),
 }
 
-/// How a request body is on its way upstream; shared with the exchange that sent it.
-#[derive(Default)]
-pub struct Upload {
-    /// Frames passed: the upstream timeout runs from the last one.
-    pub frames: AtomicU64,
-    /// The whole body was passed.
-    pub done: AtomicBool,
-    /// The client's body failed (malformed chunking, cut off): the exchange failed by the
-    /// client's doing.
-    failed: AtomicBool,
-}
-
-impl Upload {
-    pub fn failed(&self) -> bool {
-        self.failed.load(Ordering::Relaxed)
-    }
-}
-
-/// A request body on its way upstream; counts the frames it passes so the upstream
-/// timeout can tell a long upload from a silent upstream, and notes its end so the
-/// connection is reused only after a complete exchange.
-pub struct UpstreamBody {
-    pub inner: Incoming,
-    pub progress: Option<Arc<Upload>>,
-}
-
-impl hyper::body::Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Some(p) = &self.progress {
-            match &polled {
-                Poll::Ready(Some(Ok(_))) => {
-                    p.frames.fetch_add(1, Ordering::Relaxed);
-                }
-                Poll::Ready(None) => p.done.store(true, Ordering::Relaxed),
-                Poll::Ready(Some(Err(_))) => p.failed.store(true, Ordering::Relaxed),
-                Poll::Pending => {}
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 struct Idle {
     sender: http1::SendRequest<UpstreamBody>,
     since: Instant,
 }
 
-/// One worker's connections to the upstream.
+/// One worker's connections to the upstream (or one client's, see [`Private`]).
 #[derive(Default)]
 struct WorkerConns {
     idle: Vec<Idle>,
@@ -130,7 +84,51 @@ pub struct UpstreamPool {
     /// Plain `http://` upstreams configured for HTTP/2 (prior knowledge).
     h2_prior_knowledge: bool,
     idle_timeout: Duration,
-    workers: Arc<[Mutex<WorkerConns>]>,
+    workers: Conns,
+    /// How connections that start with a PROXY protocol header are opened.
+    sends_header: Option<SendsHeader>,
+}
+
+/// Homes for connections: one per worker thread, or the one of a [`Private`].
+type Conns = Arc<[Mutex<WorkerConns>]>;
+
+/// Where a request's connections are kept and given back to.
+struct Home<'a> {
+    conns: &'a Conns,
+    index: usize,
+}
+
+impl Home<'_> {
+    /// Only the tasks of one worker (or one client connection) take this lock.
+    fn lock(&self) -> MutexGuard<'_, WorkerConns> {
+        self.conns[self.index]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most recently used idle connection that is still open and fresh.
+    fn take_idle(&self, idle_timeout: Duration) -> Option<http1::SendRequest<UpstreamBody>> {
+        let mut mine = self.lock();
+        while let Some(idle) = mine.idle.pop() {
+            if !idle.sender.is_closed() && idle.since.elapsed() < idle_timeout {
+                return Some(idle.sender);
+            }
+        }
+        None
+    }
+
+    /// The HTTP/2 connection, while it is open.
+    fn h2(&self) -> Option<http2::SendRequest<UpstreamBody>> {
+        let mut mine = self.lock();
+        match &mine.h2 {
+            Some(s) if !s.is_closed() => Some(s.clone()),
+            Some(_) => {
+                mine.h2 = None;
+                None
+            }
+            None => None,
+        }
+    }
 }
 
 /// An HTTP/1.1 connection whose response is on its way: give it back with
@@ -138,6 +136,8 @@ pub struct UpstreamPool {
 /// nothing given back.)
 pub struct Lease {
     sender: http1::SendRequest<UpstreamBody>,
+    /// The client connection's own home, for a [`Private`] connection.
+    private: Option<Conns>,
 }
 
 impl std::fmt::Debug for UpstreamPool {
@@ -155,13 +155,15 @@ enum Connected {
 }
 
 impl UpstreamPool {
-    /// A pool with connections for each of `workers` worker threads.
+    /// A pool with connections for each of `workers` worker threads; with `sends_header`,
+    /// every connection is a client's own and starts with a PROXY protocol header.
     pub fn new(
         connector: HttpsConnector<HttpConnector>,
         connect_to: Uri,
         h2_prior_knowledge: bool,
         idle_timeout: Duration,
         workers: usize,
+        sends_header: Option<SendsHeader>,
     ) -> Self {
         Self {
             connector,
@@ -172,50 +174,40 @@ impl UpstreamPool {
                 .map(|_| Mutex::default())
                 .collect::<Vec<_>>()
                 .into(),
+            sends_header,
         }
     }
 
-    fn index() -> usize {
-        crate::serve::workers::current()
+    /// Whether connections start with a PROXY protocol header: each client connection
+    /// then needs its [`Private`].
+    pub fn sends_header(&self) -> bool {
+        self.sends_header.is_some()
     }
 
-    /// This worker's connections. Only this worker's tasks take its lock.
-    fn mine(&self) -> MutexGuard<'_, WorkerConns> {
-        let i = Self::index() % self.workers.len();
-        self.workers[i].lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The most recently used idle connection that is still open and fresh.
-    fn take_idle(&self) -> Option<http1::SendRequest<UpstreamBody>> {
-        let mut mine = self.mine();
-        while let Some(idle) = mine.idle.pop() {
-            if !idle.sender.is_closed() && idle.since.elapsed() < self.idle_timeout {
-                return Some(idle.sender);
-            }
-        }
-        None
-    }
-
-    /// This worker's HTTP/2 connection, while it is open.
-    fn h2(&self) -> Option<http2::SendRequest<UpstreamBody>> {
-        let mut mine = self.mine();
-        match &mine.h2 {
-            Some(s) if !s.is_closed() => Some(s.clone()),
-            Some(_) => {
-                mine.h2 = None;
-                None
-            }
-            None => None,
+    /// The client connection's own home, else the current worker's.
+    fn home<'a>(&'a self, private: Option<&'a Private>) -> Home<'a> {
+        match private {
+            Some(p) => Home {
+                conns: &p.conns,
+                index: 0,
+            },
+            None => Home {
+                conns: &self.workers,
+                index: crate::serve::workers::current() % self.workers.len(),
+            },
         }
     }
 
-    async fn connect(&self) -> Result<Connected, PoolError> {
-        let io = self
-            .connector
-            .clone()
-            .call(self.connect_to.clone())
-            .await
-            .map_err(PoolError::Connect)?;
+    async fn connect(
+        &self,
+        home: &Home<'_>,
+        private: Option<&Private>,
+    ) -> Result<Connected, PoolError> {
+        let io = match (&self.sends_header, private) {
+            (Some(sends), Some(private)) => sends.connect(&self.connect_to, private).await,
+            _ => self.connector.clone().call(self.connect_to.clone()).await,
+        }
+        .map_err(PoolError::Connect)?;
         let h2 = match &io {
             MaybeHttpsStream::Https(tls) => tls.inner().get_ref().1.alpn_protocol() == Some(b"h2"),
             MaybeHttpsStream::Http(_) => self.h2_prior_knowledge,
@@ -230,7 +222,7 @@ impl UpstreamPool {
                     tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
                 }
             });
-            self.mine().h2 = Some(sender.clone());
+            home.lock().h2 = Some(sender.clone());
             return Ok(Connected::Http2(sender));
         }
         let (sender, conn) = http1::handshake(io).await?;
@@ -254,19 +246,27 @@ impl UpstreamPool {
 
     /// Sends `req` on this worker's HTTP/2 connection, an idle HTTP/1.1 one, or a new one,
     /// with its URI in the form the connection's protocol takes (HTTP/1.1 origin form, as
-    /// clients send it, or absolute for HTTP/2). The lease is `None` for HTTP/2.
+    /// clients send it, or absolute for HTTP/2). The lease is `None` for HTTP/2. With
+    /// `private` (the pool [`sends_header`](Self::sends_header)), the connections are that
+    /// client connection's own instead of the worker's.
     pub async fn send(
         &self,
         mut req: Request<UpstreamBody>,
+        private: Option<&Private>,
     ) -> Result<(Response<Incoming>, Option<Lease>), PoolError> {
-        if let Some(mut sender) = self.h2() {
+        let home = self.home(private);
+        let lease = |sender| Lease {
+            sender,
+            private: private.map(|p| p.conns.clone()),
+        };
+        if let Some(mut sender) = home.h2() {
             sender.ready().await?;
             return Ok((sender.send_request(self.for_h2(req)).await?, None));
         }
         if req.uri().scheme().is_some() || req.uri().path_and_query().is_none() {
             *req.uri_mut() = Uri::from(path_and_query(req.uri()));
         }
-        while let Some(mut sender) = self.take_idle() {
+        while let Some(mut sender) = home.take_idle(self.idle_timeout) {
             // Put back only once both bodies ended: readiness is usually there already, or
             // a moment away. One still not ready is closing, or stuck writing to an
             // upstream that stopped reading: it is dropped.
@@ -279,7 +279,7 @@ impl UpstreamPool {
                 continue;
             }
             match sender.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, Some(Lease { sender }))),
+                Ok(resp) => return Ok((resp, Some(lease(sender)))),
                 Err(mut e) => match e.take_message() {
                     // Never written: the upstream closed this one; try the next.
                     Some(r) => req = r,
@@ -289,10 +289,10 @@ impl UpstreamPool {
         }
         // Boxed: connecting (TCP, perhaps TLS) is the rare path, and its state is most of
         // this future's size, which every request would otherwise carry and move.
-        match Box::pin(self.connect()).await? {
+        match Box::pin(self.connect(&home, private)).await? {
             Connected::Http1(mut sender) => {
                 let resp = sender.send_request(req).await?;
-                Ok((resp, Some(Lease { sender })))
+                Ok((resp, Some(lease(sender))))
             }
             Connected::Http2(mut sender) => {
                 Ok((sender.send_request(self.for_h2(req)).await?, None))
@@ -306,7 +306,11 @@ impl UpstreamPool {
         if lease.sender.is_closed() {
             return;
         }
-        let mut mine = self.mine();
+        let home = match &lease.private {
+            Some(conns) => Home { conns, index: 0 },
+            None => self.home(None),
+        };
+        let mut mine = home.lock();
         if mine.idle.len() >= MAX_IDLE_PER_WORKER {
             return;
         }
@@ -319,10 +323,9 @@ impl UpstreamPool {
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             mine.reaping = true;
-            let index = Self::index() % self.workers.len();
             runtime.spawn(reap(
-                Arc::downgrade(&self.workers),
-                index,
+                Arc::downgrade(home.conns),
+                home.index,
                 self.idle_timeout,
             ));
         }
@@ -338,7 +341,8 @@ fn path_and_query(uri: &Uri) -> PathAndQuery {
 }
 
 /// Closes a worker's idle connections as they pass `idle_timeout`, until none is left or
-/// the pool is gone (a reload replaced it: its connections close as it is dropped).
+/// the pool is gone (a reload replaced it: its connections close as it is dropped; or the
+/// client connection of a [`Private`] ended).
 async fn reap(workers: Weak<[Mutex<WorkerConns>]>, index: usize, idle_timeout: Duration) {
     loop {
         let next = {
