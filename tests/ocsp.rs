@@ -284,7 +284,10 @@ fn a_response_outside_its_validity_is_refused_as_not_current() {
     let next_update = current.next_update.expect("openssl -ndays sets nextUpdate");
     for (when, at) in [
         ("after its nextUpdate", next_update.plus_days(1)),
-        ("a day before its thisUpdate", current.this_update.plus_days(-1)),
+        (
+            "a day before its thisUpdate",
+            current.this_update.plus_days(-1),
+        ),
     ] {
         let refused = certstore::check_ocsp(&der, &leaf, &issuer, at);
         assert!(

@@ -55,7 +55,7 @@ pub fn rotate(config_path: &Path) -> Outcome {
     for cert in &config.internal {
         if let Some(b) = super::internal::reissue(&config, &ca, cert, now)? {
             print!("reissued \"{}\": ", cert.name);
-            print_undo(config_path, &cert.name, &b);
+            print_undo(&mut std::io::stdout(), config_path, &cert.name, &b);
         }
         names.push(cert.name.as_str());
     }
@@ -75,7 +75,7 @@ pub fn rotate(config_path: &Path) -> Outcome {
         let backup = super::reset::issue_into(&config, &ca, spec, &names_now, now)?;
         print!("reissued \"{}\": ", spec.name);
         if let Some(b) = &backup {
-            print_undo(config_path, &spec.name, b);
+            print_undo(&mut std::io::stdout(), config_path, &spec.name, b);
         }
         names.push(spec.name.as_str());
     }

@@ -88,6 +88,11 @@ pub struct CsrArgs {
 /// `certs csr`: a new private key (0600) and a CSR with the names asked for. An existing
 /// key file is kept unless `--force`, and then moved aside, never overwritten.
 pub fn csr(args: &CsrArgs) -> Outcome {
+    csr_with(args, &mut std::io::stdout())
+}
+
+/// [`csr`], reporting to `out`: what the command line and the certificates page both run.
+pub fn csr_with(args: &CsrArgs, out: &mut dyn std::io::Write) -> Outcome {
     if args.key_out.exists() && !args.force {
         return Err(CsrError::KeyExists {
             path: args.key_out.clone(),
@@ -111,19 +116,22 @@ pub fn csr(args: &CsrArgs) -> Outcome {
             path: args.key_out.clone(),
             source,
         })?;
-        println!("moved the old key to {}", aside.display());
+        let _ = writeln!(out, "moved the old key to {}", aside.display());
     }
     write_secret(&args.key_out, key.serialize_pem().as_bytes())?;
     write_public(&args.csr_out, csr.as_bytes())?;
-    println!(
+    let _ = writeln!(
+        out,
         "private key: {} (mode 0600; keep it, the certificate will only work with it)",
         args.key_out.display()
     );
-    println!(
+    let _ = writeln!(
+        out,
         "CSR:         {} — send this to your CA",
         args.csr_out.display()
     );
-    println!(
+    let _ = writeln!(
+        out,
         "names:       {}",
         dns.iter()
             .cloned()
@@ -131,7 +139,8 @@ pub fn csr(args: &CsrArgs) -> Outcome {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!(
+    let _ = writeln!(
+        out,
         "then:        gatehouse certs install --config FILE --name NAME --cert <what the CA sends back> --key {}",
         args.key_out.display()
     );

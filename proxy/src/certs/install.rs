@@ -2,6 +2,7 @@
 //! shown before → after, then the current files backed up, the new ones written (key
 //! first, each atomically) and the running instance reloaded.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use certstore::{
@@ -12,7 +13,7 @@ use clap::Args;
 
 use super::backup;
 use super::{
-    CertsError, Outcome, find_spec, reload_and_report, source_files, summary, write_public,
+    CertsError, Outcome, Report, Terminal, find_spec, say, source_files, summary, write_public,
     write_secret,
 };
 use crate::config::Config;
@@ -60,13 +61,19 @@ pub struct InstallArgs {
 /// or drops a name the certificate serves now (unless `--allow-name-change`).
 pub fn install(args: &InstallArgs) -> Outcome {
     let config = Config::load(&args.config)?;
+    install_with(&config, args, &mut Terminal(std::io::stdout()))
+}
+
+/// [`install`] on a loaded `config` (the one `args.config` names), reporting to `report`:
+/// what the command line and the certificates page both run.
+pub fn install_with(config: &Config, args: &InstallArgs, report: &mut dyn Report) -> Outcome {
     let (Some(name), None) = (&args.name, &args.intermediate) else {
         return match &args.intermediate {
-            Some(file) => super::intermediate::add(&config, file, args.dry_run),
+            Some(file) => super::intermediate::add(config, file, args.dry_run),
             None => Err(CertsError::NoMaterial),
         };
     };
-    let spec = find_spec(&config, name)?;
+    let spec = find_spec(config, name)?;
     let now = Timestamp::now();
     let refused = |e: CertsError| CertsError::InstallRefused(Box::new(e));
     let pool = config.intermediates();
@@ -80,7 +87,7 @@ pub fn install(args: &InstallArgs) -> Outcome {
             }));
         }
     }
-    let required = required_names(&config, spec, now);
+    let required = required_names(config, spec, now);
     let new_names = new.leaf().names();
     let dropped: Vec<String> = required
         .into_iter()
@@ -92,18 +99,22 @@ pub fn install(args: &InstallArgs) -> Outcome {
             names: dropped,
         }));
     }
-    print_plan(spec, &new, &dropped, now);
+    print_plan(report.out(), spec, &new, &dropped, now);
     for c in &new.completed {
-        println!("chain: {c}: the files given lack it; it is written with the new certificate");
+        say!(
+            report,
+            "chain: {c}: the files given lack it; it is written with the new certificate"
+        );
     }
     if missing_issuer(&new).is_some() && args.allow_incomplete_chain {
-        println!(
+        say!(
+            report,
             "WARNING: --allow-incomplete-chain: \"{}\" will be served without the certificate that issued it; clients that do not already have it will refuse the connection",
             spec.name
         );
     }
     if args.dry_run {
-        println!("dry run: nothing written");
+        say!(report, "dry run: nothing written");
         return Ok(exit::OK);
     }
     let key_index = certstore::matching_key(&bundle).map_err(|e| refused(e.into()))?;
@@ -115,7 +126,8 @@ pub fn install(args: &InstallArgs) -> Outcome {
     )
     .map_err(|e| refused(e.into()))?;
     if let Some(b) = &backup {
-        println!(
+        say!(
+            report,
             "backed up the current files to {} (id {})",
             b.dir.display(),
             b.id
@@ -133,8 +145,8 @@ pub fn install(args: &InstallArgs) -> Outcome {
         }
         return Err(CertsError::InstallWrite(Box::new(e)));
     }
-    println!("installed \"{}\"", spec.name);
-    Ok(reload_and_report(&config, &[&spec.name]))
+    say!(report, "installed \"{}\"", spec.name);
+    Ok(report.reload(config, &[&spec.name]))
 }
 
 /// The new material, read exactly as the store reads files, and loaded as it would be.
@@ -200,7 +212,13 @@ fn missing_issuer(new: &LoadedCert) -> Option<String> {
 }
 
 /// Prints what the install changes: before → after, the chain served, the warnings.
-fn print_plan(spec: &CertSpec, new: &LoadedCert, dropped: &[String], now: Timestamp) {
+fn print_plan(
+    out: &mut dyn Write,
+    spec: &CertSpec,
+    new: &LoadedCert,
+    dropped: &[String],
+    now: Timestamp,
+) {
     let mut rows = Vec::new();
     if let Ok(c) = LoadedCert::load(spec, now, &Intermediates::default()) {
         rows.push(summary("before", c.leaf(), now));
@@ -214,11 +232,13 @@ fn print_plan(spec: &CertSpec, new: &LoadedCert, dropped: &[String], now: Timest
         ]);
     }
     rows.push(summary("after", new.leaf(), now));
-    print!(
+    let _ = write!(
+        out,
         "{}",
         render(&["", "NAMES", "SERIAL", "ISSUER", "NOT AFTER"], &rows)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "chain: {} certificate(s) served: {}",
         new.chain.len(),
         new.chain
@@ -228,10 +248,11 @@ fn print_plan(spec: &CertSpec, new: &LoadedCert, dropped: &[String], now: Timest
             .join(" <- ")
     );
     for w in &new.warnings {
-        println!("warning: {w}");
+        let _ = writeln!(out, "warning: {w}");
     }
     if !dropped.is_empty() {
-        println!(
+        let _ = writeln!(
+            out,
             "names dropped (allowed by --allow-name-change): {}",
             dropped.join(", ")
         );

@@ -20,6 +20,7 @@ mod list;
 mod reset;
 mod restore;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use certstore::{CertInfo, CertSpec, LoadError, Source, Timestamp};
@@ -28,7 +29,9 @@ pub use self::ca::{export_ca, rotate as rotate_ca};
 pub use self::inspect::inspect;
 pub use self::list::list;
 pub use self::reset::reset;
-pub use self::restore::{backups, restore};
+pub use self::restore::{
+    BackupSummary, backups, restore, restore_with, summaries as backup_summaries,
+};
 use crate::config::{Config, ConfigError};
 use crate::exit;
 use crate::ops::client::{admin_post, report_table};
@@ -127,6 +130,61 @@ pub enum CertsError {
 /// What a command ends with: its exit code, or why it could not run.
 pub type Outcome = Result<i32, CertsError>;
 
+/// Where a chore reports what it does, and how the running instance gets the files it
+/// wrote: the command line prints and asks the instance over the admin API
+/// ([`Terminal`]); the certificates page, which runs in the instance, collects the text and
+/// reloads in place. Both run the same chore.
+pub trait Report {
+    /// Where the report's lines go.
+    fn out(&mut self) -> &mut dyn Write;
+    /// Has the running instance reload after `names` got new files, and reports it; the
+    /// exit code, [`exit::PROBLEMS`] when one of `names` did not take its new files.
+    fn reload(&mut self, config: &Config, names: &[&str]) -> i32;
+}
+
+/// The command line's [`Report`]: standard output, and a reload over the admin API.
+pub struct Terminal(pub std::io::Stdout);
+
+impl Report for Terminal {
+    fn out(&mut self) -> &mut dyn Write {
+        &mut self.0
+    }
+
+    fn reload(&mut self, config: &Config, names: &[&str]) -> i32 {
+        reload_and_report(config, names)
+    }
+}
+
+/// Writes one line of a chore's report. A report that cannot be written (standard output
+/// closed) does not stop the chore: its outcome is in the exit code.
+macro_rules! say {
+    ($report:expr, $($arg:tt)*) => {{
+        let _ = writeln!($report.out(), $($arg)*);
+    }};
+}
+pub(crate) use say;
+
+/// The exit code of a reload whose report is `body`: [`exit::PROBLEMS`] when one of
+/// `names` did not take its new files, each said in `out`.
+pub fn took_new_files(body: &serde_json::Value, names: &[&str], out: &mut dyn Write) -> i32 {
+    let mut code = exit::OK;
+    for name in names {
+        let outcome = body["certificates"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == *name))
+            .and_then(|c| c["outcome"].as_str())
+            .unwrap_or("");
+        if !matches!(outcome, "updated" | "unchanged" | "added") {
+            let _ = writeln!(
+                out,
+                "the running gatehouse did not take the new files for \"{name}\" ({outcome})"
+            );
+            code = exit::PROBLEMS;
+        }
+    }
+    code
+}
+
 /// Prints the error of a command that could not run; the exit code to end with.
 pub fn finish(outcome: Outcome) -> i32 {
     outcome.unwrap_or_else(|e| {
@@ -155,10 +213,11 @@ fn find_any_spec<'a>(config: &'a Config, name: &str) -> Result<&'a CertSpec, Cer
         })
 }
 
-/// Prints where the replaced files went and the complete command that puts them back.
-fn print_undo(config_path: &Path, name: &str, backup: &backup::Backup) {
+/// Says where the replaced files went and the complete command that puts them back.
+fn print_undo(out: &mut dyn Write, config_path: &Path, name: &str, backup: &backup::Backup) {
     let config_path = std::path::absolute(config_path).unwrap_or(config_path.to_owned());
-    println!(
+    let _ = writeln!(
+        out,
         "the files it replaced are in backup {id} ({dir})\nundo: gatehouse certs restore --config {} --name {name} --backup {id}",
         config_path.display(),
         id = backup.id,
@@ -234,21 +293,7 @@ fn reload_and_report(config: &Config, names: &[&str]) -> i32 {
     match rt.block_on(admin_post(config, "/reload")) {
         Ok((_, body)) => {
             print!("{}", report_table(&body));
-            let mut code = exit::OK;
-            for name in names {
-                let outcome = body["certificates"]
-                    .as_array()
-                    .and_then(|a| a.iter().find(|c| c["name"] == *name))
-                    .and_then(|c| c["outcome"].as_str())
-                    .unwrap_or("");
-                if !matches!(outcome, "updated" | "unchanged" | "added") {
-                    eprintln!(
-                        "the running gatehouse did not take the new files for \"{name}\" ({outcome})"
-                    );
-                    code = exit::PROBLEMS;
-                }
-            }
-            code
+            took_new_files(&body, names, &mut std::io::stderr())
         }
         Err(e) => {
             println!(

@@ -57,7 +57,7 @@ pub fn reset(config_path: &Path, name: &str, dry_run: bool) -> Outcome {
         );
     }
     if let Some(b) = &backup {
-        print_undo(config_path, name, b);
+        print_undo(&mut std::io::stdout(), config_path, name, b);
     }
     println!(
         "clients trust it once they trust the internal CA: `gatehouse certs export-ca --config {}`",

@@ -6,7 +6,7 @@ use certstore::{Bundle, CertSpec, LoadedCert, Source, Timestamp, read_file};
 
 use super::backup::{self, Backup};
 use super::{
-    CertsError, Outcome, find_any_spec, print_undo, reload_and_report, source_files, summary,
+    CertsError, Outcome, Report, Terminal, find_any_spec, print_undo, say, source_files, summary,
 };
 use crate::config::Config;
 use crate::exit;
@@ -15,13 +15,38 @@ use crate::ops::table::render;
 /// `certs backups`: the backups of a certificate, newest last.
 pub fn backups(config_path: &Path, name: &str) -> Outcome {
     let config = Config::load(config_path)?;
-    let all = backup::list(&config.state_dir, name)?;
+    let all = summaries(&config.state_dir, name, Timestamp::now())?;
     if all.is_empty() {
         println!("no backups of \"{name}\" yet");
         return Ok(exit::OK);
     }
-    let now = Timestamp::now();
     let rows: Vec<Vec<String>> = all
+        .into_iter()
+        .map(|b| vec![b.id, b.serial, b.not_after, b.files.join(", ")])
+        .collect();
+    print!("{}", render(&["ID", "SERIAL", "NOT AFTER", "FILES"], &rows));
+    Ok(exit::OK)
+}
+
+/// One backup as `certs backups` and the certificates page list it.
+#[derive(Debug, Clone)]
+pub struct BackupSummary {
+    pub id: String,
+    /// The backed-up certificate's serial, `-` when it does not read.
+    pub serial: String,
+    pub not_after: String,
+    /// The files it replaces.
+    pub files: Vec<String>,
+}
+
+/// The backups of certificate `name`, newest last.
+pub fn summaries(
+    state_dir: &Path,
+    name: &str,
+    now: Timestamp,
+) -> Result<Vec<BackupSummary>, CertsError> {
+    let all = backup::list(state_dir, name)?;
+    Ok(all
         .iter()
         .map(|b| {
             let mut bundle = Bundle::default();
@@ -36,24 +61,22 @@ pub fn backups(config_path: &Path, name: &str) -> Outcome {
                 let served = i.verdict.as_ref()?.served.first()?.clone();
                 i.certs.into_iter().find(|c| c.subject == served)
             });
-            vec![
-                b.id.clone(),
-                leaf.as_ref()
-                    .map(|l| l.serial.clone())
-                    .unwrap_or_else(|| "-".into()),
-                leaf.as_ref()
-                    .map(|l| l.not_after.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                b.files
+            BackupSummary {
+                id: b.id.clone(),
+                serial: leaf
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |l| l.serial.clone()),
+                not_after: leaf
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |l| l.not_after.to_string()),
+                files: b
+                    .files
                     .iter()
                     .map(|f| f.original.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ]
+                    .collect(),
+            }
         })
-        .collect();
-    print!("{}", render(&["ID", "SERIAL", "NOT AFTER", "FILES"], &rows));
-    Ok(exit::OK)
+        .collect())
 }
 
 /// `certs restore`: puts a backup back (the newest unless `id`), checked as the store
@@ -61,7 +84,21 @@ pub fn backups(config_path: &Path, name: &str) -> Outcome {
 /// change and writes nothing.
 pub fn restore(config_path: &Path, name: &str, id: Option<&str>, dry_run: bool) -> Outcome {
     let config = Config::load(config_path)?;
-    let spec = find_any_spec(&config, name)?;
+    let mut terminal = Terminal(std::io::stdout());
+    restore_with(&config, config_path, name, id, dry_run, &mut terminal)
+}
+
+/// [`restore`] on a loaded `config` (the one `config_path` names), reporting to `report`:
+/// what the command line and the certificates page both run.
+pub fn restore_with(
+    config: &Config,
+    config_path: &Path,
+    name: &str,
+    id: Option<&str>,
+    dry_run: bool,
+    report: &mut dyn Report,
+) -> Outcome {
+    let spec = find_any_spec(config, name)?;
     let now = Timestamp::now();
     let pool = config.intermediates();
     let chosen = backup::find(&config.state_dir, name, id)?;
@@ -96,29 +133,31 @@ pub fn restore(config_path: &Path, name: &str, id: Option<&str>, dry_run: bool) 
         restored.leaf(),
         now,
     ));
-    print!(
+    let _ = write!(
+        report.out(),
         "{}",
         render(&["", "NAMES", "SERIAL", "ISSUER", "NOT AFTER"], &rows)
     );
     for f in &chosen.files {
-        println!("replaces {}", f.original.display());
+        say!(report, "replaces {}", f.original.display());
     }
     if dry_run {
-        println!("dry run: nothing written");
+        say!(report, "dry run: nothing written");
         return Ok(exit::OK);
     }
     let undo = backup::create(&config.state_dir, name, &source_files(&spec.source), now)?;
     backup::put_back(&chosen)?;
-    println!(
+    say!(
+        report,
         "restored \"{name}\" from backup {} (serial {}, expires {})",
         chosen.id,
         restored.leaf().serial,
         restored.leaf().not_after
     );
     if let Some(u) = undo {
-        print_undo(config_path, name, &u);
+        print_undo(report.out(), config_path, name, &u);
     }
-    Ok(reload_and_report(&config, &[name]))
+    Ok(report.reload(config, &[name]))
 }
 
 /// `spec` with every file it names read from where `backup` stored it.

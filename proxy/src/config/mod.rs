@@ -108,9 +108,15 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admin {
     pub listen: SocketAddr,
-    /// When set, every POST needs `Authorization: Bearer <token>`.
+    /// When set, every POST needs `Authorization: Bearer <token>`, and the certificates
+    /// page needs a login.
     pub token_file: Option<PathBuf>,
+    /// Serve the admin API and the certificates page over HTTPS with this certificate.
+    pub certificate: Option<String>,
 }
+
+/// The name the admin API's certificate is looked up under in the store.
+pub const ADMIN_TLS: &str = "[admin]";
 
 /// A checked configuration.
 #[derive(Debug, Clone)]
@@ -302,7 +308,7 @@ impl Config {
             Some(f) => f.check("", "log_format", &mut problems),
             None => Some(LogFormat::Text),
         };
-        let admin = admin(raw.admin.as_ref(), &resolve, &mut problems);
+        let admin = admin(raw.admin.as_ref(), &resolve, &certs.names, &mut problems);
         let internal_ca = internal_ca(raw.internal_ca.as_ref(), &mut problems);
         let upstream_tls = match &raw.upstream_tls {
             Some(t) => UpstreamTlsGlobal {
@@ -367,6 +373,13 @@ impl Config {
                     certificates: l.certificates.clone(),
                     strict_sni: l.strict_sni,
                 })
+                .chain(self.admin.as_ref().and_then(|a| {
+                    Some(ListenerSpec {
+                        name: ADMIN_TLS.into(),
+                        certificates: vec![a.certificate.clone()?],
+                        strict_sni: false,
+                    })
+                }))
                 .collect(),
             intermediates: vec![
                 intermediates_dir(&self.state_dir),
@@ -419,6 +432,7 @@ fn internal_ca(
 fn admin(
     raw: Option<&RawAdmin>,
     resolve: &dyn Fn(&Path) -> PathBuf,
+    cert_names: &std::collections::HashSet<String>,
     problems: &mut Vec<String>,
 ) -> Option<Admin> {
     if raw.and_then(|a| a.enabled) == Some(false) {
@@ -428,6 +442,14 @@ fn admin(
         .and_then(|a| a.listen.as_deref())
         .unwrap_or(DEFAULT_ADMIN_LISTEN);
     let token_file = raw.and_then(|a| a.token_file.as_deref()).map(resolve);
+    let certificate = raw.and_then(|a| a.certificate.clone());
+    if let Some(name) = &certificate
+        && !cert_names.contains(name)
+    {
+        problems.push(format!(
+            "[admin] certificate = \"{name}\" is not defined; define it in a [[certificate]] block or remove the key (the admin API then speaks plain HTTP)"
+        ));
+    }
     match listen.parse::<SocketAddr>() {
         Ok(addr) if !addr.ip().is_loopback() && token_file.is_none() => {
             problems.push(format!(
@@ -438,6 +460,7 @@ fn admin(
         Ok(addr) => Some(Admin {
             listen: addr,
             token_file,
+            certificate,
         }),
         Err(_) => {
             problems.push(format!(

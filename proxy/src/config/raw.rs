@@ -144,6 +144,7 @@ pub struct RawAdmin {
     pub enabled: Option<bool>,
     pub listen: Option<String>,
     pub token_file: Option<PathBuf>,
+    pub certificate: Option<String>,
 }
 
 /// `[internal_ca]`: what a new internal CA is made with.

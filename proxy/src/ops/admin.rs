@@ -1,6 +1,7 @@
-//! The admin API: `/metrics`, `/healthz`, `/certs`, `POST /reload`. Plain HTTP/1.1 on a
-//! loopback address by default; with a token file, every POST needs
-//! `Authorization: Bearer <token>` (compared in constant time).
+//! The admin API: `/metrics`, `/healthz`, `/certs`, `POST /reload`, and the certificates
+//! page (`super::console`) on every other path. HTTP/1.1 on a loopback address by default,
+//! HTTPS with `[admin] certificate`; with a token file, every POST to the API needs
+//! `Authorization: Bearer <token>` (compared in constant time), and the page a login.
 //!
 //! Browsers on the appliance must not be turned against it: a request from another
 //! origin (`Origin`, `Sec-Fetch-Site`) is refused, and without a token only loopback host
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::console::Console;
 use super::metrics::Metrics;
 use super::report::{Reloaded, cert_json, log_reloaded, reloaded_json};
 use crate::config::ConfigError;
@@ -33,8 +35,34 @@ pub trait Control: Send + Sync + 'static {
     fn draining(&self) -> bool;
     /// Reloads the configuration and certificates. Blocks (reads files, may issue keys):
     /// the API calls it on tokio's blocking pool. A config that does not parse changes
-    /// nothing and is the error.
+    /// nothing and is the error. The implementer keeps what it answered for
+    /// [`last_reload`](Self::last_reload).
     fn reload(&self) -> Result<Reloaded, ConfigError>;
+    /// The configuration as running (reloads applied).
+    fn config(&self) -> crate::config::Config;
+    /// The file the configuration is read from.
+    fn config_path(&self) -> &Path;
+    /// The last reload's report (SIGHUP, API, watch or the certificates page), if any.
+    fn last_reload(&self) -> Option<LastReload>;
+}
+
+/// A reload as the certificates page shows it.
+#[derive(Debug, Clone)]
+pub struct LastReload {
+    pub at: Timestamp,
+    /// What `POST /reload` answered: [`reloaded_json`], or `{"error": …}` for a config that
+    /// did not parse.
+    pub report: Value,
+}
+
+impl LastReload {
+    pub fn of(result: &Result<Reloaded, ConfigError>, at: Timestamp) -> Self {
+        let report = match result {
+            Ok(reloaded) => reloaded_json(reloaded),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        Self { at, report }
+    }
 }
 
 /// The admin token file could not be used.
@@ -71,6 +99,22 @@ pub async fn reload_blocking<C: Control>(control: Arc<C>) -> Result<Reloaded, Co
     }
 }
 
+/// Reloads now, as `POST /reload` and the certificates page do: systemd is told, the
+/// outcome logged. Blocks: call it on the blocking pool.
+pub fn reload_now<C: Control + ?Sized>(control: &C) -> Result<Reloaded, ConfigError> {
+    super::notify::reloading();
+    let reloaded = control.reload();
+    super::notify::ready(&super::notify::status(
+        &control.store().snapshot(),
+        Timestamp::now(),
+    ));
+    match &reloaded {
+        Ok(r) => log_reloaded(r),
+        Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
+    }
+    reloaded
+}
+
 /// Admin connections served at once; more wait in the kernel's queue. Operators and
 /// scrapers need a handful; a flood must not take the proxy's file descriptors.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -84,14 +128,16 @@ pub const ADMIN_ADDR_FILE: &str = "admin.addr";
 /// The bearer token every POST needs, when `token_file` is set; swapped at reload.
 pub type Token = Arc<arc_swap::ArcSwapOption<Vec<u8>>>;
 
-/// Serves the admin API until `stop`.
+/// Serves the admin API until `stop`; over TLS with `tls` (`[admin] certificate`).
 pub async fn serve<C: Control>(
     socket: TcpListener,
     inner: Arc<C>,
     token: Token,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: CancellationToken,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let console = Arc::new(Console::new(tls.is_some()));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
@@ -111,23 +157,30 @@ pub async fn serve<C: Control>(
             },
             _ = stop.cancelled() => break,
         };
-        let inner = inner.clone();
-        let token = token.clone();
-        let conn = http.serve_connection(
-            TokioIo::new(tcp),
-            hyper::service::service_fn(move |req| {
-                let inner = inner.clone();
-                let token = token.clone();
-                async move {
-                    let token = token.load_full();
-                    Ok::<_, Infallible>(
-                        handle(req, inner, token.as_deref().map(Vec::as_slice)).await,
-                    )
-                }
-            }),
-        );
+        let (inner, token, console) = (inner.clone(), token.clone(), console.clone());
+        let service = hyper::service::service_fn(move |req| {
+            let (inner, token, console) = (inner.clone(), token.clone(), console.clone());
+            async move {
+                let token = token.load_full();
+                let token = token.as_deref().map(Vec::as_slice);
+                Ok::<_, Infallible>(handle(req, inner, token, &console).await)
+            }
+        });
+        let http = http.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
+            match tls {
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+                }
+                Some(acceptor) => {
+                    // The handshake gets the time a request head gets.
+                    let handshake = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp));
+                    if let Ok(Ok(stream)) = handshake.await {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -168,15 +221,16 @@ fn authorized(req: &Request<Incoming>, token: Option<&[u8]>) -> bool {
 /// Why a request is refused before it is looked at, if it is: it comes from another
 /// origin than the admin API's own, or (without a token) names a host that is not
 /// loopback, as a page on an attacker's domain resolving to 127.0.0.1 would.
-fn foreign(req: &Request<Incoming>, token: Option<&[u8]>) -> Option<&'static str> {
+fn foreign(req: &Request<Incoming>, token: Option<&[u8]>, tls: bool) -> Option<&'static str> {
     let headers = req.headers();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let scheme = if tls { "https://" } else { "http://" };
     if let Some(origin) = headers.get(header::ORIGIN) {
         let own = host.is_some_and(|h| {
             origin
                 .to_str()
                 .ok()
-                .and_then(|o| o.strip_prefix("http://"))
+                .and_then(|o| o.strip_prefix(scheme))
                 .is_some_and(|o| o.eq_ignore_ascii_case(h))
         });
         if !own {
@@ -215,8 +269,9 @@ async fn handle<C: Control>(
     req: Request<Incoming>,
     inner: Arc<C>,
     token: Option<&[u8]>,
+    console: &Console,
 ) -> Response<Full<Bytes>> {
-    if let Some(why) = foreign(&req, token) {
+    if let Some(why) = foreign(&req, token, console.tls()) {
         return json_response(StatusCode::FORBIDDEN, &json!({ "error": why }));
     }
     match (req.method(), req.uri().path()) {
@@ -249,15 +304,15 @@ async fn handle<C: Control>(
                     &json!({"error": "missing or wrong bearer token; send Authorization: Bearer <token from token_file>"}),
                 );
             }
-            super::notify::reloading();
-            let reloaded = reload_blocking(inner.clone()).await;
-            super::notify::ready(&super::notify::status(
-                &inner.store().snapshot(),
-                Timestamp::now(),
-            ));
+            let control = inner.clone();
+            let reloaded = tokio::task::spawn_blocking(move || reload_now(&*control)).await;
+            let reloaded = match reloaded {
+                Ok(result) => result,
+                // The reload panicked: a bug, but serving goes on with the previous snapshot.
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            };
             match reloaded {
                 Ok(reloaded) => {
-                    log_reloaded(&reloaded);
                     let status = if reloaded.is_clean() {
                         StatusCode::OK
                     } else {
@@ -265,13 +320,10 @@ async fn handle<C: Control>(
                     };
                     json_response(status, &reloaded_json(&reloaded))
                 }
-                Err(e) => {
-                    tracing::error!("reload refused, nothing changed: {e}");
-                    json_response(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        &json!({"error": e.to_string()}),
-                    )
-                }
+                Err(e) => json_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &json!({"error": e.to_string()}),
+                ),
             }
         }
         (_, "/metrics" | "/healthz" | "/certs" | "/reload") => respond(
@@ -279,11 +331,7 @@ async fn handle<C: Control>(
             "text/plain",
             "method not allowed\n",
         ),
-        _ => respond(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found; try /metrics, /healthz, /certs or POST /reload\n",
-        ),
+        _ => console.handle(req, inner, token).await,
     }
 }
 

@@ -4,6 +4,7 @@
 //! - `metrics`: Prometheus metrics, with handles resolved once per listener.
 //! - `advice`: warnings about a working configuration (`check` prints them, `run` logs them).
 //! - `admin`: the admin API (`/metrics`, `/healthz`, `/certs`, `POST /reload`).
+//! - `console`: the certificates page the admin listener serves at `/`.
 //! - `client`: the admin API's client, as `gatehouse reload` and `certs install` use it.
 //! - `notify`: systemd's notification protocol (ready, reloading, stopping, status).
 //! - `ocsp_fetch`: OCSP responses fetched from the responders and kept fresh.
@@ -14,6 +15,7 @@
 pub mod admin;
 pub mod advice;
 pub mod client;
+pub mod console;
 pub mod metrics;
 pub mod notify;
 pub mod ocsp_fetch;

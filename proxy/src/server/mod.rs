@@ -66,6 +66,8 @@ struct Inner {
     pid_file: Option<PathBuf>,
     /// The admin API's bearer token, read again at each reload (it may be rotated).
     admin_token: admin::Token,
+    /// What the last reload answered, for the certificates page.
+    last_reload: Mutex<Option<admin::LastReload>>,
 }
 
 impl Control for Inner {
@@ -82,7 +84,31 @@ impl Control for Inner {
     }
 
     fn reload(&self) -> Result<Reloaded, ConfigError> {
-        Inner::reload(self)
+        let result = Inner::reload(self);
+        let last = admin::LastReload::of(&result, certstore::Timestamp::now());
+        *self
+            .last_reload
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(last);
+        result
+    }
+
+    fn config(&self) -> Config {
+        self.config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn config_path(&self) -> &std::path::Path {
+        &self.config_path
+    }
+
+    fn last_reload(&self) -> Option<admin::LastReload> {
+        self.last_reload
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 

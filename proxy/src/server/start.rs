@@ -125,13 +125,17 @@ impl Running {
             admin_stop: CancellationToken::new(),
             tracker,
             admin_token: Arc::new(ArcSwapOption::from(token.map(Arc::new))),
+            last_reload: Mutex::new(None),
         });
         if let (Some(socket), Some(addr)) = (admin_socket, admin_addr) {
-            tracing::info!(%addr, "admin API listening");
+            let tls = admin_tls(&admin::Control::config(&*inner), &inner.store)?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!(%addr, "admin API listening, certificates page at {scheme}://{addr}/");
             tokio::spawn(admin::serve(
                 socket,
                 inner.clone(),
                 inner.admin_token.clone(),
+                tls,
                 inner.admin_stop.clone(),
             ));
         }
@@ -270,6 +274,34 @@ fn listening_socket(
         return Ok((socket, true));
     }
     Ok((crate::serve::listener::listen(l.bind)?.into_std()?, false))
+}
+
+/// The admin API's TLS, with `[admin] certificate`: served from the store like a listener's
+/// certificates, so reloads renew it.
+fn admin_tls(
+    config: &Config,
+    store: &Store,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, StartError> {
+    if config
+        .admin
+        .as_ref()
+        .and_then(|a| a.certificate.as_ref())
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let Some(resolver) = store.resolver(crate::config::ADMIN_TLS) else {
+        return Ok(None);
+    };
+    let options = TlsOptions {
+        alpn: vec![b"http/1.1".to_vec()],
+        ..TlsOptions::default()
+    };
+    let config = tls::server_config(resolver, &options).map_err(|source| StartError::Tls {
+        listener: "admin".into(),
+        source,
+    })?;
+    Ok(Some(tokio_rustls::TlsAcceptor::from(config)))
 }
 
 async fn bind_admin(config: &Config) -> Result<Option<TcpListener>, StartError> {
