@@ -64,3 +64,51 @@ pub fn s_client(addr: SocketAddr, root: &Path, extra: &[&str]) -> String {
 pub fn status_request(addr: SocketAddr) -> String {
     s_client(addr, &openssl_fixtures().join("root.crt"), &["-status"])
 }
+
+/// The serial of the certificate served at `addr` for `server_name`, as `openssl x509
+/// -serial` prints it (upper-case hex); with `root`, the chain served must verify to it for
+/// that name. `scratch` holds the certificate for openssl.
+pub fn served_serial(
+    addr: SocketAddr,
+    server_name: &str,
+    root: Option<&Path>,
+    scratch: &Path,
+) -> String {
+    let mut command = Command::new("openssl");
+    command.args([
+        "s_client",
+        "-connect",
+        &addr.to_string(),
+        "-servername",
+        server_name,
+    ]);
+    if let Some(root) = root {
+        command
+            .args([
+                "-verify_hostname",
+                server_name,
+                "-verify_return_error",
+                "-CAfile",
+            ])
+            .arg(root);
+    }
+    let out = command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = output_text(&out);
+    assert!(
+        root.is_none() || text.contains("Verify return code: 0 (ok)"),
+        "{server_name} is served a chain that verifies to {root:?}:\n{text}"
+    );
+    const END: &str = "-----END CERTIFICATE-----";
+    let (Some(begin), Some(end)) = (text.find("-----BEGIN CERTIFICATE-----"), text.find(END))
+    else {
+        panic!("s_client shows the served certificate:\n{text}");
+    };
+    std::fs::write(scratch.join("served.pem"), &text[begin..end + END.len()]).expect("write");
+    openssl_in(scratch, &["x509", "-in", "served.pem", "-noout", "-serial"])
+        .trim()
+        .trim_start_matches("serial=")
+        .to_owned()
+}

@@ -137,7 +137,7 @@ pub async fn serve<C: Control>(
     stop: CancellationToken,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let console = Arc::new(Console::new(tls.is_some()));
+    let console = Arc::new(Console::new(tls.is_some(), &inner.config()));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);

@@ -27,6 +27,11 @@ fn console_dir(config: &Config) -> PathBuf {
     config.state_dir.join("console")
 }
 
+/// Where uploads wait for their confirmation.
+pub fn uploads_dir(config: &Config) -> PathBuf {
+    console_dir(config).join("uploads")
+}
+
 /// A chore's [`Report`] on the page: the text is kept to show, the reload is this
 /// instance's own.
 struct InPlace<'a, C> {
@@ -92,7 +97,7 @@ pub async fn replace<C: Control>(
             ),
         );
     };
-    let dir = console_dir(&config).join("uploads").join(&id);
+    let dir = uploads_dir(&config).join(&id);
     let (headers, body) = {
         let (parts, body) = req.into_parts();
         (parts.headers, body)

@@ -57,7 +57,10 @@ enum Access {
 }
 
 impl Console {
-    pub fn new(tls: bool) -> Self {
+    /// The page of an admin listener over TLS or not. Uploads an earlier run left
+    /// unconfirmed (keys among them) are deleted.
+    pub fn new(tls: bool, config: &crate::config::Config) -> Self {
+        let _ = std::fs::remove_dir_all(chores::uploads_dir(config));
         Self {
             tls,
             ..Self::default()
