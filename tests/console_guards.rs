@@ -377,3 +377,87 @@ fn a_csr_made_on_the_page_takes_the_cas_answer_without_a_key() {
         "the proxy serves the CA's answer, with the key of the page's CSR"
     );
 }
+
+#[test]
+fn a_pfx_and_its_password_install_from_the_page() {
+    let (env, g) = portal(WITH_TOKEN);
+    let curl = Curl::new(env.path(), g.admin_url(""));
+    let token = curl.log_in();
+    let dir = env.path().join("from-the-ca");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let renewal = env.pki.inter.leaf(&["portal.test"]);
+    env.pki.write_leaf(&dir, "renewal", &renewal);
+    openssl_in(
+        &dir,
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            "renewal.crt",
+            "-inkey",
+            "renewal.key",
+            "-certfile",
+            "renewal.chain.pem",
+            "-passout",
+            "pass:s3cret pass",
+            "-out",
+            "renewal.pfx",
+        ],
+    );
+    let upload = |password: &str| {
+        curl.request(
+            &[
+                "-F",
+                &format!("csrf={token}"),
+                "-F",
+                &format!("pkcs12=@{}", dir.join("renewal.pfx").display()),
+                "-F",
+                &format!("password={password}"),
+            ],
+            "/console/replace/portal",
+        )
+    };
+    let wrong = upload("guessed");
+    assert_eq!(
+        wrong.status, 422,
+        "a wrong PFX password is refused: {}",
+        wrong.body
+    );
+    assert!(wrong.body.contains(r#"id="refused""#), "{}", wrong.body);
+    assert!(
+        wrong.body.contains("renewal.pfx"),
+        "the refusal names the file the operator chose: {}",
+        wrong.body
+    );
+    let right = upload("s3cret pass");
+    assert_eq!(right.status, 200, "{}", right.body);
+    let confirm = right
+        .body
+        .split_once(r#"name="upload" value=""#)
+        .and_then(|(_, r)| r.split('"').next())
+        .unwrap_or_else(|| panic!("a confirm form: {}", right.body))
+        .to_owned();
+    let installed = curl.post(
+        "/console/install",
+        &[("csrf", &token), ("upload", &confirm)],
+    );
+    assert_eq!(installed.status, 303, "{}", installed.body);
+    let served = served_serial(
+        g.addr("web"),
+        "portal.test",
+        Some(&env.path().join("root.pem")),
+        &dir,
+    );
+    let issued = openssl_in(&dir, &["x509", "-in", "renewal.crt", "-noout", "-serial"]);
+    assert_eq!(
+        issued.trim().trim_start_matches("serial="),
+        served,
+        "the PFX's certificate is served"
+    );
+    assert!(
+        std::fs::read_dir(env.path().join("state/console/uploads"))
+            .map(|d| d.count() == 0)
+            .unwrap_or(true),
+        "an installed upload (key and password among it) is deleted"
+    );
+}

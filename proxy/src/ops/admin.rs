@@ -186,7 +186,7 @@ pub async fn serve<C: Control>(
     }
 }
 
-fn respond(
+pub(super) fn respond(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,

@@ -232,10 +232,8 @@ fn with_headers(
     content_type: &'static str,
     body: impl Into<Bytes>,
 ) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body.into()));
-    *resp.status_mut() = status;
+    let mut resp = super::admin::respond(status, content_type, body);
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),

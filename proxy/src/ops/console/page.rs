@@ -261,6 +261,9 @@ pub fn certificate(row: &Row, backups: &[BackupSummary], viewer: Viewer<'_>, ca:
 <label>Other names (DNS or IP, space or comma separated) <input name="sans" value="{sans}"></label>
 <label>Key <select name="key_type"><option>ecdsa-p256</option><option>ecdsa-p384</option><option>rsa-2048</option><option>rsa-3072</option><option>rsa-4096</option><option>ed25519</option></select></label>
 <label>Organization <input name="organization"></label>
+<label>Organizational unit <input name="org_unit"></label>
+<label>Locality <input name="locality"></label>
+<label>State or province <input name="state"></label>
 <label>Country (2 letters) <input name="country" maxlength="2"></label>
 <button type="submit">Download CSR</button></form></section>"#,
         cn = e(row.names.first().map(String::as_str).unwrap_or_default()),
