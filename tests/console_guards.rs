@@ -431,6 +431,11 @@ fn a_pfx_and_its_password_install_from_the_page() {
     );
     let right = upload("s3cret pass");
     assert_eq!(right.status, 200, "{}", right.body);
+    assert!(
+        !right.body.contains("s3cret") && !right.body.contains("PRIVATE KEY"),
+        "neither the password nor the key is shown back: {}",
+        right.body
+    );
     let confirm = right
         .body
         .split_once(r#"name="upload" value=""#)
