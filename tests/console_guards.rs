@@ -466,3 +466,31 @@ fn a_pfx_and_its_password_install_from_the_page() {
         "an installed upload (key and password among it) is deleted"
     );
 }
+
+#[test]
+fn download_ca_gives_the_internal_cas_certificate() {
+    let mut env = Env::new();
+    env.certificate_block("inside", "issuer = \"internal\"\nnames = [\"inside.test\"]");
+    let listener = ListenerToml::http(http_upstream("inside")).certificates(&["inside"]);
+    let g = Gatehouse::start(&env.config(&listener.to_toml()));
+    let curl = Curl::new(env.path(), g.admin_url(""));
+    let page = curl.get("/");
+    assert!(
+        page.body.contains(r#"id="download-ca""#) && page.body.contains("internal"),
+        "the page links the internal CA and badges its certificate: {}",
+        page.body
+    );
+    let ca = curl.get("/console/ca.pem");
+    assert_eq!(ca.status, 200);
+    assert!(
+        ca.headers.contains("content-disposition: attachment"),
+        "{}",
+        ca.headers
+    );
+    let on_disk = std::fs::read_to_string(env.path().join("state/ca/ca.crt")).expect("ca.crt");
+    assert_eq!(
+        ca.body, on_disk,
+        "the download is the internal CA's certificate"
+    );
+    assert!(!ca.body.contains("PRIVATE KEY"), "never its key");
+}
