@@ -1,5 +1,6 @@
 //! The `[[certificate]]` blocks: files (PEM/DER cert and key, or PKCS#12), or
-//! `issuer = "internal"` with the names the internal CA covers.
+//! `issuer = "internal"` with the names the internal CA covers; and the `[internal_ca]`
+//! section, what that CA is made with.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -172,4 +173,33 @@ fn files(
     };
     problems.push(format!("{what}: {problem}"));
     None
+}
+
+/// The `[internal_ca]` section; by default "Gatehouse Internal CA <host>", organization
+/// "Gatehouse", valid ten years.
+pub(super) fn internal_ca(
+    raw: Option<&super::raw::RawInternalCa>,
+    problems: &mut Vec<String>,
+) -> certstore::CaSubject {
+    let host = super::host::names().into_iter().next().unwrap_or_default();
+    let validity_days = match raw.and_then(|r| r.validity_days) {
+        Some(d @ 1..=36_500) => d,
+        Some(d) => {
+            problems.push(format!(
+                "[internal_ca] validity_days = {d} is out of range; give 1 to 36500 (the default is {})",
+                certstore::CA_LIFETIME_DAYS
+            ));
+            certstore::CA_LIFETIME_DAYS
+        }
+        None => certstore::CA_LIFETIME_DAYS,
+    };
+    certstore::CaSubject {
+        common_name: raw
+            .and_then(|r| r.common_name.clone())
+            .unwrap_or_else(|| format!("Gatehouse Internal CA {host}")),
+        organization: raw
+            .and_then(|r| r.organization.clone())
+            .unwrap_or_else(|| "Gatehouse".into()),
+        validity_days,
+    }
 }

@@ -4,14 +4,16 @@
 //!
 //! # Layout
 //! - `raw`: the file as written, and the choices a key takes.
-//! - `certificates`, `listeners`: the checks of the `[[certificate]]` and `[[listener]]`
-//!   blocks.
+//! - `admin`: the `[admin]` section.
+//! - `certificates`, `listeners`: the checks of the `[[certificate]]` (and
+//!   `[internal_ca]`) and `[[listener]]` blocks.
 //! - `duration`: `30`, `"500ms"`, `"30s"`, `"5m"`.
 //! - `files`: the files a loaded configuration reads (what `watch = true` watches).
 //! - `peers`: mutual TLS clients and the proxies trusted to send PROXY protocol headers.
 //! - `upstream`: upstream URLs and their TLS options.
 //! - `host`: the host's names, the default names of an internal certificate.
 
+mod admin;
 mod certificates;
 mod duration;
 mod files;
@@ -21,6 +23,7 @@ mod peers;
 pub mod raw;
 pub mod upstream;
 
+pub use admin::{ADMIN_TLS, Admin};
 pub use peers::TrustedProxies;
 
 use std::fmt;
@@ -31,7 +34,7 @@ use std::time::Duration;
 use certstore::{CertSpec, Intermediates, ListenerSpec, StoreConfig};
 use serde::Deserialize;
 
-use self::raw::{RawAdmin, RawConfig};
+use self::raw::RawConfig;
 use self::upstream::Upstream;
 
 /// Where Gatehouse keeps what it manages when the file does not say.
@@ -64,9 +67,6 @@ pub const MAX_WORKERS: usize = 1024;
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
-
-/// The admin API listens on loopback only unless told otherwise (and then needs a token).
-pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9900";
 
 /// Trust for TLS upstreams, shared by all of them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -103,20 +103,6 @@ pub enum LogFormat {
     Text,
     Json,
 }
-
-/// The admin API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Admin {
-    pub listen: SocketAddr,
-    /// When set, every POST needs `Authorization: Bearer <token>`, and the certificates
-    /// page needs a login.
-    pub token_file: Option<PathBuf>,
-    /// Serve the admin API and the certificates page over HTTPS with this certificate.
-    pub certificate: Option<String>,
-}
-
-/// The name the admin API's certificate is looked up under in the store.
-pub const ADMIN_TLS: &str = "[admin]";
 
 /// A checked configuration.
 #[derive(Debug, Clone)]
@@ -308,8 +294,8 @@ impl Config {
             Some(f) => f.check("", "log_format", &mut problems),
             None => Some(LogFormat::Text),
         };
-        let admin = admin(raw.admin.as_ref(), &resolve, &certs.names, &mut problems);
-        let internal_ca = internal_ca(raw.internal_ca.as_ref(), &mut problems);
+        let admin = admin::check(raw.admin.as_ref(), &resolve, &certs.names, &mut problems);
+        let internal_ca = certificates::internal_ca(raw.internal_ca.as_ref(), &mut problems);
         let upstream_tls = match &raw.upstream_tls {
             Some(t) => UpstreamTlsGlobal {
                 ca_file: t.ca_file.as_deref().map(resolve),
@@ -396,78 +382,6 @@ impl Config {
     /// The pool of known intermediates, as a load or reload gathers it.
     pub fn intermediates(&self) -> Intermediates {
         Intermediates::gather(&self.store_config())
-    }
-}
-
-/// The `[internal_ca]` section; by default "Gatehouse Internal CA <host>", organization
-/// "Gatehouse", valid ten years.
-fn internal_ca(
-    raw: Option<&raw::RawInternalCa>,
-    problems: &mut Vec<String>,
-) -> certstore::CaSubject {
-    let host = host::names().into_iter().next().unwrap_or_default();
-    let validity_days = match raw.and_then(|r| r.validity_days) {
-        Some(d @ 1..=36_500) => d,
-        Some(d) => {
-            problems.push(format!(
-                "[internal_ca] validity_days = {d} is out of range; give 1 to 36500 (the default is {})",
-                certstore::CA_LIFETIME_DAYS
-            ));
-            certstore::CA_LIFETIME_DAYS
-        }
-        None => certstore::CA_LIFETIME_DAYS,
-    };
-    certstore::CaSubject {
-        common_name: raw
-            .and_then(|r| r.common_name.clone())
-            .unwrap_or_else(|| format!("Gatehouse Internal CA {host}")),
-        organization: raw
-            .and_then(|r| r.organization.clone())
-            .unwrap_or_else(|| "Gatehouse".into()),
-        validity_days,
-    }
-}
-
-/// The `[admin]` section: on loopback by default; elsewhere only with a token.
-fn admin(
-    raw: Option<&RawAdmin>,
-    resolve: &dyn Fn(&Path) -> PathBuf,
-    cert_names: &std::collections::HashSet<String>,
-    problems: &mut Vec<String>,
-) -> Option<Admin> {
-    if raw.and_then(|a| a.enabled) == Some(false) {
-        return None;
-    }
-    let listen = raw
-        .and_then(|a| a.listen.as_deref())
-        .unwrap_or(DEFAULT_ADMIN_LISTEN);
-    let token_file = raw.and_then(|a| a.token_file.as_deref()).map(resolve);
-    let certificate = raw.and_then(|a| a.certificate.clone());
-    if let Some(name) = &certificate
-        && !cert_names.contains(name)
-    {
-        problems.push(format!(
-            "[admin] certificate = \"{name}\" is not defined; define it in a [[certificate]] block or remove the key (the admin API then speaks plain HTTP)"
-        ));
-    }
-    match listen.parse::<SocketAddr>() {
-        Ok(addr) if !addr.ip().is_loopback() && token_file.is_none() => {
-            problems.push(format!(
-                "[admin] listen = \"{listen}\" is not a loopback address; set `token_file` so only holders of the token can reload, or listen on 127.0.0.1"
-            ));
-            None
-        }
-        Ok(addr) => Some(Admin {
-            listen: addr,
-            token_file,
-            certificate,
-        }),
-        Err(_) => {
-            problems.push(format!(
-                "[admin] listen = \"{listen}\" is not an address; write IP:PORT, e.g. \"127.0.0.1:9900\""
-            ));
-            None
-        }
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use certstore::Source;
 
+use super::admin::DEFAULT_ADMIN_LISTEN;
 use super::upstream::UpstreamProtocol;
 use super::*;
 

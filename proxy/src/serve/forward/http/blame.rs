@@ -1,11 +1,16 @@
 //! Who failed, told apart: a client connection that ended by the client's doing (a
 //! protocol error, a header or send timeout) or a routine end; a request body the client
-//! broke; an upstream that could not answer. Each is counted by the side that caused it
-//! and warned of, rate limited.
+//! broke; an upstream that could not answer, or not within `upstream_timeout`. Each is
+//! counted by the side that caused it and warned of, rate limited.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use hyper::StatusCode;
 
 use super::{ConnCtx, HttpListener, Refusal};
+use crate::serve::forward::pool::Upload;
 use crate::serve::idle::Expired;
 use crate::serve::warnings::{self, Kind};
 
@@ -98,5 +103,47 @@ impl ConnCtx {
             StatusCode::BAD_GATEWAY,
             "502 Bad Gateway: the upstream is unavailable\n",
         )
+    }
+}
+
+impl ConnCtx {
+    /// Waits for the upstream's answer for `upstream_timeout` after the last request body
+    /// frame it was given; 504 when it stays silent.
+    /// The answer is pinned by the caller: this future holds a pointer to it, not a copy.
+    pub(super) async fn in_time<F: Future>(
+        &self,
+        mut answer: Pin<&mut F>,
+        upload: Option<&Upload>,
+    ) -> Result<F::Output, Refusal> {
+        let listener = &self.listener;
+        let timeout = listener.upstream_timeout;
+        let mut timer = std::pin::pin!(tokio::time::sleep(timeout));
+        let mut seen = 0;
+        let answered = std::future::poll_fn(|cx| {
+            loop {
+                if let Poll::Ready(r) = answer.as_mut().poll(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                std::task::ready!(timer.as_mut().poll(cx));
+                match upload.map(|u| u.frames.load(Ordering::Relaxed)) {
+                    // The body is still flowing: the upstream's time starts again.
+                    Some(frames) if frames != seen => {
+                        seen = frames;
+                        timer.as_mut().reset(tokio::time::Instant::now() + timeout);
+                    }
+                    _ => return Poll::Ready(None),
+                }
+            }
+        });
+        let answered = answered.await;
+        if let Some(r) = answered {
+            return Ok(r);
+        }
+        listener.metrics.upstream_error("timeout");
+        tracing::warn!(listener = %listener.name, upstream = %self.conn.target.upstream, timeout = ?timeout, "upstream timed out: 504");
+        Err(Refusal(
+            StatusCode::GATEWAY_TIMEOUT,
+            "504 Gateway Timeout: the upstream did not answer in time\n",
+        ))
     }
 }

@@ -6,8 +6,6 @@ use std::convert::Infallible;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -376,45 +374,5 @@ impl ConnCtx {
             upload,
         });
         Ok((resp, lease))
-    }
-
-    /// Waits for the upstream's answer for `upstream_timeout` after the last request body
-    /// frame it was given; 504 when it stays silent.
-    /// The answer is pinned by the caller: this future holds a pointer to it, not a copy.
-    async fn in_time<F: Future>(
-        &self,
-        mut answer: Pin<&mut F>,
-        upload: Option<&Upload>,
-    ) -> Result<F::Output, Refusal> {
-        let listener = &self.listener;
-        let timeout = listener.upstream_timeout;
-        let mut timer = std::pin::pin!(tokio::time::sleep(timeout));
-        let mut seen = 0;
-        let answered = std::future::poll_fn(|cx| {
-            loop {
-                if let Poll::Ready(r) = answer.as_mut().poll(cx) {
-                    return Poll::Ready(Some(r));
-                }
-                std::task::ready!(timer.as_mut().poll(cx));
-                match upload.map(|u| u.frames.load(Ordering::Relaxed)) {
-                    // The body is still flowing: the upstream's time starts again.
-                    Some(frames) if frames != seen => {
-                        seen = frames;
-                        timer.as_mut().reset(tokio::time::Instant::now() + timeout);
-                    }
-                    _ => return Poll::Ready(None),
-                }
-            }
-        });
-        let answered = answered.await;
-        if let Some(r) = answered {
-            return Ok(r);
-        }
-        listener.metrics.upstream_error("timeout");
-        tracing::warn!(listener = %listener.name, upstream = %self.conn.target.upstream, timeout = ?timeout, "upstream timed out: 504");
-        Err(Refusal(
-            StatusCode::GATEWAY_TIMEOUT,
-            "504 Gateway Timeout: the upstream did not answer in time\n",
-        ))
     }
 }
