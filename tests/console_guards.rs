@@ -97,9 +97,15 @@ impl Curl {
 
 /// The CSRF token the page's forms carry.
 fn csrf(page: &str) -> String {
+    hidden_field(page, "csrf")
+}
+
+/// The value of the first hidden field `name` on `page` (the page's own forms write it as
+/// `name="NAME" value="…"`).
+fn hidden_field(page: &str, name: &str) -> String {
     let (_, rest) = page
-        .split_once(r#"name="csrf" value=""#)
-        .unwrap_or_else(|| panic!("the page has forms with a CSRF token: {page}"));
+        .split_once(&format!(r#"name="{name}" value=""#))
+        .unwrap_or_else(|| panic!("the page has a form with {name}: {page}"));
     rest.split('"').next().unwrap_or_default().to_owned()
 }
 
@@ -345,12 +351,7 @@ fn a_csr_made_on_the_page_takes_the_cas_answer_without_a_key() {
         answer.body
     );
     assert!(answer.body.contains("www.portal.test"), "{}", answer.body);
-    let upload = answer
-        .body
-        .split_once(r#"name="upload" value=""#)
-        .and_then(|(_, r)| r.split('"').next())
-        .unwrap_or_else(|| panic!("a confirm form: {}", answer.body))
-        .to_owned();
+    let upload = hidden_field(&answer.body, "upload");
     let installed = curl.post("/console/install", &[("csrf", &token), ("upload", &upload)]);
     assert_eq!(installed.status, 303, "{}", installed.body);
     let page = curl.get("/");
@@ -436,12 +437,7 @@ fn a_pfx_and_its_password_install_from_the_page() {
         "neither the password nor the key is shown back: {}",
         right.body
     );
-    let confirm = right
-        .body
-        .split_once(r#"name="upload" value=""#)
-        .and_then(|(_, r)| r.split('"').next())
-        .unwrap_or_else(|| panic!("a confirm form: {}", right.body))
-        .to_owned();
+    let confirm = hidden_field(&right.body, "upload");
     let installed = curl.post(
         "/console/install",
         &[("csrf", &token), ("upload", &confirm)],
