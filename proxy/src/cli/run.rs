@@ -6,7 +6,6 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::ops::notify;
 use crate::ops::ocsp_fetch::OcspFetcher;
-use crate::ops::report::log_reloaded;
 use crate::ops::watch::Watch;
 use crate::serve::listener::Inherited;
 use crate::server::Running;
@@ -48,13 +47,10 @@ pub async fn run(config_path: &Path, inherited: Inherited) -> anyhow::Result<()>
     Ok(())
 }
 
-/// A reload asked for by a signal or by the watcher, told to systemd around it.
+/// A reload asked for by a signal or by the watcher (told to systemd and logged by the
+/// reload itself); then the watcher follows the files the configuration now reads.
 async fn reload(running: &Running, watch: &mut Watch) {
-    notify::reloading();
-    match running.reload_async().await {
-        Ok(reloaded) => log_reloaded(&reloaded),
-        Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
-    }
+    // Its outcome is logged; either way the watcher goes on.
+    let _ = running.reload_async().await;
     watch.update(running.watched());
-    notify::ready(&running.status());
 }

@@ -89,18 +89,19 @@ pub fn read_token(path: &Path) -> Result<Vec<u8>, TokenError> {
     Ok(token.as_bytes().to_vec())
 }
 
-/// [`Control::reload`] on tokio's blocking pool: it reads files and may issue keys, which
-/// must not stall the runtime.
+/// [`reload_now`] on tokio's blocking pool: a reload reads files and may issue keys, which
+/// must not stall the runtime. What SIGHUP, the watcher, `POST /reload` and the
+/// certificates page's Reload run.
 pub async fn reload_blocking<C: Control>(control: Arc<C>) -> Result<Reloaded, ConfigError> {
-    match tokio::task::spawn_blocking(move || control.reload()).await {
+    match tokio::task::spawn_blocking(move || reload_now(&*control)).await {
         Ok(result) => result,
         // The reload panicked: a bug, but serving goes on with the previous snapshot.
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 
-/// Reloads now, as `POST /reload` and the certificates page do: systemd is told, the
-/// outcome logged. Blocks: call it on the blocking pool.
+/// Reloads now: systemd is told, the outcome logged. Blocks: call it on the blocking pool
+/// (or through [`reload_blocking`]).
 pub fn reload_now<C: Control + ?Sized>(control: &C) -> Result<Reloaded, ConfigError> {
     super::notify::reloading();
     let reloaded = control.reload();
@@ -304,14 +305,7 @@ async fn handle<C: Control>(
                     &json!({"error": "missing or wrong bearer token; send Authorization: Bearer <token from token_file>"}),
                 );
             }
-            let control = inner.clone();
-            let reloaded = tokio::task::spawn_blocking(move || reload_now(&*control)).await;
-            let reloaded = match reloaded {
-                Ok(result) => result,
-                // The reload panicked: a bug, but serving goes on with the previous snapshot.
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            };
-            match reloaded {
+            match reload_blocking(inner.clone()).await {
                 Ok(reloaded) => {
                     let status = if reloaded.is_clean() {
                         StatusCode::OK

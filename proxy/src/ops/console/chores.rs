@@ -18,7 +18,7 @@ use super::{Console, form, html, redirect, view, with_headers};
 use crate::certs::install::{InstallArgs, install_with};
 use crate::certs::{Report, restore_with, took_new_files};
 use crate::config::{Config, ca_dir};
-use crate::ops::admin::{Control, reload_now};
+use crate::ops::admin::{Control, reload_blocking, reload_now};
 use crate::ops::client::report_table;
 
 /// Where the page keeps what it makes: uploads until confirmed, CSR keys until their
@@ -259,20 +259,10 @@ pub async fn reload<C: Control>(
     control: Arc<C>,
     current: &Current,
 ) -> Response<Full<Bytes>> {
-    let reloaded =
-        tokio::task::spawn_blocking(move || reload_now(&*control).map(|r| r.is_clean())).await;
-    let (ok, text) = match reloaded {
-        Ok(Ok(clean)) => (
-            clean,
-            if clean {
-                "every certificate took its files"
-            } else {
-                "see the report below"
-            }
-            .to_owned(),
-        ),
-        Ok(Err(e)) => (false, format!("refused, nothing changed: {e}")),
-        Err(e) => (false, format!("the reload failed: {e}")),
+    let (ok, text) = match reload_blocking(control).await.map(|r| r.is_clean()) {
+        Ok(true) => (true, "every certificate took its files".to_owned()),
+        Ok(false) => (false, "see the report below".to_owned()),
+        Err(e) => (false, format!("refused, nothing changed: {e}")),
     };
     console.flash(current, ok, "Reload".into(), text);
     redirect("/", None)
