@@ -88,7 +88,7 @@ pub async fn replace<C: Control>(
     name: &str,
 ) -> Response<Full<Bytes>> {
     let config = control.config();
-    let Some(id) = random_id() else {
+    let Some(id) = session::random_hex() else {
         return html(
             StatusCode::SERVICE_UNAVAILABLE,
             page::problem(
@@ -369,10 +369,4 @@ pub fn download_ca<C: Control>(control: &C) -> Response<Full<Bytes>> {
         }
         Err(_) => super::not_found(),
     }
-}
-
-fn random_id() -> Option<String> {
-    let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes).ok()?;
-    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

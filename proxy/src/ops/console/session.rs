@@ -155,8 +155,9 @@ fn digest(token: &[u8]) -> [u8; 32] {
     out
 }
 
-/// 32 random bytes as hex, from the system's generator.
-fn random_hex() -> Option<String> {
+/// 32 random bytes as hex, from the system's generator: session ids, CSRF tokens, upload
+/// ids.
+pub(super) fn random_hex() -> Option<String> {
     let mut bytes = [0u8; 32];
     aws_lc_rs::rand::fill(&mut bytes).ok()?;
     Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
