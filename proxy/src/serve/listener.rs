@@ -17,7 +17,6 @@ use crate::ops::metrics::ListenerMetrics;
 use crate::serve::client_auth::{ClientCert, ClientIdentity};
 use crate::serve::forward::ConnectionSlot;
 use crate::serve::forward::http::HttpListener;
-use crate::serve::forward::pool::Private;
 use crate::serve::forward::routes::Routes;
 use crate::serve::forward::tcp;
 use crate::serve::idle::{IdleTimeout, InFlight, Limits};
@@ -273,15 +272,7 @@ async fn connection(
                     _ => ClientIdentity::Anonymous,
                 },
             };
-            // An upstream sent a PROXY protocol header gets this client's connections of
-            // its own, the header built now.
-            let private = match (&target.http, target.upstream.options.proxy_protocol) {
-                (Some(pool), Some(version)) if pool.sends_header() => {
-                    let local = stream.get_ref().0.local_addr().unwrap_or(peer);
-                    Some(Private::new(proxy_protocol::header(version, peer, local)))
-                }
-                _ => None,
-            };
+            let private = target.private_for(peer, || stream.get_ref().0.local_addr());
             let conn = crate::serve::forward::http::Conn {
                 peer: peer.ip(),
                 sni,

@@ -3,6 +3,7 @@
 //! certificates included) and swapped atomically; looked up once per connection.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -11,9 +12,10 @@ use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::pki_types::ServerName;
 
-use super::pool::{SendsHeader, UpstreamPool};
+use super::pool::{Private, SendsHeader, UpstreamPool};
 use crate::config::upstream::{Upstream, UpstreamProtocol};
 use crate::config::{Listener, Protocol, UpstreamTlsGlobal};
+use crate::serve::proxy_protocol;
 use crate::serve::upstream_tls::{self, UpstreamTlsError};
 
 /// What a `tls://` upstream needs to connect.
@@ -40,6 +42,22 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
+    /// For an HTTP upstream sent a PROXY protocol header: the upstream connections of the
+    /// connection from `client`, with the header naming it and `local` (where it
+    /// connected), built once. `None` for every other upstream.
+    pub fn private_for(
+        &self,
+        client: SocketAddr,
+        local: impl FnOnce() -> std::io::Result<SocketAddr>,
+    ) -> Option<Private> {
+        let version = self.upstream.options.proxy_protocol?;
+        if !self.http.as_ref()?.sends_header() {
+            return None;
+        }
+        let local = local().unwrap_or(client);
+        Some(Private::new(proxy_protocol::header(version, client, local)))
+    }
+
     fn build(
         listener: &Listener,
         upstream: &Upstream,
