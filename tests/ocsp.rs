@@ -11,7 +11,7 @@ use std::process::Command;
 use gatehouse_tests::openssl_fixtures;
 use gatehouse_tests::upstream::http_upstream;
 use support::deploy::{Env, ListenerToml};
-use support::openssl::{openssl_in, p256_key, status_request};
+use support::openssl::{OCSP_AS_INTERMEDIATE, openssl_in, p256_key, status_request};
 use support::process::Gatehouse;
 use support::tools::output_text;
 
@@ -48,23 +48,16 @@ fn ocsp_responses(dir: &Path) {
             "-reqout",
             "req.der",
         ]);
-        openssl(&[
+        let answer = [
             "ocsp",
             "-index",
             "index.txt",
-            "-rsigner",
-            "inter.crt",
-            "-rkey",
-            "inter.key",
-            "-CA",
-            "inter.crt",
             "-reqin",
             "req.der",
             "-respout",
             out,
-            "-ndays",
-            "1",
-        ]);
+        ];
+        openssl(&[&answer[..], &OCSP_AS_INTERMEDIATE[..]].concat());
     };
     // A responder the intermediate delegated to (extended key usage OCSPSigning).
     p256_key(dir, "responder.key");

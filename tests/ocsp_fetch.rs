@@ -11,7 +11,7 @@ use std::process::Command;
 use gatehouse_tests::openssl_fixtures;
 use gatehouse_tests::upstream::http_upstream;
 use support::deploy::{Env, ListenerToml};
-use support::openssl::{openssl_in, p256_key, status_request};
+use support::openssl::{OCSP_AS_INTERMEDIATE, openssl_in, p256_key, status_request};
 use support::process::Gatehouse;
 
 /// A free port on loopback, for the OCSP responder.
@@ -76,16 +76,7 @@ fn responder(dir: &Path, port: u16) -> std::process::Child {
     use std::io::BufRead;
     let mut child = Command::new("openssl")
         .args(["ocsp", "-index", "index.txt", "-port", &port.to_string()])
-        .args([
-            "-rsigner",
-            "inter.crt",
-            "-rkey",
-            "inter.key",
-            "-CA",
-            "inter.crt",
-            "-ndays",
-            "1",
-        ])
+        .args(OCSP_AS_INTERMEDIATE)
         .current_dir(dir)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -6,6 +6,7 @@
 
 pub mod chores;
 pub mod clients;
+pub mod console;
 pub mod deploy;
 pub mod openssl;
 pub mod probes;

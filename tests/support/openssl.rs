@@ -24,6 +24,19 @@ pub fn openssl_in(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `openssl ocsp` answering as the openssl fixtures' intermediate (`inter.crt`, `inter.key`
+/// copied into its directory), with responses valid a day.
+pub const OCSP_AS_INTERMEDIATE: [&str; 8] = [
+    "-rsigner",
+    "inter.crt",
+    "-rkey",
+    "inter.key",
+    "-CA",
+    "inter.crt",
+    "-ndays",
+    "1",
+];
+
 /// A new ECDSA P-256 private key in `dir/file`.
 pub fn p256_key(dir: &Path, file: &str) {
     openssl_in(
