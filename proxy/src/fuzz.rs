@@ -9,7 +9,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::ops::metrics::ListenerMetrics;
@@ -51,7 +50,7 @@ impl HttpHarness {
         let table = RouteTable::build(l, &config.upstream_tls, 1, certstore::Timestamp::now())
             .expect("routes");
         let metrics: &'static ListenerMetrics = Box::leak(Box::new(ListenerMetrics::disabled()));
-        let listener = Arc::new(HttpListener::new(l, TaskTracker::new(), metrics, false));
+        let listener = Arc::new(HttpListener::new(l, metrics, false));
         Self {
             routes: Arc::new(arc_swap::ArcSwap::from_pointee(table)),
             rt,
@@ -74,7 +73,7 @@ impl HttpHarness {
                 sni: Some("portal.test".into()),
                 target,
                 routes: self.routes.clone(),
-                slot: Arc::new(ConnectionSlot::new(
+                _slot: Arc::new(ConnectionSlot::new(
                     permit,
                     ListenerMetrics::disabled().connection(),
                 )),

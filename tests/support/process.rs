@@ -245,6 +245,18 @@ impl Gatehouse {
             .and_then(|v| v.parse().ok())
             .expect("VmHWM")
     }
+
+    /// Proportional set size in KiB (the memory it holds, shared pages split), from /proc.
+    pub fn pss_kib(&self) -> u64 {
+        let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.pid()))
+            .expect("proc smaps_rollup");
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("Pss")
+    }
 }
 
 impl Drop for Gatehouse {

@@ -278,7 +278,7 @@ async fn connection(
                 sni,
                 target,
                 routes: state.routes.clone(),
-                slot,
+                _slot: slot,
                 client,
                 private,
             };

@@ -67,7 +67,7 @@ impl Running {
         let prepared = config
             .listeners
             .iter()
-            .map(|l| prepare(l, &config, &store, &metrics, &tracker, now, &mut inherited))
+            .map(|l| prepare(l, &config, &store, &metrics, now, &mut inherited))
             .collect::<Result<Vec<_>, _>>()?;
         for addr in inherited.unused() {
             tracing::warn!(%addr, "systemd passed a listening socket no listener binds; it is left unused (match ListenStream= in the socket unit to the listeners' bind)");
@@ -155,7 +155,6 @@ fn prepare(
     config: &Config,
     store: &Store,
     metrics: &Metrics,
-    tracker: &TaskTracker,
     now: Timestamp,
     inherited: &mut Inherited,
 ) -> Result<Prepared, StartError> {
@@ -215,14 +214,8 @@ fn prepare(
             strict_sni: l.strict_sni,
         },
         routes: routes.clone(),
-        http: (l.protocol == Protocol::Http).then(|| {
-            Arc::new(HttpListener::new(
-                l,
-                tracker.clone(),
-                listener_metrics,
-                config.access_log,
-            ))
-        }),
+        http: (l.protocol == Protocol::Http)
+            .then(|| Arc::new(HttpListener::new(l, listener_metrics, config.access_log))),
         metrics: listener_metrics,
         accept_errors: Default::default(),
         // Sockets Gatehouse made pass TCP_NODELAY on to what they accept; systemd's may not.

@@ -10,12 +10,15 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+mod in_flight;
+pub use in_flight::{InFlight, InFlightGuard, UnreadBody};
 
 /// Why the clock ended a connection: the error inside the `TimedOut` I/O error it fails
 /// reads and writes with.
@@ -42,70 +45,6 @@ impl Expired {
             cause = c.source();
         }
         None
-    }
-}
-
-/// Requests in flight on one connection; while any is, the connection is not idle.
-#[derive(Debug, Default)]
-pub struct InFlight {
-    active: AtomicUsize,
-    /// Set by the clock when bytes of a new request head arrive, cleared when the head is
-    /// complete (a request enters flight).
-    head_pending: AtomicBool,
-    /// The connection was upgraded (WebSocket): what it carries now are not requests.
-    upgraded: AtomicBool,
-    /// Response bodies that have a frame ready for the client (or a head not yet taken),
-    /// waiting for the client's side to take it.
-    waiting_for_client: AtomicUsize,
-    /// Set when the client's side takes response bytes; the clock clears it each tick.
-    sent: AtomicBool,
-    /// Set when a request starts or ends: activity even where bytes are not (HTTP/2), so
-    /// that idleness counts from the end of the last request.
-    touched: AtomicBool,
-}
-
-impl InFlight {
-    /// Marks a request in flight until the guard is dropped; its head has arrived.
-    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
-        self.active.fetch_add(1, Ordering::Relaxed);
-        self.touched.store(true, Ordering::Relaxed);
-        self.head_pending.store(false, Ordering::Relaxed);
-        InFlightGuard(self.clone())
-    }
-
-    /// From now on the connection carries an upgraded protocol: no more request heads to
-    /// time, only idleness.
-    pub fn upgraded(&self) {
-        self.upgraded.store(true, Ordering::Relaxed);
-    }
-
-    fn any(&self) -> bool {
-        self.active.load(Ordering::Relaxed) > 0
-    }
-}
-
-pub struct InFlightGuard(Arc<InFlight>);
-
-impl InFlightGuard {
-    /// A response body starts or stops waiting for the client to take its next bytes.
-    pub fn waiting_for_client(&self, waiting: bool) {
-        if waiting {
-            self.0.waiting_for_client.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.0.waiting_for_client.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
-    /// The client's side took response bytes.
-    pub fn sent(&self) {
-        self.0.sent.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
-        self.0.touched.store(true, Ordering::Relaxed);
     }
 }
 
@@ -140,8 +79,6 @@ struct IdleClock {
     /// Quiet ticks of the response side that close the connection.
     send_ticks: u32,
     send_quiet_ticks: u32,
-    /// A write is waiting for the client to make room.
-    write_blocked: bool,
     /// Bytes were written since the last tick.
     wrote: bool,
 }
@@ -184,7 +121,6 @@ impl<S> IdleTimeout<S> {
                 bytes_are_activity: limits.bytes_are_activity,
                 send_ticks: ticks(limits.send, tick),
                 send_quiet_ticks: 0,
-                write_blocked: false,
                 wrote: false,
             },
         }
@@ -231,13 +167,14 @@ impl IdleClock {
                 return Some(Expired::Send);
             }
             // `head_pending` is cleared when the head's request enters flight.
-            if let Some(limit) = self.head_limit
-                && self.in_flight.head_pending.load(Ordering::Relaxed)
-            {
-                if self.head_ticks >= limit {
+            if let Some(limit) = self.head_limit {
+                if !self.in_flight.head_pending.load(Ordering::Relaxed) {
+                    self.head_ticks = 0;
+                } else if self.head_ticks >= limit {
                     return Some(Expired::Header);
+                } else {
+                    self.head_ticks += 1;
                 }
-                self.head_ticks += 1;
             }
             let next = Instant::now() + self.tick;
             self.timer.as_mut().reset(next);
@@ -250,8 +187,8 @@ impl IdleClock {
     fn send_stalled(&mut self) -> bool {
         let sent = self.in_flight.sent.swap(false, Ordering::Relaxed) || self.wrote;
         self.wrote = false;
-        let waiting =
-            self.write_blocked || self.in_flight.waiting_for_client.load(Ordering::Relaxed) > 0;
+        let waiting = self.in_flight.write_blocked.load(Ordering::Relaxed)
+            || self.in_flight.waiting_for_client.load(Ordering::Relaxed) > 0;
         if waiting && !sent {
             self.send_quiet_ticks += 1;
         } else {
@@ -270,11 +207,11 @@ impl IdleClock {
     ) -> Poll<io::Result<T>> {
         match r {
             Poll::Pending => {
-                self.write_blocked = true;
+                self.in_flight.write_blocked.store(true, Ordering::Relaxed);
                 self.pending(cx)
             }
             Poll::Ready(Ok(v)) => {
-                self.write_blocked = false;
+                self.in_flight.write_blocked.store(false, Ordering::Relaxed);
                 if n(&v) > 0 {
                     self.wrote = true;
                     self.progressed |= self.bytes_are_activity;
@@ -353,7 +290,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_flush(cx);
         // A flush that ends a blocked write moved bytes; one with nothing to do did not.
-        let was_blocked = this.clock.write_blocked;
+        let was_blocked = this.clock.in_flight.write_blocked.load(Ordering::Relaxed);
         this.clock.written(cx, r, |_| usize::from(was_blocked))
     }
 

@@ -1,11 +1,15 @@
 //! HTTP mode: hyper serves HTTP/1.1 and HTTP/2 to the client; each request goes to the
 //! upstream on a connection of [`super::pool`] (HTTP/1.1 or HTTP/2, as the upstream
 //! speaks). Bodies stream both ways; 101 upgrades (WebSocket) are spliced end to end.
+//!
+//! # Layout
+//! - `h1`: HTTP/1.1 connections in rounds of requests, hyper's state freed between them.
+//! - `blame`: whose fault a failed exchange or connection was (client or upstream).
 
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,24 +18,25 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncBufRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::ConnectionSlot;
 use super::body::{AccessEntry, Completion, ProxyBody, Returnable};
 use super::headers::{host_name, request_host, set_forwarded, strip_hop_by_hop};
 use super::pool::{PoolError, Private, Upload, UpstreamBody};
 use super::routes::{Routes, Target};
-use super::upgrade::splice;
 use crate::config::Listener;
 use crate::ops::metrics::ListenerMetrics;
 mod blame;
+mod h1;
 
 use crate::serve::client_auth::{self, ClientIdentity};
 use crate::serve::idle::{IdleTimeout, InFlight, InFlightGuard, Limits};
 use crate::serve::within_drain_grace;
+use h1::Rewound;
 
 /// What every connection of one HTTP listener shares. Built once at startup.
 pub struct HttpListener {
@@ -41,22 +46,18 @@ pub struct HttpListener {
     pub access_log: bool,
     /// For clients that negotiated `http/1.1` (or no ALPN).
     http1: http1::Builder,
+    /// The same, without keep-alive: for a client that starts a request during the drain.
+    http1_last: http1::Builder,
     /// For clients that negotiated `h2`; each stream is a task on the connection's worker.
     http2: http2::Builder<TokioExecutor>,
     upstream_timeout: Duration,
     idle_timeout: Duration,
     header_timeout: Duration,
     send_timeout: Duration,
-    tracker: TaskTracker,
 }
 
 impl HttpListener {
-    pub fn new(
-        listener: &Listener,
-        tracker: TaskTracker,
-        metrics: &'static ListenerMetrics,
-        access_log: bool,
-    ) -> Self {
+    pub fn new(listener: &Listener, metrics: &'static ListenerMetrics, access_log: bool) -> Self {
         let mut http1 = http1::Builder::new();
         http1
             // `header_timeout` is enforced by `IdleTimeout`, without a timer per request.
@@ -64,6 +65,8 @@ impl HttpListener {
             // Larger request headers get 431 from hyper.
             .max_header_size(listener.max_header_size)
             .max_buf_size(listener.max_header_size.max(8192));
+        let mut http1_last = http1.clone();
+        http1_last.keep_alive(false);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
@@ -75,12 +78,12 @@ impl HttpListener {
             metrics,
             access_log,
             http1,
+            http1_last,
             http2,
             upstream_timeout: listener.upstream_timeout,
             idle_timeout: listener.idle_timeout,
             header_timeout: listener.header_timeout,
             send_timeout: listener.send_timeout,
-            tracker,
         }
     }
 
@@ -105,18 +108,13 @@ impl HttpListener {
             send: self.send_timeout,
             bytes_are_activity: !h2,
         };
-        let mut stream = IdleTimeout::new(stream, limits, in_flight.clone());
+        let mut stream = Rewound::new(IdleTimeout::new(stream, limits, in_flight.clone()));
         // hyper's connection state (an 8 KiB read and an 8 KiB write buffer for HTTP/1.1) is
         // built when the client starts talking: a client that only connected costs its TLS
         // state alone. Silence here ends as anywhere: `idle_timeout`.
         // Accepted just before the drain began, its client is sending its request now: it
         // gets a short grace to do so, and an answer rather than a closed connection.
-        let first = std::future::poll_fn(|cx| {
-            Pin::new(&mut stream)
-                .poll_fill_buf(cx)
-                .map_ok(|b| !b.is_empty())
-        });
-        let talked = within_drain_grace(first, &shutdown).await;
+        let talked = within_drain_grace(first_bytes(&mut stream), &shutdown).await;
         if !matches!(talked, Some(Ok(true))) {
             // Closed, idle too long, or silent through the drain's grace.
             return;
@@ -127,52 +125,66 @@ impl HttpListener {
             peer: HeaderValue::from_str(&conn.peer.to_canonical().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             conn,
+            upgrade: Mutex::new(None),
         });
+        let ctx = conn_ctx.clone();
         // Boxed: hyper moves the future (into each HTTP/2 stream, into the connection per
         // HTTP/1.1 request); a pointer moves cheaper than the whole exchange's state.
-        let service = hyper::service::service_fn(move |req| {
+        let mut service = hyper::service::service_fn(move |req| {
             let ctx = conn_ctx.clone();
             Box::pin(async move {
                 let busy = ctx.in_flight.enter();
                 Ok::<_, Infallible>(ctx.forward(req, busy).await)
             })
         });
-        // The protocol is known from ALPN: no sniffing of the first bytes, and each
+        // The protocol is known from ALPN: no sniffing of the first bytes. Each hyper
         // connection is boxed at its own protocol's size.
-        let io = TokioIo::new(stream);
-        let result = if h2 {
-            let conn = Box::pin(self.http2.serve_connection(io, service));
-            drain_on(conn, shutdown, |c| c.as_mut().graceful_shutdown()).await
-        } else if shutdown.is_cancelled() {
-            // hyper's graceful shutdown would close a connection whose request it has not
-            // read yet: serve that one request, then close (`Connection: close`).
-            let mut last = self.http1.clone();
-            last.keep_alive(false);
-            Box::pin(last.serve_connection(io, service).with_upgrades()).await
-        } else {
-            let conn = Box::pin(self.http1.serve_connection(io, service).with_upgrades());
-            drain_on(conn, shutdown, |c| c.as_mut().graceful_shutdown()).await
-        };
-        if let Err(e) = result {
-            self.ended_badly(&e, h2);
+        if h2 {
+            let mut conn = Box::pin(self.http2.serve_connection(TokioIo::new(stream), service));
+            // On the drain, in-flight streams complete and the client gets GOAWAY.
+            let result = tokio::select! {
+                res = &mut conn => res,
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                self.ended_badly(&e, true);
+            }
+            return;
+        }
+        // HTTP/1.1: hyper serves requests until the client is between requests, then the
+        // connection waits here holding no HTTP state but `ctx` (see `h1`). One wait for
+        // the drain for the whole connection: registering one takes a lock.
+        let mut cancelled = std::pin::pin!(shutdown.cancelled());
+        // A drain that begins later reaches a round through `cancelled`.
+        let mut draining = shutdown.is_cancelled();
+        loop {
+            // Boxed: what a round holds is freed when the client goes idle.
+            let round = h1::round(self, stream, &ctx, service, draining, cancelled.as_mut());
+            (stream, service) = match Box::pin(round).await {
+                Some(idle) => idle,
+                None => return,
+            };
+            draining = false;
+            if !h1::next_request(&mut stream, cancelled.as_mut()).await {
+                return;
+            }
         }
     }
 }
 
-/// Runs a connection to its end; on `shutdown`, asks it to finish gracefully (in-flight
-/// requests complete, HTTP/2 clients get GOAWAY) and waits for that.
-async fn drain_on<C: Future + Unpin>(
-    mut conn: C,
-    shutdown: CancellationToken,
-    graceful: impl FnOnce(&mut C),
-) -> C::Output {
-    tokio::select! {
-        res = &mut conn => res,
-        _ = shutdown.cancelled() => {
-            graceful(&mut conn);
-            conn.await
-        }
-    }
+/// Waits for the client's first bytes without taking them: whether any came (false: the
+/// client closed).
+fn first_bytes<S: AsyncBufRead + Unpin>(
+    stream: &mut S,
+) -> impl Future<Output = std::io::Result<bool>> + '_ {
+    std::future::poll_fn(move |cx| {
+        Pin::new(&mut *stream)
+            .poll_fill_buf(cx)
+            .map_ok(|b| !b.is_empty())
+    })
 }
 
 /// What the listener knows of one accepted connection.
@@ -184,8 +196,8 @@ pub struct Conn {
     pub target: Arc<Target>,
     /// The listener's routes, to notice requests meant for another upstream.
     pub routes: Routes,
-    /// Released when the connection and anything it was upgraded to are gone.
-    pub slot: Arc<ConnectionSlot>,
+    /// Held: released when the connection, and the stream it was upgraded to, are gone.
+    pub _slot: Arc<ConnectionSlot>,
     /// The client's certificate, on a listener with `client_auth`.
     pub client: ClientIdentity,
     /// This connection's own upstream connections, when the upstream is sent a PROXY
@@ -200,6 +212,9 @@ struct ConnCtx {
     /// The client's address, rendered once per connection.
     peer: HeaderValue,
     conn: Conn,
+    /// The upstream's side of a 101 upgrade, for the connection to splice once hyper has
+    /// sent the 101 and handed the client's stream back.
+    upgrade: Mutex<Option<OnUpgrade>>,
 }
 
 /// An answer Gatehouse gives itself instead of the upstream's.
@@ -330,13 +345,18 @@ impl ConnCtx {
         );
         client_auth::set_headers(headers, &self.conn.client);
         *req.version_mut() = Version::HTTP_11;
-        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        let unread = (is_http1 && !hyper::body::Body::is_end_stream(req.body()))
+            .then(|| self.in_flight.body_opened());
         // The upstream has `upstream_timeout` to answer after the last request bytes it
         // received: a long upload is not cut while its body is still flowing.
         let upload =
             (!hyper::body::Body::is_end_stream(req.body())).then(|| Arc::new(Upload::default()));
         let progress = upload.clone();
-        let req = req.map(|inner| UpstreamBody { inner, progress });
+        let req = req.map(|inner| UpstreamBody {
+            inner,
+            progress,
+            unread,
+        });
         let answer = std::pin::pin!(pool.send(req, self.conn.private.as_ref()));
         let (mut resp, lease) = match self.in_time(answer, upload.as_deref()).await? {
             Ok(answered) => answered,
@@ -348,7 +368,7 @@ impl ConnCtx {
         };
         let granted = strip_hop_by_hop(resp.headers_mut());
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let (Some(client_side), Some(_)) = (client_upgrade, granted) else {
+            let (Some(_), Some(_)) = (upgrade, granted) else {
                 listener.metrics.upstream_error("protocol");
                 tracing::warn!(listener = %listener.name, upstream = %upstream, "upstream switched protocols unasked: 502");
                 return Err(Refusal(
@@ -356,16 +376,12 @@ impl ConnCtx {
                     "502 Bad Gateway: the upstream sent an unexpected upgrade\n",
                 ));
             };
+            // The connection now carries the upgraded stream (spliced by `h1::serve`, in
+            // the connection's task and its slot): the upstream's is not reused.
+            if let Ok(mut slot) = self.upgrade.lock() {
+                *slot = Some(hyper::upgrade::on(&mut resp));
+            }
             self.in_flight.upgraded();
-            // The upgraded stream keeps the connection's slot (max_connections,
-            // connections_active) until it ends.
-            listener.tracker.spawn(splice(
-                client_side,
-                hyper::upgrade::on(&mut resp),
-                self.conn.slot.clone(),
-                listener.name.clone(),
-            ));
-            // The connection now carries the upgraded stream: it is not reused.
             return Ok((resp, None));
         }
         let lease = lease.map(|lease| Returnable {

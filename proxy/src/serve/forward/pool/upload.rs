@@ -8,6 +8,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::Incoming;
 
+use crate::serve::idle::UnreadBody;
+
 /// How a request body is on its way upstream; shared with the exchange that sent it.
 #[derive(Default)]
 pub struct Upload {
@@ -32,6 +34,9 @@ impl Upload {
 pub struct UpstreamBody {
     pub inner: Incoming,
     pub progress: Option<Arc<Upload>>,
+    /// Marks the client connection busy until the body has been read to its end
+    /// (HTTP/1.1 bodies only).
+    pub unread: Option<UnreadBody>,
 }
 
 impl hyper::body::Body for UpstreamBody {
@@ -52,6 +57,14 @@ impl hyper::body::Body for UpstreamBody {
                 Poll::Ready(Some(Err(_))) => p.failed.store(true, Ordering::Relaxed),
                 Poll::Pending => {}
             }
+        }
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            _ => false,
+        };
+        if ended && let Some(unread) = self.unread.take() {
+            unread.read_to_end();
         }
         polled
     }
