@@ -29,6 +29,15 @@ struct Client<S> {
     got: Vec<u8>,
 }
 
+/// A new TLS connection to portal.test at `addr`.
+async fn client(addr: std::net::SocketAddr) -> Client<impl AsyncRead + AsyncWrite + Unpin> {
+    let (tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
+    Client {
+        tls,
+        got: Vec::new(),
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     async fn send(&mut self, bytes: &[u8]) {
         self.tls.write_all(bytes).await.expect("write");
@@ -85,11 +94,7 @@ fn requests_on_one_connection_are_answered_across_idle_pauses_and_early_bytes() 
     let (_env, g) = portal_and_engine("");
     let addr = g.addr("web");
     rt().block_on(async {
-        let (tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
-        let mut c = Client {
-            tls,
-            got: Vec::new(),
-        };
+        let mut c = client(addr).await;
         // The first request, and the start of the second in the same write: hyper has read
         // it when the first response is done.
         c.send(
@@ -177,11 +182,7 @@ fn a_request_head_that_stalls_after_a_kept_alive_request_is_closed_by_the_header
     let (_env, g) = portal_and_engine("header_timeout = 1\nidle_timeout = 30");
     let addr = g.addr("web");
     rt().block_on(async {
-        let (tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
-        let mut c = Client {
-            tls,
-            got: Vec::new(),
-        };
+        let mut c = client(addr).await;
         c.send(b"GET /first HTTP/1.1\r\nHost: portal.test\r\n\r\n")
             .await;
         c.ok("path=/first\n").await;
@@ -230,11 +231,7 @@ fn a_connection_idle_after_a_request_holds_about_what_a_silent_one_holds() {
         rt().block_on(async move {
             let mut held = Vec::new();
             for _ in 0..n {
-                let (tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
-                let mut c = Client {
-                    tls,
-                    got: Vec::new(),
-                };
+                let mut c = client(addr).await;
                 if request {
                     c.send(b"GET / HTTP/1.1\r\nHost: portal.test\r\n\r\n").await;
                     c.ok("path=/\n").await;
