@@ -1,6 +1,7 @@
-//! HTTP/1.1 keep-alive connections between requests. While a client idles, Gatehouse
-//! takes its connection back from hyper (whose buffers are freed) and hands it to a new
-//! hyper connection when the client sends again; these tests drive the edges of that
+//! HTTP/1.1 keep-alive connections between requests. While a client idles (from 100 ms
+//! after its round of requests began), Gatehouse takes its connection back from hyper
+//! (whose buffers are freed) and hands it to a new hyper connection when the client sends
+//! again; these tests drive the edges of that
 //! hand-over with a raw TLS client against the real binary: bytes of a next request that
 //! came early, request bodies the upstream did or did not read, a WebSocket frame sent
 //! with the upgrade request, and a request head that stalls after a kept-alive request.
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use gatehouse_tests::upstream::rt;
 use gatehouse_tests::{STEP_TIMEOUT, connect};
-use support::deploy::portal_and_engine;
+use support::deploy::{Env, portal_and_engine, portal_and_engine_env};
 use support::process::Gatehouse;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
@@ -89,32 +90,68 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 }
 
+/// Gatehouse logging the end of each round of requests (hyper's state given back).
+fn logging_rounds(extra: &str) -> (Env, Gatehouse) {
+    portal_and_engine_env(
+        extra,
+        &[(
+            "GATEHOUSE_LOG",
+            "info,proxy::serve::forward::http::h1=trace",
+        )],
+    )
+}
+
+const GIVEN_BACK: &str = "state given back";
+
+/// Waits (bounded) until `n` rounds have ended with the client between requests, and
+/// returns the last one's log line: the client has paused long enough (a round lasts at
+/// least 100 ms) for its connection to give hyper's state back.
+fn wait_for_rounds(g: &Gatehouse, n: usize) -> String {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let ended: Vec<String> = g
+            .log_lines()
+            .into_iter()
+            .filter(|l| l.contains(GIVEN_BACK))
+            .collect();
+        if ended.len() >= n {
+            return ended[n - 1].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} rounds ended between requests within {STEP_TIMEOUT:?}, {} did",
+            ended.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn requests_on_one_connection_are_answered_across_idle_pauses_and_early_bytes() {
-    let (_env, g) = portal_and_engine("");
+    let (_env, g) = logging_rounds("");
     let addr = g.addr("web");
     rt().block_on(async {
         let mut c = client(addr).await;
         // The first request, and the start of the second in the same write: hyper has read
-        // it when the first response is done.
+        // it when the first response is done, and hands it over with the connection.
         c.send(
             b"GET /first HTTP/1.1\r\nHost: portal.test\r\n\r\nGET /second HTTP/1.1\r\nHost: por",
         )
         .await;
         c.ok("path=/first\n").await;
+        let ended = wait_for_rounds(&g, 1);
+        assert!(
+            ended.contains("read_ahead=31"),
+            "the second head's first bytes were handed over: {ended}"
+        );
         c.send(b"tal.test\r\n\r\n").await;
         c.ok("path=/second\n").await;
 
-        // A body the upstream reads to its end, then one it ignores (hyper drains it).
+        // A body the upstream reads to its end: the connection is between requests after it.
         c.send(b"POST /count HTTP/1.1\r\nHost: portal.test\r\nContent-Length: 5\r\n\r\nhello")
             .await;
         c.ok("count=5").await;
-        c.send(b"POST /ignored HTTP/1.1\r\nHost: portal.test\r\nContent-Length: 5\r\n\r\nhello")
-            .await;
-        c.ok("path=/ignored\n").await;
-        c.send(b"GET /after HTTP/1.1\r\nHost: portal.test\r\n\r\n")
-            .await;
-        c.ok("path=/after\n").await;
+        assert!(wait_for_rounds(&g, 2).contains("read_ahead=0"));
 
         // Three whole requests in one write are answered in order.
         c.send(
@@ -126,6 +163,15 @@ fn requests_on_one_connection_are_answered_across_idle_pauses_and_early_bytes() 
         for path in ["/a", "/b", "/c"] {
             c.ok(&format!("path={path}\n")).await;
         }
+        wait_for_rounds(&g, 3);
+
+        // A body the upstream ignores: hyper drains it, and keeps the connection from then.
+        c.send(b"POST /ignored HTTP/1.1\r\nHost: portal.test\r\nContent-Length: 5\r\n\r\nhello")
+            .await;
+        c.ok("path=/ignored\n").await;
+        c.send(b"GET /after HTTP/1.1\r\nHost: portal.test\r\n\r\n")
+            .await;
+        c.ok("path=/after\n").await;
         assert!(c.got.is_empty(), "nothing but the responses asked for");
     });
 }
@@ -179,28 +225,36 @@ fn a_websocket_frame_sent_with_the_upgrade_request_is_echoed() {
 
 #[test]
 fn a_request_head_that_stalls_after_a_kept_alive_request_is_closed_by_the_header_timeout() {
-    let (_env, g) = portal_and_engine("header_timeout = 1\nidle_timeout = 30");
+    let (_env, g) = logging_rounds("header_timeout = 1\nidle_timeout = 30");
     let addr = g.addr("web");
-    rt().block_on(async {
-        let mut c = client(addr).await;
-        c.send(b"GET /first HTTP/1.1\r\nHost: portal.test\r\n\r\n")
-            .await;
-        c.ok("path=/first\n").await;
-        c.send(b"GET /second HTTP/1.1\r\nHost: portal.test\r\nX-Slow: ")
-            .await;
-        let started = Instant::now();
-        let mut rest = Vec::new();
-        let closed = tokio::time::timeout(STEP_TIMEOUT, c.tls.read_to_end(&mut rest)).await;
-        assert!(
-            closed.is_ok(),
-            "a head that never ends is closed by header_timeout (1 s), not idle_timeout (30 s)"
-        );
-        assert!(
-            started.elapsed() >= Duration::from_millis(500),
-            "closed by the timer, not at once: {:?}",
-            started.elapsed()
-        );
-    });
+    // The stalled head comes at once (hyper's connection of the first request reads it),
+    // then after a pause (a new round's connection reads it).
+    for pause in [false, true] {
+        rt().block_on(async {
+            let mut c = client(addr).await;
+            c.send(b"GET /first HTTP/1.1\r\nHost: portal.test\r\n\r\n")
+                .await;
+            c.ok("path=/first\n").await;
+            if pause {
+                wait_for_rounds(&g, g.log_count(GIVEN_BACK) + 1);
+            }
+            c.send(b"GET /second HTTP/1.1\r\nHost: portal.test\r\nX-Slow: ")
+                .await;
+            let started = Instant::now();
+            let mut rest = Vec::new();
+            let closed = tokio::time::timeout(STEP_TIMEOUT, c.tls.read_to_end(&mut rest)).await;
+            assert!(
+                closed.is_ok(),
+                "a head that never ends is closed by header_timeout (1 s), not idle_timeout \
+                 (30 s); after a pause: {pause}"
+            );
+            assert!(
+                started.elapsed() >= Duration::from_millis(500),
+                "closed by the timer, not at once: {:?}; after a pause: {pause}",
+                started.elapsed()
+            );
+        });
+    }
 }
 
 /// Waits (bounded) until the listener `web` has completed `n` handshakes.
@@ -225,7 +279,7 @@ fn a_connection_idle_after_a_request_holds_about_what_a_silent_one_holds() {
     // 8 KiB write buffer); given back while the connection idles, what stays for the
     // request served (the HTTP/1.1 connection's own small state) is well under this.
     const MAX_EXTRA_KIB: f64 = 6.0;
-    let (_env, g) = portal_and_engine("");
+    let (_env, g) = logging_rounds("");
     let addr = g.addr("web");
     let open = |n: usize, request: bool| {
         rt().block_on(async move {
@@ -248,6 +302,8 @@ fn a_connection_idle_after_a_request_holds_about_what_a_silent_one_holds() {
     wait_for_handshakes(&g, N + 1);
     let mid = g.pss_kib() as f64;
     let used = open(N, true);
+    // The warm-up's connection and each of these give hyper's state back.
+    wait_for_rounds(&g, N + 1);
     let after = g.pss_kib() as f64;
     let silent_each = (mid - base) / N as f64;
     let used_each = (after - mid) / N as f64;

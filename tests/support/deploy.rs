@@ -253,6 +253,11 @@ pub fn http_listener(upstream: SocketAddr, extra: &str) -> String {
 /// The usual deployment: portal (default) and engine certificates, engine routed to its
 /// own upstream.
 pub fn portal_and_engine(extra: &str) -> (Env, Gatehouse) {
+    portal_and_engine_env(extra, &[])
+}
+
+/// As [`portal_and_engine`], Gatehouse started with extra environment variables.
+pub fn portal_and_engine_env(extra: &str, vars: &[(&str, &str)]) -> (Env, Gatehouse) {
     let mut env = Env::new();
     env.certificate("portal", &["portal.test"]);
     env.certificate("engine", &["engine.test"]);
@@ -264,6 +269,6 @@ pub fn portal_and_engine(extra: &str) -> (Env, Gatehouse) {
             .route("engine.test", engine)
             .to_toml(),
     );
-    let g = Gatehouse::start(&config);
+    let g = Gatehouse::start_env(&["run", "--config", &config.display().to_string()], vars);
     (env, g)
 }

@@ -88,8 +88,10 @@ impl Gatehouse {
     }
 
     fn spawn_with(command: &mut Command, stdin: Stdio) -> Self {
+        if !command.get_envs().any(|(k, _)| k == "GATEHOUSE_LOG") {
+            command.env("GATEHOUSE_LOG", "info");
+        }
         let mut child = command
-            .env("GATEHOUSE_LOG", "info")
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,9 +1,9 @@
 //! HTTP/1.1 client connections between requests. A round of requests is served by a
 //! hyper connection until the client is between requests (its last response sent and
-//! taken, its request bodies read, nothing of a next request arrived); there the stream
-//! is taken back from hyper, which frees its read and write buffers (8 KiB each) and its
-//! state, and waits alone for the client's next bytes, which a new round's hyper
-//! connection reads. An idle keep-alive connection (what every browser leaves behind) so
+//! taken, its request bodies read, nothing of a next request arrived) and the round is
+//! at least `ROUND` old; there the stream is taken back from hyper, which frees its read
+//! and write buffers (8 KiB each) and its state, and waits alone for the client's next
+//! bytes, which a new round's hyper connection reads. An idle keep-alive connection (what every browser leaves behind) so
 //! holds what one that never sent a request holds, and its `ConnCtx`. A 101 upgrade takes
 //! the stream back too, to splice it to the upstream's.
 
@@ -12,6 +12,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use hyper::body::Incoming;
@@ -27,6 +28,13 @@ use crate::serve::forward::upgrade::splice;
 use crate::serve::idle::{IdleTimeout, InFlight};
 
 type Io<S> = TokioIo<Rewound<IdleTimeout<S>>>;
+
+/// The shortest round. A client that keeps requesting is between requests after every
+/// response, for microseconds: releasing hyper's state there would make each request pay
+/// for a new hyper connection and its buffers. A round this long is ended at the client's
+/// next pause, so a busy connection makes a new one a few times a second at most, and an
+/// idle one gives its buffers back this long after its round began.
+const ROUND: Duration = Duration::from_millis(100);
 
 /// How one hyper connection over the client's stream ended.
 enum Ended<S, Svc> {
@@ -81,6 +89,11 @@ where
             None
         }
         Ended::Released(parts) => {
+            tracing::trace!(
+                listener = %listener.name,
+                read_ahead = parts.read_buf.len(),
+                "between requests: the HTTP/1.1 connection's state given back"
+            );
             let mut stream = parts.io.into_inner();
             if !parts.read_buf.is_empty() {
                 // The start of a pipelined request hyper had read.
@@ -112,8 +125,9 @@ where
     }
 }
 
-/// Runs one hyper connection until it ends, the client is between requests, or the drain
-/// asks it to finish (in-flight requests complete, then it closes). The connection is
+/// Runs one hyper connection until it ends, the client is between requests once the round
+/// is `ROUND` old, or the drain asks it to finish (in-flight requests complete, then it
+/// closes). The connection is
 /// made here, in the round's (boxed) state: one allocation per round, and no copy.
 async fn run<S, Svc>(
     http: &http1::Builder,
@@ -129,6 +143,9 @@ where
     Svc::Future: Unpin,
 {
     let mut conn = http.serve_connection(TokioIo::new(stream), service);
+    // Polled only once the client is between requests: the timer is registered once per
+    // round, not per request.
+    let mut round_over = std::pin::pin!(tokio::time::sleep(ROUND));
     let mut draining = false;
     let closed = std::future::poll_fn(|cx| {
         loop {
@@ -145,7 +162,7 @@ where
             }
             // hyper is idle: its `graceful_shutdown` now ends the connection at once
             // without writing a byte.
-            return if in_flight.between_requests() {
+            return if in_flight.between_requests() && round_over.as_mut().poll(cx).is_ready() {
                 Poll::Ready(None)
             } else {
                 Poll::Pending
