@@ -81,32 +81,7 @@ fn listener(
         upstream_connect_timeout,
         upstream_timeout,
         upstream_idle_timeout,
-    ] = [
-        (
-            &l.handshake_timeout,
-            "handshake_timeout",
-            DEFAULT_HANDSHAKE_TIMEOUT,
-        ),
-        (&l.header_timeout, "header_timeout", DEFAULT_HEADER_TIMEOUT),
-        (&l.idle_timeout, "idle_timeout", DEFAULT_IDLE_TIMEOUT),
-        (&l.send_timeout, "send_timeout", DEFAULT_SEND_TIMEOUT),
-        (
-            &l.upstream_connect_timeout,
-            "upstream_connect_timeout",
-            DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
-        ),
-        (
-            &l.upstream_timeout,
-            "upstream_timeout",
-            DEFAULT_UPSTREAM_TIMEOUT,
-        ),
-        (
-            &l.upstream_idle_timeout,
-            "upstream_idle_timeout",
-            DEFAULT_UPSTREAM_IDLE_TIMEOUT,
-        ),
-    ]
-    .map(|(value, key, default)| duration(value, &prefix, key, default, problems));
+    ] = timeouts(l, &prefix, problems);
     let (max_connections, max_header_size) = limits(l, what, problems);
     let session_resumption = l.session_resumption.unwrap_or(true);
     if !session_resumption && l.session_ticket_key_file.is_some() {
@@ -137,6 +112,37 @@ fn listener(
         upstream_idle_timeout,
         max_header_size,
     })
+}
+
+/// The listener's timeouts, each its key's value or default: handshake, header, idle,
+/// send, upstream connect, upstream, upstream idle.
+fn timeouts(l: &RawListener, prefix: &str, problems: &mut Vec<String>) -> [Duration; 7] {
+    [
+        (
+            &l.handshake_timeout,
+            "handshake_timeout",
+            DEFAULT_HANDSHAKE_TIMEOUT,
+        ),
+        (&l.header_timeout, "header_timeout", DEFAULT_HEADER_TIMEOUT),
+        (&l.idle_timeout, "idle_timeout", DEFAULT_IDLE_TIMEOUT),
+        (&l.send_timeout, "send_timeout", DEFAULT_SEND_TIMEOUT),
+        (
+            &l.upstream_connect_timeout,
+            "upstream_connect_timeout",
+            DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+        ),
+        (
+            &l.upstream_timeout,
+            "upstream_timeout",
+            DEFAULT_UPSTREAM_TIMEOUT,
+        ),
+        (
+            &l.upstream_idle_timeout,
+            "upstream_idle_timeout",
+            DEFAULT_UPSTREAM_IDLE_TIMEOUT,
+        ),
+    ]
+    .map(|(value, key, default)| duration(value, prefix, key, default, problems))
 }
 
 /// Every certificate the listener names is defined.
@@ -294,24 +300,7 @@ fn upstream_options(
     resolve: &dyn Fn(&Path) -> PathBuf,
     problems: &mut Vec<String>,
 ) -> UpstreamOptions {
-    let tls_only = [
-        ("upstream_ca_file", raw.ca_file.is_some()),
-        ("upstream_server_name", raw.server_name.is_some()),
-        ("upstream_client_cert", raw.client_cert.is_some()),
-        ("upstream_client_key", raw.client_key.is_some()),
-        ("upstream_insecure_skip_verify", raw.insecure_skip_verify),
-        ("upstream_pin_sha256", !raw.pin_sha256.is_empty()),
-    ];
-    if !upstream.kind.is_tls() {
-        for (name, set) in tls_only {
-            if set {
-                problems.push(format!(
-                    "{what}: {name} applies to TLS upstreams, but {key} = \"{}\" is plain; use https:// or tls://, or remove {name}",
-                    upstream.original
-                ));
-            }
-        }
-    }
+    check_tls_keys(what, key, upstream, &raw, problems);
     let client_cert = match (raw.client_cert, raw.client_key) {
         (Some(c), Some(k)) => Some((resolve(c), resolve(k))),
         (None, None) => None,
@@ -322,23 +311,6 @@ fn upstream_options(
             None
         }
     };
-    if let Some(name) = raw.server_name
-        && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
-    {
-        problems.push(format!(
-            "{what}: upstream_server_name = \"{name}\" is not a DNS name or IP address"
-        ));
-    }
-    for (name, set) in [
-        ("upstream_pin_sha256", !raw.pin_sha256.is_empty()),
-        ("upstream_ca_file", raw.ca_file.is_some()),
-    ] {
-        if raw.insecure_skip_verify && set {
-            problems.push(format!(
-                "{what}: upstream_insecure_skip_verify makes {name} pointless; remove one"
-            ));
-        }
-    }
     let pin_sha256 = raw
         .pin_sha256
         .iter()
@@ -371,6 +343,52 @@ fn upstream_options(
         pin_sha256,
         protocol,
         proxy_protocol,
+    }
+}
+
+/// The TLS upstream keys make sense together: none on a plain upstream, a valid server
+/// name, no pin or CA beside `upstream_insecure_skip_verify`.
+fn check_tls_keys(
+    what: &str,
+    key: &str,
+    upstream: &Upstream,
+    raw: &RawUpstreamOptions<'_>,
+    problems: &mut Vec<String>,
+) {
+    let tls_only = [
+        ("upstream_ca_file", raw.ca_file.is_some()),
+        ("upstream_server_name", raw.server_name.is_some()),
+        ("upstream_client_cert", raw.client_cert.is_some()),
+        ("upstream_client_key", raw.client_key.is_some()),
+        ("upstream_insecure_skip_verify", raw.insecure_skip_verify),
+        ("upstream_pin_sha256", !raw.pin_sha256.is_empty()),
+    ];
+    if !upstream.kind.is_tls() {
+        for (name, set) in tls_only {
+            if set {
+                problems.push(format!(
+                    "{what}: {name} applies to TLS upstreams, but {key} = \"{}\" is plain; use https:// or tls://, or remove {name}",
+                    upstream.original
+                ));
+            }
+        }
+    }
+    if let Some(name) = raw.server_name
+        && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
+    {
+        problems.push(format!(
+            "{what}: upstream_server_name = \"{name}\" is not a DNS name or IP address"
+        ));
+    }
+    for (name, set) in [
+        ("upstream_pin_sha256", !raw.pin_sha256.is_empty()),
+        ("upstream_ca_file", raw.ca_file.is_some()),
+    ] {
+        if raw.insecure_skip_verify && set {
+            problems.push(format!(
+                "{what}: upstream_insecure_skip_verify makes {name} pointless; remove one"
+            ));
+        }
     }
 }
 

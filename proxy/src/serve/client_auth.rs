@@ -183,6 +183,21 @@ pub enum ClientIdentity {
     Verified(Arc<ClientCert>),
 }
 
+impl ClientIdentity {
+    /// Who the client of `tls` is; `asked`: the listener has `client_auth`.
+    pub fn of(tls: &rustls::ServerConnection, asked: bool) -> Self {
+        if !asked {
+            return Self::NotAsked;
+        }
+        match tls.peer_certificates() {
+            Some([leaf, ..]) => {
+                ClientCert::of(leaf).map_or(Self::Anonymous, |c| Self::Verified(Arc::new(c)))
+            }
+            _ => Self::Anonymous,
+        }
+    }
+}
+
 /// What a verified client's certificate says, as the headers the upstream gets; made once
 /// per connection.
 #[derive(Debug)]

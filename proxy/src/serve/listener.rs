@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Listener, Protocol, TrustedProxies};
 use crate::ops::metrics::ListenerMetrics;
-use crate::serve::client_auth::{ClientCert, ClientIdentity};
+use crate::serve::client_auth::ClientIdentity;
 use crate::serve::forward::ConnectionSlot;
 use crate::serve::forward::http::HttpListener;
 use crate::serve::forward::routes::Routes;
@@ -123,6 +123,28 @@ impl ListenerState {
             tracing::warn!(listener = %self.config.name, error = %e, failed, "accept failed (retrying every 100 ms){hint}");
         }
     }
+
+    /// Counts and reports a connection refused for its PROXY protocol header.
+    fn proxy_header_refused(&self, peer: SocketAddr, e: &ProxyHeaderError) {
+        self.metrics.handshake("proxy_protocol");
+        crate::serve::warnings::warn(crate::serve::warnings::Kind::Handshake, || {
+            format!("listener {}: connection from {peer}: {e}", self.config.name)
+        });
+    }
+
+    /// Counts and reports a failed TLS handshake. A client that connects and says nothing
+    /// (a TCP health check, a port scan) is routine; one that breaks the protocol is worth
+    /// a (rate-limited) line.
+    fn handshake_failed(&self, peer: SocketAddr, e: &tls::HandshakeError) {
+        self.metrics.handshake(e.as_label());
+        if matches!(e, tls::HandshakeError::Protocol(_)) {
+            crate::serve::warnings::warn(crate::serve::warnings::Kind::Handshake, || {
+                format!("listener {}: client {peer}: {e}", self.config.name)
+            });
+        } else {
+            tracing::debug!(listener = %self.config.name, %peer, error = %e, "handshake failed");
+        }
+    }
 }
 
 /// Failed accepts since the last line logged about them.
@@ -213,16 +235,7 @@ async fn connection(
             .unwrap_or_else(|| Err(ProxyHeaderError::Invalid("none before the drain".into())));
         match received {
             Ok(client) => peer = client,
-            Err(e) => {
-                state.metrics.handshake("proxy_protocol");
-                crate::serve::warnings::warn(crate::serve::warnings::Kind::Handshake, || {
-                    format!(
-                        "listener {}: connection from {peer}: {e}",
-                        state.config.name
-                    )
-                });
-                return;
-            }
+            Err(e) => return state.proxy_header_refused(peer, &e),
         }
     }
     // Boxed: the handshake's state is freed once it is done instead of sizing this task,
@@ -231,19 +244,7 @@ async fn connection(
     let handshake = super::within_drain_grace(handshake, &shutdown).await;
     let stream = match handshake.unwrap_or(Err(tls::HandshakeError::Timeout)) {
         Ok(s) => s,
-        Err(e) => {
-            state.metrics.handshake(e.as_label());
-            // A client that connects and says nothing (a TCP health check, a port scan)
-            // is routine; one that breaks the protocol is worth a (rate-limited) line.
-            if matches!(e, tls::HandshakeError::Protocol(_)) {
-                crate::serve::warnings::warn(crate::serve::warnings::Kind::Handshake, || {
-                    format!("listener {}: client {peer}: {e}", state.config.name)
-                });
-            } else {
-                tracing::debug!(listener = %state.config.name, %peer, error = %e, "handshake failed");
-            }
-            return;
-        }
+        Err(e) => return state.handshake_failed(peer, &e),
     };
     state.metrics.handshake("ok");
     // On the heap, once: moving the TLS state (1.2 KB) through the forwarders' futures
@@ -262,25 +263,14 @@ async fn connection(
                 None
             };
             drop(routes);
-            let client = match &state.config.client_auth {
-                None => ClientIdentity::NotAsked,
-                Some(_) => match stream.get_ref().1.peer_certificates() {
-                    Some([leaf, ..]) => ClientCert::of(leaf)
-                        .map_or(ClientIdentity::Anonymous, |c| {
-                            ClientIdentity::Verified(Arc::new(c))
-                        }),
-                    _ => ClientIdentity::Anonymous,
-                },
-            };
-            let private = target.private_for(peer, || stream.get_ref().0.local_addr());
             let conn = crate::serve::forward::http::Conn {
                 peer: peer.ip(),
                 sni,
+                private: target.private_for(peer, || stream.get_ref().0.local_addr()),
                 target,
                 routes: state.routes.clone(),
                 _slot: slot,
-                client,
-                private,
+                client: ClientIdentity::of(stream.get_ref().1, state.config.client_auth.is_some()),
             };
             http.serve(stream, h2, conn, shutdown).await
         }

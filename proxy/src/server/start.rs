@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use certstore::{Store, Timestamp};
+use certstore::{SniResolver, Store, Timestamp};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,14 @@ use crate::serve::listener::{Inherited, ListenerState, accept_loop};
 use crate::serve::tickets::FileTicketer;
 use crate::serve::tls::{self, ListenerTls, TlsOptions};
 use crate::serve::workers::Workers;
+
+/// A listener's TLS server configuration, its session ticket keys and its client
+/// certificate verifier.
+type ServerTls = (
+    Arc<rustls::ServerConfig>,
+    Option<Arc<FileTicketer>>,
+    Option<Arc<ClientVerifier>>,
+);
 
 /// A listener bound but not yet accepting: one handle of its socket per worker.
 struct Prepared {
@@ -94,23 +102,7 @@ impl Running {
             "serving connections on worker threads"
         );
         let shutdown = CancellationToken::new();
-        let mut listeners = Vec::new();
-        for p in prepared {
-            // `max_connections` counts the listener's connections on every worker.
-            let permits = Arc::new(Semaphore::new(p.state.config.max_connections));
-            for (socket, worker) in p.handles.into_iter().zip(workers.handles()) {
-                // Tracked with the connections: the drain waits for a loop that has just
-                // accepted a connection to hand it over, rather than exit under it.
-                worker.spawn(tracker.track_future(accept_loop(
-                    socket,
-                    p.state.clone(),
-                    permits.clone(),
-                    tracker.clone(),
-                    shutdown.clone(),
-                )));
-            }
-            listeners.push(p.bound);
-        }
+        let listeners = accept_on(prepared, &workers, &tracker, &shutdown);
         let inner = Arc::new(Inner {
             config_path: config_path.to_owned(),
             store,
@@ -128,16 +120,7 @@ impl Running {
             last_reload: Mutex::new(None),
         });
         if let (Some(socket), Some(addr)) = (admin_socket, admin_addr) {
-            let tls = admin_tls(&admin::Control::config(&*inner), &inner.store)?;
-            let scheme = if tls.is_some() { "https" } else { "http" };
-            tracing::info!(%addr, "admin API listening, certificates page at {scheme}://{addr}/");
-            tokio::spawn(admin::serve(
-                socket,
-                inner.clone(),
-                inner.admin_token.clone(),
-                tls,
-                inner.admin_stop.clone(),
-            ));
+            serve_admin(&inner, socket, addr)?;
         }
         Ok(Self {
             listeners,
@@ -146,6 +129,53 @@ impl Running {
             _workers: workers,
         })
     }
+}
+
+/// Starts an accept loop for each listener on each worker; the listeners' addresses.
+fn accept_on(
+    prepared: Vec<Prepared>,
+    workers: &Workers,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Vec<Bound> {
+    let mut listeners = Vec::new();
+    for p in prepared {
+        // `max_connections` counts the listener's connections on every worker.
+        let permits = Arc::new(Semaphore::new(p.state.config.max_connections));
+        for (socket, worker) in p.handles.into_iter().zip(workers.handles()) {
+            // Tracked with the connections: the drain waits for a loop that has just
+            // accepted a connection to hand it over, rather than exit under it.
+            worker.spawn(tracker.track_future(accept_loop(
+                socket,
+                p.state.clone(),
+                permits.clone(),
+                tracker.clone(),
+                shutdown.clone(),
+            )));
+        }
+        listeners.push(p.bound);
+    }
+    listeners
+}
+
+/// Starts the admin API (and the certificates page) on its bound socket, over HTTPS when
+/// `[admin] certificate` names one.
+fn serve_admin(
+    inner: &Arc<Inner>,
+    socket: TcpListener,
+    addr: SocketAddr,
+) -> Result<(), StartError> {
+    let tls = admin_tls(&admin::Control::config(&**inner), &inner.store)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, "admin API listening, certificates page at {scheme}://{addr}/");
+    tokio::spawn(admin::serve(
+        socket,
+        inner.clone(),
+        inner.admin_token.clone(),
+        tls,
+        inner.admin_stop.clone(),
+    ));
+    Ok(())
 }
 
 /// Binds one listener and builds everything its connections share: TLS configuration,
@@ -173,30 +203,7 @@ fn prepare(
     let resolver = store
         .resolver(&l.name)
         .expect("the store was loaded with every listener");
-    let alpn = match l.protocol {
-        Protocol::Http => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-        Protocol::Tcp => Vec::new(),
-    };
-    let tls_error = |source| StartError::Tls {
-        listener: l.name.clone(),
-        source,
-    };
-    let tickets = match &l.session_ticket_key_file {
-        Some(path) => Some(FileTicketer::load(path).map_err(|e| tls_error(e.into()))?),
-        None => None,
-    };
-    let client_auth = match &l.client_auth {
-        Some(c) => Some(ClientVerifier::load(c).map_err(|e| tls_error(e.into()))?),
-        None => None,
-    };
-    let options = TlsOptions {
-        tls13_only: l.tls13_only,
-        alpn,
-        session_resumption: l.session_resumption,
-        tickets: tickets.clone(),
-        client_auth: client_auth.clone(),
-    };
-    let server_config = tls::server_config(resolver.clone(), &options).map_err(tls_error)?;
+    let (server_config, tickets, client_auth) = server_tls(l, &resolver)?;
     let table =
         RouteTable::build(l, &config.upstream_tls, config.workers, now).map_err(|source| {
             StartError::UpstreamTls {
@@ -239,6 +246,36 @@ fn prepare(
             addr,
         },
     })
+}
+
+/// A listener's TLS server configuration, with the session ticket keys and the client
+/// certificate verifier it was built with.
+fn server_tls(l: &Listener, resolver: &Arc<SniResolver>) -> Result<ServerTls, StartError> {
+    let alpn = match l.protocol {
+        Protocol::Http => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        Protocol::Tcp => Vec::new(),
+    };
+    let tls_error = |source| StartError::Tls {
+        listener: l.name.clone(),
+        source,
+    };
+    let tickets = match &l.session_ticket_key_file {
+        Some(path) => Some(FileTicketer::load(path).map_err(|e| tls_error(e.into()))?),
+        None => None,
+    };
+    let client_auth = match &l.client_auth {
+        Some(c) => Some(ClientVerifier::load(c).map_err(|e| tls_error(e.into()))?),
+        None => None,
+    };
+    let options = TlsOptions {
+        tls13_only: l.tls13_only,
+        alpn,
+        session_resumption: l.session_resumption,
+        tickets: tickets.clone(),
+        client_auth: client_auth.clone(),
+    };
+    let server_config = tls::server_config(resolver.clone(), &options).map_err(tls_error)?;
+    Ok((server_config, tickets, client_auth))
 }
 
 /// Raises the open-file limit as far as allowed and warns when the listeners' limits do

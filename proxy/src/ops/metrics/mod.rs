@@ -109,114 +109,101 @@ impl Metrics {
     pub fn new(enabled: bool) -> Arc<Self> {
         let registry = Registry::new();
         let r = &registry;
-        let cert_expiry = gauges(
-            r,
-            "gatehouse_certificate_expiry_timestamp_seconds",
-            "notAfter of the served leaf certificate, Unix seconds",
-            &["certificate"],
-        );
-        let cert_info = gauges(
-            r,
-            "gatehouse_certificate_info",
-            "The served certificate (value is always 1)",
-            &["certificate", "serial", "issuer"],
-        );
-        let cert_stale = gauges(
-            r,
-            "gatehouse_certificate_stale",
-            "1 when the certificate serves an earlier version (kept, or last known good) because its files fail to load",
-            &["certificate"],
-        );
-        let ocsp_expiry = gauges(
-            r,
-            "gatehouse_certificate_ocsp_expiry_timestamp_seconds",
-            "nextUpdate of the OCSP response stapled for the certificate, Unix seconds",
-            &["certificate"],
-        );
-        let reloads = counters(
-            r,
-            "gatehouse_certificate_reloads_total",
-            "Certificate loads and reloads, by result (failure: some certificate kept its previous version)",
-            &["result"],
-        );
-        let reload_timestamp = registered(
-            r,
-            IntGauge::new(
-                "gatehouse_certificate_reload_timestamp_seconds",
-                "When certificates last loaded without failure, Unix seconds",
+        Arc::new(Self {
+            cert_expiry: gauges(
+                r,
+                "gatehouse_certificate_expiry_timestamp_seconds",
+                "notAfter of the served leaf certificate, Unix seconds",
+                &["certificate"],
             ),
-        );
-        let handshakes = counters(
-            r,
-            "gatehouse_tls_handshakes_total",
-            "TLS handshakes by listener and result",
-            &["listener", "result"],
-        );
-        let connections_active = gauges(
-            r,
-            "gatehouse_connections_active",
-            "Open client connections",
-            &["listener"],
-        );
-        let requests = counters(
-            r,
-            "gatehouse_http_requests_total",
-            "HTTP requests answered, by status code",
-            &["listener", "code"],
-        );
-        let request_duration = registered(
-            r,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "gatehouse_http_request_duration_seconds",
-                    "From request headers received to response body sent",
-                )
-                .buckets(DURATION_BUCKETS.to_vec()),
+            cert_info: gauges(
+                r,
+                "gatehouse_certificate_info",
+                "The served certificate (value is always 1)",
+                &["certificate", "serial", "issuer"],
+            ),
+            cert_stale: gauges(
+                r,
+                "gatehouse_certificate_stale",
+                "1 when the certificate serves an earlier version (kept, or last known good) because its files fail to load",
+                &["certificate"],
+            ),
+            ocsp_expiry: gauges(
+                r,
+                "gatehouse_certificate_ocsp_expiry_timestamp_seconds",
+                "nextUpdate of the OCSP response stapled for the certificate, Unix seconds",
+                &["certificate"],
+            ),
+            reloads: counters(
+                r,
+                "gatehouse_certificate_reloads_total",
+                "Certificate loads and reloads, by result (failure: some certificate kept its previous version)",
+                &["result"],
+            ),
+            reload_timestamp: registered(
+                r,
+                IntGauge::new(
+                    "gatehouse_certificate_reload_timestamp_seconds",
+                    "When certificates last loaded without failure, Unix seconds",
+                ),
+            ),
+            handshakes: counters(
+                r,
+                "gatehouse_tls_handshakes_total",
+                "TLS handshakes by listener and result",
+                &["listener", "result"],
+            ),
+            connections_active: gauges(
+                r,
+                "gatehouse_connections_active",
+                "Open client connections",
                 &["listener"],
             ),
-        );
-        let upstream_errors = counters(
-            r,
-            "gatehouse_upstream_errors_total",
-            "Failures reaching upstreams, by kind",
-            &["listener", "kind"],
-        );
-        let accept_errors = counters(
-            r,
-            "gatehouse_accept_errors_total",
-            "Failed accepts by kind (each backs off 100 ms)",
-            &["listener", "kind"],
-        );
-        let client_errors = counters(
-            r,
-            "gatehouse_client_errors_total",
-            "Requests refused or cut for the client's own error, by kind",
-            &["listener", "kind"],
-        );
-        let upstream_insecure = gauges(
-            r,
-            "gatehouse_upstream_insecure",
-            "1 for each upstream whose certificate is not verified (upstream_insecure_skip_verify)",
-            &["listener", "upstream"],
-        );
-        Arc::new(Self {
-            registry,
-            cert_expiry,
-            cert_info,
-            cert_stale,
-            ocsp_expiry,
-            reloads,
-            reload_timestamp,
-            handshakes,
-            connections_active,
-            requests,
-            request_duration,
-            upstream_errors,
-            client_errors,
-            accept_errors,
-            upstream_insecure,
+            requests: counters(
+                r,
+                "gatehouse_http_requests_total",
+                "HTTP requests answered, by status code",
+                &["listener", "code"],
+            ),
+            request_duration: registered(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "gatehouse_http_request_duration_seconds",
+                        "From request headers received to response body sent",
+                    )
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                    &["listener"],
+                ),
+            ),
+            upstream_errors: counters(
+                r,
+                "gatehouse_upstream_errors_total",
+                "Failures reaching upstreams, by kind",
+                &["listener", "kind"],
+            ),
+            client_errors: counters(
+                r,
+                "gatehouse_client_errors_total",
+                "Requests refused or cut for the client's own error, by kind",
+                &["listener", "kind"],
+            ),
+            accept_errors: counters(
+                r,
+                "gatehouse_accept_errors_total",
+                "Failed accepts by kind (each backs off 100 ms)",
+                &["listener", "kind"],
+            ),
+            upstream_insecure: gauges(
+                r,
+                "gatehouse_upstream_insecure",
+                "1 for each upstream whose certificate is not verified (upstream_insecure_skip_verify)",
+                &["listener", "upstream"],
+            ),
             published: Mutex::new(Published::default()),
             enabled,
+            // Last: the fields above borrow it.
+            registry,
         })
     }
 

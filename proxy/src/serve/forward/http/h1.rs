@@ -20,7 +20,7 @@ use hyper::server::conn::http1::{self, Parts};
 use hyper::service::HttpService;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio_util::sync::WaitForCancellationFuture;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::{ConnCtx, HttpListener, first_bytes};
 use crate::serve::forward::body::ProxyBody;
@@ -47,12 +47,44 @@ enum Ended<S, Svc> {
     Closed(Result<(), hyper::Error>),
 }
 
+/// Serves an HTTP/1.1 connection, round after round, until it ends: between rounds it
+/// holds no HTTP state but `ctx`. One wait for the drain for the whole connection:
+/// registering one takes a lock.
+pub(super) async fn serve<S, Svc>(
+    listener: &Arc<HttpListener>,
+    mut stream: Rewound<IdleTimeout<S>>,
+    ctx: &ConnCtx,
+    mut service: Svc,
+    shutdown: &CancellationToken,
+) where
+    S: AsyncBufRead + AsyncWrite + Unpin + Send + 'static,
+    Svc: HttpService<Incoming, ResBody = ProxyBody> + Unpin,
+    Svc::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    Svc::Future: Unpin,
+{
+    let mut cancelled = std::pin::pin!(shutdown.cancelled());
+    // A drain that begins later reaches a round through `cancelled`.
+    let mut draining = shutdown.is_cancelled();
+    loop {
+        // Boxed: what a round holds is freed when the client goes idle.
+        let round = round(listener, stream, ctx, service, draining, cancelled.as_mut());
+        (stream, service) = match Box::pin(round).await {
+            Some(idle) => idle,
+            None => return,
+        };
+        draining = false;
+        if !next_request(&mut stream, cancelled.as_mut()).await {
+            return;
+        }
+    }
+}
+
 /// Serves the client's requests with a new hyper connection until the client is between
 /// requests (then the stream and the service, hyper's state freed) or the connection is
 /// over (closed, failed, or upgraded and spliced to its end). `draining`: the drain has
 /// begun; the request the client is sending is served, then the connection closes
 /// (`Connection: close`).
-pub(super) async fn round<S, Svc>(
+async fn round<S, Svc>(
     listener: &Arc<HttpListener>,
     stream: Rewound<IdleTimeout<S>>,
     ctx: &ConnCtx,
@@ -108,7 +140,7 @@ where
 /// Waits, between requests, for the client's next bytes: whether they came. On the drain
 /// the connection closes at once, as hyper closes an idle one; the client's own close,
 /// and `idle_timeout`, end it too.
-pub(super) async fn next_request<S>(
+async fn next_request<S>(
     stream: &mut Rewound<IdleTimeout<S>>,
     cancelled: Pin<&mut WaitForCancellationFuture<'_>>,
 ) -> bool

@@ -130,7 +130,7 @@ impl HttpListener {
         let ctx = conn_ctx.clone();
         // Boxed: hyper moves the future (into each HTTP/2 stream, into the connection per
         // HTTP/1.1 request); a pointer moves cheaper than the whole exchange's state.
-        let mut service = hyper::service::service_fn(move |req| {
+        let service = hyper::service::service_fn(move |req| {
             let ctx = conn_ctx.clone();
             Box::pin(async move {
                 let busy = ctx.in_flight.enter();
@@ -154,24 +154,7 @@ impl HttpListener {
             }
             return;
         }
-        // HTTP/1.1: hyper serves requests until the client is between requests, then the
-        // connection waits here holding no HTTP state but `ctx` (see `h1`). One wait for
-        // the drain for the whole connection: registering one takes a lock.
-        let mut cancelled = std::pin::pin!(shutdown.cancelled());
-        // A drain that begins later reaches a round through `cancelled`.
-        let mut draining = shutdown.is_cancelled();
-        loop {
-            // Boxed: what a round holds is freed when the client goes idle.
-            let round = h1::round(self, stream, &ctx, service, draining, cancelled.as_mut());
-            (stream, service) = match Box::pin(round).await {
-                Some(idle) => idle,
-                None => return,
-            };
-            draining = false;
-            if !h1::next_request(&mut stream, cancelled.as_mut()).await {
-                return;
-            }
-        }
+        h1::serve(self, stream, &ctx, service, &shutdown).await
     }
 }
 
@@ -306,13 +289,36 @@ impl ConnCtx {
         }
     }
 
+    /// A 101 from the upstream: the client's connection now carries the upgraded stream
+    /// (spliced by `h1::round`, in the connection's task and its slot), and the upstream's
+    /// is not reused. Unless the client asked for it and the upstream granted it: a 502.
+    fn switch_protocols(
+        &self,
+        resp: &mut Response<Incoming>,
+        asked_and_granted: bool,
+    ) -> Result<(), Refusal> {
+        if !asked_and_granted {
+            let listener = &self.listener;
+            listener.metrics.upstream_error("protocol");
+            tracing::warn!(listener = %listener.name, upstream = %self.conn.target.upstream, "upstream switched protocols unasked: 502");
+            return Err(Refusal(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the upstream sent an unexpected upgrade\n",
+            ));
+        }
+        if let Ok(mut slot) = self.upgrade.lock() {
+            *slot = Some(hyper::upgrade::on(resp));
+        }
+        self.in_flight.upgraded();
+        Ok(())
+    }
+
     async fn try_exchange(
         &self,
         mut req: Request<Incoming>,
     ) -> Result<(Response<Incoming>, Option<Returnable>), Refusal> {
         let target = &self.conn.target;
         let upstream = &target.upstream;
-        let listener = &self.listener;
         let h2 = req.version() == Version::HTTP_2;
         let (host, from_authority) = match request_host(req.uri(), req.headers(), h2) {
             Ok(Some((host, from_authority))) => (Some(host), from_authority),
@@ -368,20 +374,7 @@ impl ConnCtx {
         };
         let granted = strip_hop_by_hop(resp.headers_mut());
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let (Some(_), Some(_)) = (upgrade, granted) else {
-                listener.metrics.upstream_error("protocol");
-                tracing::warn!(listener = %listener.name, upstream = %upstream, "upstream switched protocols unasked: 502");
-                return Err(Refusal(
-                    StatusCode::BAD_GATEWAY,
-                    "502 Bad Gateway: the upstream sent an unexpected upgrade\n",
-                ));
-            };
-            // The connection now carries the upgraded stream (spliced by `h1::serve`, in
-            // the connection's task and its slot): the upstream's is not reused.
-            if let Ok(mut slot) = self.upgrade.lock() {
-                *slot = Some(hyper::upgrade::on(&mut resp));
-            }
-            self.in_flight.upgraded();
+            self.switch_protocols(&mut resp, upgrade.is_some() && granted.is_some())?;
             return Ok((resp, None));
         }
         let lease = lease.map(|lease| Returnable {
