@@ -1,24 +1,22 @@
 //! The certificate chores end to end, typed as a user would: `certs csr` → sign with the
-//! `openssl` CLI → `certs install` → the running proxy serves it; PKCS#12; refusals that
-//! leave files untouched; backups and restore; the internal CA; `inspect` and `list`.
+//! `openssl` CLI → `certs install` → the running proxy serves it; renewal with the same
+//! key; PKCS#12; refusals that leave files untouched; a key `csr` will not overwrite.
+//! Backups and restore, `inspect` and `list` are in `backups.rs`; the internal CA in
+//! `internal_ca.rs`.
 
 #[path = "support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use gatehouse_tests::upstream::http_upstream;
-use gatehouse_tests::{LeafSpec, openssl_fixtures, serial_of, verify_chain, write};
+use gatehouse_tests::{LeafSpec, fixture, serial_of, verify_chain, write};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use support::chores::*;
-use support::deploy::{Env, ListenerToml, WAIT, text};
+use support::deploy::{Env, ListenerToml, text};
 use support::process::Gatehouse;
-
-fn fx(name: &str) -> PathBuf {
-    openssl_fixtures().join(name)
-}
 
 #[test]
 fn csr_then_openssl_signs_then_install_serves_the_new_certificate_with_its_chain() {
@@ -57,9 +55,9 @@ fn csr_then_openssl_signs_then_install_serves_the_new_certificate_with_its_chain
         "-in",
         &s(&csr),
         "-CA",
-        &s(&fx("inter.crt")),
+        &s(&fixture("inter.crt")),
         "-CAkey",
-        &s(&fx("inter.key")),
+        &s(&fixture("inter.key")),
         "-set_serial",
         "0x5eed0001",
         "-days",
@@ -79,7 +77,7 @@ fn csr_then_openssl_signs_then_install_serves_the_new_certificate_with_its_chain
         "--cert",
         &s(&signed),
         "--chain",
-        &s(&fx("inter.crt")),
+        &s(&fixture("inter.crt")),
         "--key",
         &s(&key),
     ]);
@@ -94,7 +92,7 @@ fn csr_then_openssl_signs_then_install_serves_the_new_certificate_with_its_chain
         "the running proxy serves the new certificate"
     );
     assert_eq!(chain.len(), 2, "with its intermediate");
-    let root = CertificateDer::from_pem_file(fx("root.crt")).expect("root");
+    let root = CertificateDer::from_pem_file(fixture("root.crt")).expect("root");
     verify_chain(&chain, &root, "engine.test").expect("a browser trusting the CA accepts it");
     let mode = std::fs::metadata(env.path().join("portal.key"))
         .unwrap()
@@ -170,11 +168,12 @@ fn pkcs12_installs_into_files_and_files_install_into_a_pkcs12_certificate() {
         "--name",
         "portal",
         "--pkcs12",
-        &s(&fx("leaf-ecp256.p12")),
+        &s(&fixture("leaf-ecp256.p12")),
         "--password-file",
-        &s(&fx("password.txt")),
+        &s(&fixture("password.txt")),
     ]);
-    let fixture_serial = serial_of(&CertificateDer::from_pem_file(fx("leaf-ecp256.crt")).unwrap());
+    let fixture_serial =
+        serial_of(&CertificateDer::from_pem_file(fixture("leaf-ecp256.crt")).unwrap());
     let chain = served(&g, "leaf.test");
     assert_eq!(serial_of(&chain[0]), fixture_serial);
     assert_eq!(chain.len(), 2);
@@ -183,8 +182,8 @@ fn pkcs12_installs_into_files_and_files_install_into_a_pkcs12_certificate() {
     // Configured with a PFX; install PEM files: what is written is a PFX again.
     let mut env = Env::new();
     env.issue("portal", &["leaf.test"]);
-    std::fs::copy(fx("leaf-rsa2048.p12"), env.path().join("portal.p12")).unwrap();
-    std::fs::copy(fx("password.txt"), env.path().join("portal.pass")).unwrap();
+    std::fs::copy(fixture("leaf-rsa2048.p12"), env.path().join("portal.p12")).unwrap();
+    std::fs::copy(fixture("password.txt"), env.path().join("portal.pass")).unwrap();
     env.certificate_block(
         "portal",
         "pkcs12 = \"portal.p12\"\npassword_file = \"portal.pass\"",
@@ -203,11 +202,11 @@ fn pkcs12_installs_into_files_and_files_install_into_a_pkcs12_certificate() {
         "--name",
         "portal",
         "--cert",
-        &s(&fx("leaf-ecp256.crt")),
+        &s(&fixture("leaf-ecp256.crt")),
         "--key",
-        &s(&fx("leaf-ecp256.key")),
+        &s(&fixture("leaf-ecp256.key")),
         "--chain",
-        &s(&fx("inter.crt")),
+        &s(&fixture("inter.crt")),
     ]);
     assert_eq!(serial_of(&served(&g, "leaf.test")[0]), fixture_serial);
     let p12 = std::fs::read(env.path().join("portal.p12")).unwrap();
@@ -273,7 +272,7 @@ fn install_refuses_bad_material_and_leaves_the_files_untouched() {
         "--cert",
         &s(&narrow_crt),
         "--key",
-        &s(&fx("mismatch.key")),
+        &s(&fixture("mismatch.key")),
     ]);
     assert!(out.contains("matches the private key"), "{out}");
     let out = refused(&[
@@ -300,9 +299,9 @@ fn install_refuses_bad_material_and_leaves_the_files_untouched() {
         "--name",
         "portal",
         "--pkcs12",
-        &s(&fx("leaf-ecp256.p12")),
+        &s(&fixture("leaf-ecp256.p12")),
         "--password-file",
-        &s(&fx("wrong-password.txt")),
+        &s(&fixture("wrong-password.txt")),
     ]);
     assert!(out.contains("wrong password"), "{out}");
     assert_eq!(
@@ -332,106 +331,6 @@ fn install_refuses_bad_material_and_leaves_the_files_untouched() {
     ]);
     assert_eq!(serial_of(&served(&g, "portal.test")[0]), narrow.serial());
     env.serials.clear();
-}
-
-#[test]
-fn restore_brings_the_previous_certificate_back_and_can_itself_be_undone() {
-    let (env, g, config) = deployment();
-    let c = s(&config);
-    let old_serial = env.serials["portal"].clone();
-    let new = env.pki.inter.leaf(&["portal.test", "engine.test"]);
-    let crt = write(
-        env.path(),
-        "n.crt",
-        format!("{}{}", new.cert_pem, env.pki.inter.cert_pem),
-    );
-    let key = write(env.path(), "n.key", &new.key_pem);
-    ok(&[
-        "certs",
-        "install",
-        "--config",
-        &c,
-        "--name",
-        "portal",
-        "--cert",
-        &s(&crt),
-        "--key",
-        &s(&key),
-    ]);
-    assert_eq!(serial_of(&served(&g, "portal.test")[0]), new.serial());
-
-    // A dry run shows the backup it would put back and changes nothing.
-    let before = snapshot(env.path());
-    let out = ok(&[
-        "certs",
-        "restore",
-        "--config",
-        &c,
-        "--name",
-        "portal",
-        "--dry-run",
-    ]);
-    assert!(
-        out.contains(&old_serial) && out.contains("dry run: nothing written"),
-        "{out}"
-    );
-    assert_eq!(before, snapshot(env.path()), "--dry-run writes nothing");
-    // Run from the config's directory with a relative --config, as an operator would.
-    let out = text(&in_dir(
-        env.path(),
-        &[
-            "certs",
-            "restore",
-            "--config",
-            "gatehouse.toml",
-            "--name",
-            "portal",
-        ],
-    ));
-    assert_eq!(
-        serial_of(&served(&g, "portal.test")[0]),
-        old_serial,
-        "restore brings the previous serial back: {out}"
-    );
-    let undo = out
-        .lines()
-        .find_map(|l| l.strip_prefix("undo: gatehouse "))
-        .unwrap_or_else(|| panic!("restore prints its undo command: {out}"));
-    let undo: Vec<&str> = undo.split_whitespace().collect();
-    let undo_id = undo.last().expect("the backup id").to_string();
-    use std::os::unix::fs::PermissionsExt;
-    for entry in walk(&env.path().join("state/backups")) {
-        let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "backups are private: {}", entry.display());
-    }
-    let list = ok(&["certs", "backups", "--config", &c, "--name", "portal"]);
-    assert!(
-        list.contains(&undo_id) && list.contains(&old_serial) && list.contains(&new.serial()),
-        "{list}"
-    );
-    // The undo line is a complete command: it works from any directory.
-    let elsewhere = gatehouse_tests::temp_dir();
-    let out = in_dir(elsewhere.path(), &undo);
-    assert_eq!(out.status.code(), Some(0), "{undo:?}: {}", text(&out));
-    assert_eq!(
-        serial_of(&served(&g, "portal.test")[0]),
-        new.serial(),
-        "the restore was undone"
-    );
-    let out = refused(&[
-        "certs", "restore", "--config", &c, "--name", "portal", "--backup", "nope",
-    ]);
-    assert!(out.contains("no backup \"nope\""), "{out}");
-}
-
-/// `gatehouse ARGS…` run from `dir`.
-fn in_dir(dir: &Path, args: &[&str]) -> Output {
-    Command::new(support::process::gatehouse_bin())
-        .args(args)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run gatehouse")
 }
 
 fn as_refs(v: &[String]) -> Vec<&str> {
@@ -495,231 +394,4 @@ fn csr_refuses_to_overwrite_a_key_unless_forced_and_then_keeps_the_old_one() {
         t.contains("DNS:appliance.test") && t.contains("IP Address:192.0.2.10"),
         "{t}"
     );
-}
-
-#[test]
-fn internal_ca_takes_its_name_organization_and_validity_from_the_config() {
-    let mut env = Env::new();
-    env.certificate_block("default", "issuer = \"internal\"\nnames = [\"box.test\"]");
-    let listener = ListenerToml::http(http_upstream("portal")).certificates(&["default"]);
-    let config = env.config_with(
-        "[internal_ca]\ncommon_name = \"Acme Appliance CA\"\norganization = \"Acme\"\nvalidity_days = 1000\n",
-        &listener.to_toml(),
-    );
-    let g = Gatehouse::start(&config);
-    let ca_pem = ok(&["certs", "export-ca", "--config", &s(&config)]);
-    drop(g);
-    let ca = write(env.path(), "ca.pem", &ca_pem);
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-subject", "-checkend"])
-        .arg((999 * 86_400).to_string())
-        .arg("-in")
-        .arg(&ca)
-        .output()
-        .expect("openssl x509");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("CN = Acme Appliance CA") && text.contains("O = Acme"),
-        "{text}"
-    );
-    assert!(out.status.success(), "valid for 999 more days: {text}");
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-checkend"])
-        .arg((1001 * 86_400).to_string())
-        .arg("-in")
-        .arg(&ca)
-        .output()
-        .expect("openssl x509");
-    assert!(
-        !out.status.success(),
-        "but not for 1001: validity_days = 1000"
-    );
-}
-
-#[test]
-fn internal_certificates_are_issued_on_first_boot_and_reissued_when_the_host_is_renamed() {
-    let env = Env::new();
-    let mut env = env;
-    env.certificate_block("default", "issuer = \"internal\"");
-    let listener = ListenerToml::http(http_upstream("portal")).certificates(&["default"]);
-    let config = env.config(&listener.to_toml());
-    let c = s(&config);
-    let start = |host: &str, address: &str| {
-        Gatehouse::start_env(
-            &["run", "--config", &c],
-            &[
-                ("GATEHOUSE_HOSTNAME", host),
-                ("GATEHOUSE_HOST_ADDRESSES", address),
-            ],
-        )
-    };
-
-    let g = start("alpha.test", "192.0.2.10");
-    let first = served(&g, "alpha.test");
-    let ca_pem = ok(&["certs", "export-ca", "--config", &c]);
-    let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes())
-        .expect("export-ca prints a PEM certificate");
-    verify_chain(&first, &ca, "alpha.test")
-        .expect("the default certificate verifies to the exported CA");
-    verify_chain(&first, &ca, "192.0.2.10").expect("and covers the host's address");
-    drop(g);
-
-    let g = start("alpha.test", "192.0.2.10");
-    assert_eq!(
-        serial_of(&served(&g, "alpha.test")[0]),
-        serial_of(&first[0]),
-        "a restart keeps a valid certificate"
-    );
-    drop(g);
-
-    // The address changed (XClarity reissues on an IP change): reissued, old one backed up.
-    let g = start("alpha.test", "192.0.2.11");
-    let readdressed = served(&g, "alpha.test");
-    assert_ne!(serial_of(&readdressed[0]), serial_of(&first[0]));
-    verify_chain(&readdressed, &ca, "192.0.2.11").expect("covers the new address");
-    let backups = ok(&["certs", "backups", "--config", &c, "--name", "default"]);
-    assert!(
-        backups.contains(&serial_of(&first[0])),
-        "the replaced internal certificate is backed up: {backups}"
-    );
-    drop(g);
-
-    let g = start("beta.test", "192.0.2.11");
-    let renamed = served(&g, "beta.test");
-    assert_ne!(
-        serial_of(&renamed[0]),
-        serial_of(&readdressed[0]),
-        "renamed host: reissued"
-    );
-    verify_chain(&renamed, &ca, "beta.test").expect("by the same CA");
-    assert!(
-        g.wait_for_log(
-            |l| l.contains("issued by the internal CA") && l.contains("names changed"),
-            WAIT
-        )
-        .is_some(),
-        "{}",
-        g.log_text()
-    );
-
-    // Names set in the config and changed at runtime: SIGHUP reissues.
-    env.remove_certificate("default");
-    env.certificate_block("default", "issuer = \"internal\"\nnames = [\"gamma.test\"]");
-    env.config(&listener.to_toml());
-    g.signal("HUP");
-    assert!(
-        g.wait_for_log(|l| l.contains("certificate \"default\": updated"), WAIT)
-            .is_some(),
-        "{}",
-        g.log_text()
-    );
-    verify_chain(&served(&g, "gamma.test"), &ca, "gamma.test").expect("reissued for the new name");
-}
-
-#[test]
-fn inspect_shows_each_certificate_and_the_chain_verdict() {
-    let out = ok(&["certs", "inspect", &s(&fx("messy-bundle.pem"))]);
-    for expected in [
-        "subject:",
-        "names:      leaf.test, www.leaf.test",
-        "sha256:",
-        "ECDSA P-256",
-        "root dropped",
-        "out of order: will be reordered",
-        "leaf, 1 intermediate",
-    ] {
-        assert!(out.contains(expected), "missing {expected:?}:\n{out}");
-    }
-    let out = ok(&["certs", "inspect", &s(&fx("leaf-ecp256.crt"))]);
-    assert!(
-        out.contains("incomplete: issuer \"CN=Gatehouse Test Intermediate\" missing"),
-        "{out}"
-    );
-    let out = ok(&[
-        "certs",
-        "inspect",
-        &s(&fx("leaf-rsa2048.p12")),
-        "--password-file",
-        &s(&fx("password.txt")),
-    ]);
-    assert!(
-        out.contains("RSA 2048") && out.contains("matches the leaf (not shown)"),
-        "{out}"
-    );
-    let out = ok(&[
-        "certs",
-        "inspect",
-        &s(&fx("leaf-ecp256.der")),
-        &s(&fx("inter.der")),
-        &s(&fx("leaf-ecp256.key")),
-    ]);
-    assert!(out.contains("from ") && out.contains("inter.der"), "{out}");
-    let out = refused(&["certs", "inspect", &s(&fx("leaf-sha1.crt"))]);
-    assert!(
-        out.contains("would be refused") && out.contains("SHA-1"),
-        "{out}"
-    );
-}
-
-#[test]
-fn list_shows_the_configured_certificates() {
-    let (env, _g, config) = deployment();
-    let out = ok(&["certs", "list", "--config", &s(&config)]);
-    assert!(
-        out.contains("portal")
-            && out.contains("portal.test,engine.test")
-            && out.contains("portal.crt"),
-        "{out}"
-    );
-    assert!(
-        out.contains("DAYS LEFT") && out.contains("portal.crt"),
-        "{out}"
-    );
-    write(env.path(), "portal.crt", "garbage");
-    let out = refused(&["certs", "list", "--config", &s(&config)]);
-    assert!(out.contains("ERROR"), "{out}");
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for e in std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-    {
-        let p = e.path();
-        if p.is_dir() {
-            files.extend(walk(&p));
-        } else {
-            files.push(p);
-        }
-    }
-    files
-}
-
-#[test]
-fn check_passes_before_internal_certificates_are_issued_and_fails_on_a_bad_upstream_ca_file() {
-    let mut env = Env::new();
-    env.certificate_block(
-        "default",
-        "issuer = \"internal\"\nnames = [\"first-boot.test\"]",
-    );
-    let listener = ListenerToml::http(http_upstream("portal")).certificates(&["default"]);
-    let config = env.config(&listener.to_toml());
-    let out = ok(&["check", "--config", &s(&config)]);
-    assert!(
-        out.contains("will be issued by the internal CA at start"),
-        "{out}"
-    );
-    assert!(!env.path().join("state").exists(), "check writes nothing");
-
-    let upstream = http_upstream("portal");
-    let bad = env.config(
-        &listener
-            .upstream(&format!("https://{upstream}"))
-            .set("upstream_ca_file = \"missing-ca.pem\"")
-            .to_toml(),
-    );
-    let out = refused(&["check", "--config", &s(&bad)]);
-    assert!(out.contains("missing-ca.pem"), "{out}");
 }

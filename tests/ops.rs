@@ -1,29 +1,18 @@
 //! The operations surface driven as an operator would: `/metrics` scraped with curl,
-//! `/certs`, `POST /reload` with and without the token, `gatehouse reload` exit codes,
-//! `/healthz` while draining, JSON and access logs.
+//! `/certs`, `/healthz` while draining, JSON and access logs, the startup's expiry
+//! warnings. Reloads (`POST /reload`, `gatehouse reload`) are in `reloads.rs`.
 
 #[path = "support/mod.rs"]
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use gatehouse_tests::upstream::{http_upstream, refused_addr, rt};
 use gatehouse_tests::{connect, write};
 use serde_json::Value;
+use support::clients::curl_status;
 use support::deploy::{Env, ListenerToml, WAIT, curl_with_root, portal_and_engine, text};
-use support::process::{Gatehouse, gatehouse_bin};
-
-fn curl(args: &[&str]) -> (String, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("run curl");
-    let all = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = all.rsplit_once('\n').unwrap_or((&all, ""));
-    (body.trim_end().to_owned(), code.to_owned())
-}
+use support::process::Gatehouse;
 
 fn metric(metrics: &str, series: &str) -> Option<f64> {
     metrics
@@ -34,7 +23,7 @@ fn metric(metrics: &str, series: &str) -> Option<f64> {
 }
 
 fn scrape(g: &Gatehouse) -> String {
-    let (body, code) = curl(&[&g.admin_url("/metrics")]);
+    let (body, code) = curl_status(&[&g.admin_url("/metrics")]);
     assert_eq!(code, "200", "{body}");
     body
 }
@@ -115,7 +104,7 @@ fn metrics_show_expiry_reloads_and_traffic() {
 
     // A good reload counts as success, a partly failed one as failure.
     let new_serial = env.issue("portal", &["portal.test"]);
-    let (body, code) = curl(&["-X", "POST", &g.admin_url("/reload")]);
+    let (body, code) = curl_status(&["-X", "POST", &g.admin_url("/reload")]);
     assert_eq!(code, "200", "{body}");
     let m = scrape(&g);
     assert_eq!(
@@ -131,7 +120,7 @@ fn metrics_show_expiry_reloads_and_traffic() {
         "info follows the reload:\n{m}"
     );
     write(env.path(), "engine.key", "not a key");
-    let (body, code) = curl(&["-X", "POST", &g.admin_url("/reload")]);
+    let (body, code) = curl_status(&["-X", "POST", &g.admin_url("/reload")]);
     assert_eq!(code, "409", "{body}");
     let m = scrape(&g);
     assert_eq!(
@@ -178,7 +167,7 @@ fn upstream_errors_are_counted_by_kind() {
 #[test]
 fn certs_json_matches_the_served_chain_and_holds_no_key() {
     let (env, g) = portal_and_engine("");
-    let (body, code) = curl(&[&g.admin_url("/certs")]);
+    let (body, code) = curl_status(&[&g.admin_url("/certs")]);
     assert_eq!(code, "200");
     assert!(!body.contains("PRIVATE KEY"), "never key material: {body}");
     let certs: Value = serde_json::from_str(&body).expect("JSON");
@@ -230,145 +219,9 @@ fn certs_json_matches_the_served_chain_and_holds_no_key() {
 }
 
 #[test]
-fn post_reload_needs_the_token_when_one_is_configured() {
-    let mut env = Env::new();
-    env.certificate("portal", &["portal.test"]);
-    write(
-        env.path(),
-        "admin.token",
-        "0123456789abcdef0123456789abcdef\n",
-    );
-    let upstream = http_upstream("portal");
-    let config = env.config_with(
-        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n",
-        &ListenerToml::http(upstream)
-            .certificates(&["portal"])
-            .to_toml(),
-    );
-    let g = Gatehouse::start(&config);
-    let (_, code) = curl(&["-X", "POST", &g.admin_url("/reload")]);
-    assert_eq!(code, "401", "no token");
-    let (_, code) = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        "Authorization: Bearer wrong",
-        &g.admin_url("/reload"),
-    ]);
-    assert_eq!(code, "401", "wrong token");
-    let (body, code) = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        "Authorization: Bearer 0123456789abcdef0123456789abcdef",
-        &g.admin_url("/reload"),
-    ]);
-    assert_eq!(code, "200", "{body}");
-    let (_, code) = curl(&[&g.admin_url("/metrics")]);
-    assert_eq!(code, "200", "GETs need no token");
-    let out = Command::new(gatehouse_bin())
-        .args(["reload", "--config"])
-        .arg(&config)
-        .output()
-        .expect("reload");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "gatehouse reload sends the token: {}",
-        text(&out)
-    );
-}
-
-#[test]
-fn gatehouse_reload_exits_0_when_clean_and_1_when_something_kept_its_previous_version() {
-    let (mut env, g) = portal_and_engine("");
-    let config = env.path().join("gatehouse.toml");
-    let new_serial = env.issue("portal", &["portal.test"]);
-    let out = Command::new(gatehouse_bin())
-        .args(["reload", "--config"])
-        .arg(&config)
-        .output()
-        .expect("reload");
-    let report = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{report}");
-    assert!(
-        report.contains("NAME") && report.contains("updated") && report.contains(&new_serial),
-        "{report}"
-    );
-    assert!(report.contains("unchanged"), "{report}");
-
-    write(env.path(), "engine.crt", "");
-    let out = Command::new(gatehouse_bin())
-        .args(["reload", "--config"])
-        .arg(&config)
-        .output()
-        .expect("reload");
-    let report = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{report}");
-    assert!(
-        report.contains("kept_previous") && report.contains("engine.crt is empty"),
-        "{report}"
-    );
-    drop(g);
-}
-
-#[test]
-fn gatehouse_reload_falls_back_to_sighup_through_the_pid_file() {
-    let mut env = Env::new();
-    env.certificate("portal", &["portal.test"]);
-    let upstream = http_upstream("portal");
-    let config = env.config_with(
-        "pid_file = \"gatehouse.pid\"\n[admin]\nenabled = false\n",
-        &ListenerToml::http(upstream)
-            .certificates(&["portal"])
-            .to_toml(),
-    );
-    let g = Gatehouse::start(&config);
-    assert!(g.admin.is_none());
-    let out = Command::new(gatehouse_bin())
-        .args(["reload", "--config"])
-        .arg(&config)
-        .output()
-        .expect("reload");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        text(&out).contains(&format!("pid {}", g.pid())),
-        "{}",
-        text(&out)
-    );
-    assert!(
-        g.wait_for_log(|l| l.contains("SIGHUP: reloading"), WAIT)
-            .is_some(),
-        "{}",
-        g.log_text()
-    );
-}
-
-#[test]
-fn admin_refuses_a_non_loopback_bind_without_a_token() {
-    let mut env = Env::new();
-    env.certificate("portal", &["portal.test"]);
-    let config = env.config_with(
-        "[admin]\nlisten = \"0.0.0.0:0\"\n",
-        &ListenerToml::http(http_upstream("portal"))
-            .certificates(&["portal"])
-            .to_toml(),
-    );
-    for verb in ["check", "run"] {
-        let out = Command::new(gatehouse_bin())
-            .args([verb, "--config"])
-            .arg(&config)
-            .output()
-            .expect(verb);
-        assert!(!out.status.success(), "{verb} must refuse: {}", text(&out));
-        assert!(text(&out).contains("token_file"), "{verb}: {}", text(&out));
-    }
-}
-
-#[test]
 fn healthz_is_200_while_serving_and_503_while_draining() {
     let (env, mut g) = portal_and_engine("");
-    let (body, code) = curl(&[&g.admin_url("/healthz")]);
+    let (body, code) = curl_status(&[&g.admin_url("/healthz")]);
     assert_eq!((body.as_str(), code.as_str()), ("ok", "200"));
     let addr = g.addr("web");
     let root = env.path().join("root.pem");
@@ -377,7 +230,7 @@ fn healthz_is_200_while_serving_and_503_while_draining() {
     std::thread::sleep(Duration::from_millis(400));
     g.signal("TERM");
     std::thread::sleep(Duration::from_millis(300));
-    let (body, code) = curl(&[&g.admin_url("/healthz")]);
+    let (body, code) = curl_status(&[&g.admin_url("/healthz")]);
     assert_eq!((body.as_str(), code.as_str()), ("draining", "503"));
     assert!(text(&slow.join().expect("slow")).contains("slow=2000"));
     assert!(g.wait_exit(WAIT).expect("exit").success());

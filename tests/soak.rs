@@ -17,7 +17,7 @@ use futures_util::{SinkExt, StreamExt};
 use gatehouse_tests::faults::tcp_echo;
 use gatehouse_tests::upstream::{http_upstream, rt};
 use gatehouse_tests::{LeafSpec, STEP_TIMEOUT, connect, serial_of, write};
-use support::clients::{get_portal, portal_keep_alive};
+use support::clients::{get_portal, portal_keep_alive, portal_websocket};
 use support::deploy::{Env, ListenerToml};
 use support::probes::get_on_new_connection;
 use support::process::Gatehouse;
@@ -141,11 +141,7 @@ fn reloads_of_good_and_broken_renewals_under_load_lose_no_request() {
 
     // Long-lived streams, opened before the first reload.
     let (mut ws, mut stream) = rt().block_on(async {
-        let (tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
-        let url = format!("wss://portal.test:{}/chat", addr.port());
-        let (ws, _) = tokio_tungstenite::client_async(url, tls)
-            .await
-            .expect("upgrade");
+        let (ws, _) = portal_websocket(addr).await;
         let (stream, _) = connect(collector, Some("collector.test"))
             .await
             .expect("handshake");

@@ -179,11 +179,7 @@ fn websockets_hold_their_connection_slot() {
     let (_env, g) = portal_and_engine("max_connections = 1");
     let addr = g.addr("web");
     rt().block_on(async {
-        let (tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
-        let url = format!("wss://portal.test:{}/chat", addr.port());
-        let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
-            .await
-            .expect("upgrade");
+        let (mut ws, _) = portal_websocket(addr).await;
         ws.send(Message::text("hi")).await.expect("send");
         let echo = tokio::time::timeout(STEP_TIMEOUT, ws.next()).await;
         assert!(

@@ -1,5 +1,5 @@
 //! Clients for the tests: a keep-alive HTTP/1.1 and an HTTP/2 connection to the portal
-//! through the proxy, and what a request on them answered.
+//! through the proxy, and what a request on them answered; a WebSocket to the portal.
 
 use gatehouse_tests::{STEP_TIMEOUT, connect, connect_with, inspecting_client_config};
 use http_body_util::{BodyExt, Empty};
@@ -90,4 +90,33 @@ pub async fn body_of(task: tokio::task::JoinHandle<hyper::Result<String>>, what:
         .unwrap_or_else(|_| panic!("{what}: no answer in {STEP_TIMEOUT:?}"))
         .expect("client task")
         .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// `curl -sS ARGS…` (20 s at most): the body, and the HTTP status code curl wrote after it.
+pub fn curl_status(args: &[&str]) -> (String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    let all = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = all.rsplit_once('\n').unwrap_or((&all, ""));
+    (body.trim_end().to_owned(), code.to_owned())
+}
+
+/// A WebSocket to `wss://portal.test/chat` through the proxy at `addr`, on a new TLS
+/// connection (the test upstream echoes there), and the upgrade's response; in
+/// `STEP_TIMEOUT`.
+pub async fn portal_websocket(
+    addr: std::net::SocketAddr,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::handshake::client::Response,
+) {
+    let (tls, _) = connect(addr, Some("portal.test")).await.expect("handshake");
+    let url = format!("wss://portal.test:{}/chat", addr.port());
+    tokio::time::timeout(STEP_TIMEOUT, tokio_tungstenite::client_async(url, tls))
+        .await
+        .expect("upgrade in time")
+        .expect("websocket upgrade through the proxy")
 }
