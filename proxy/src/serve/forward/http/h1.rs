@@ -3,9 +3,9 @@
 //! taken, its request bodies read, nothing of a next request arrived) and the round is
 //! at least `ROUND` old; there the stream is taken back from hyper, which frees its read
 //! and write buffers (8 KiB each) and its state, and waits alone for the client's next
-//! bytes, which a new round's hyper connection reads. An idle keep-alive connection (what every browser leaves behind) so
-//! holds what one that never sent a request holds, and its `ConnCtx`. A 101 upgrade takes
-//! the stream back too, to splice it to the upstream's.
+//! bytes, which a new round's hyper connection reads. An idle keep-alive connection (what
+//! every browser leaves behind) so holds what one that never sent a request holds, and
+//! its `ConnCtx`. A 101 upgrade takes the stream back too, to splice it to the upstream's.
 
 use std::future::Future;
 use std::io;
@@ -159,8 +159,8 @@ where
 
 /// Runs one hyper connection until it ends, the client is between requests once the round
 /// is `ROUND` old, or the drain asks it to finish (in-flight requests complete, then it
-/// closes). The connection is
-/// made here, in the round's (boxed) state: one allocation per round, and no copy.
+/// closes). The connection is made here, in the round's (boxed) state: one allocation per
+/// round, and no copy.
 async fn run<S, Svc>(
     http: &http1::Builder,
     stream: Rewound<IdleTimeout<S>>,
