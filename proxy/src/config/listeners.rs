@@ -142,7 +142,13 @@ fn timeouts(l: &RawListener, prefix: &str, problems: &mut Vec<String>) -> [Durat
             DEFAULT_UPSTREAM_IDLE_TIMEOUT,
         ),
     ]
-    .map(|(value, key, default)| duration(value, prefix, key, default, problems))
+    // Each key's default when it is absent or wrong (the problem is recorded).
+    .map(|(value, key, default): (&Option<RawDuration>, _, _)| {
+        value
+            .as_ref()
+            .and_then(|d| d.check(prefix, key, problems))
+            .unwrap_or(default)
+    })
 }
 
 /// Every certificate the listener names is defined.
@@ -159,20 +165,6 @@ fn check_certificates(l: &RawListener, what: &str, cx: &Context<'_>, problems: &
             ));
         }
     }
-}
-
-/// A duration key's value: its default when absent or wrong (the problem is recorded).
-fn duration(
-    value: &Option<RawDuration>,
-    prefix: &str,
-    key: &str,
-    default: Duration,
-    problems: &mut Vec<String>,
-) -> Duration {
-    value
-        .as_ref()
-        .and_then(|d| d.check(prefix, key, problems))
-        .unwrap_or(default)
 }
 
 /// `max_connections` and `max_header_size`.
