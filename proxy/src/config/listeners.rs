@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::duration::RawDuration;
 use super::peers;
 use super::raw::{MinTlsVersion, RawListener, RawUpstreamOptions};
 use super::upstream::{Upstream, UpstreamError, UpstreamOptions, UpstreamProtocol};
@@ -143,7 +142,7 @@ fn timeouts(l: &RawListener, prefix: &str, problems: &mut Vec<String>) -> [Durat
         ),
     ]
     // Each key's default when it is absent or wrong (the problem is recorded).
-    .map(|(value, key, default): (&Option<RawDuration>, _, _)| {
+    .map(|(value, key, default)| {
         value
             .as_ref()
             .and_then(|d| d.check(prefix, key, problems))
