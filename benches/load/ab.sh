@@ -7,7 +7,8 @@
 #   WORKDIR  the work dir `benches/load/compare.sh --keep` printed
 #   MODE     h1 (keep-alive HTTP/1.1), h2, ecdsa or rsa (full handshakes, session
 #            resumption off), 1m (1 MiB responses; an operation is one MiB): the loads
-#            of compare.sh, with its connection counts
+#            of compare.sh, with its connection counts; p99: compare.sh's fixed rate,
+#            judged by the p99 latency (ms) instead of the CPU per operation
 #   PAIRS    how many A/B pairs: 5 at least on a shared 2-core VM, where one binary against
 #            itself scatters by up to ±8% per pair
 # Environment: DUR (seconds per run, default 4).
@@ -20,7 +21,7 @@ set -euo pipefail
 WORK=$(cd "$1" && pwd)
 MODE=$2 PAIRS=$3 BIN_A=$4 BIN_B=$5
 DUR=${DUR:-4}
-case "$MODE" in h1|h2|ecdsa|rsa|1m) ;; *) echo "MODE must be h1, h2, ecdsa, rsa or 1m" >&2; exit 2 ;; esac
+case "$MODE" in h1|h2|ecdsa|rsa|1m|p99) ;; *) echo "MODE must be h1, h2, ecdsa, rsa, 1m or p99" >&2; exit 2 ;; esac
 for b in "$BIN_A" "$BIN_B"; do [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }; done
 for t in nginx wrk h2load python3; do
     command -v "$t" >/dev/null 2>&1 || { echo "$t is missing: run compare.sh first" >&2; exit 2; }
@@ -51,10 +52,10 @@ name=ecdsa
 if [ "$MODE" = rsa ]; then name=rsa; fi
 url="https://$name.bench.test:$port/"
 
-# Starts BIN, warms it up, runs the load, stops it; prints "µs/op ops/s". Runs in this
-# shell (not a subshell), so that an exit here still stops what it started.
+# Starts BIN, warms it up, runs the load, stops it; prints "µs/op ops/s" (p99: "ms ops/s").
+# Runs in this shell (not a subshell), so that an exit here still stops what it started.
 run() { # BIN
-    local pid before after ops
+    local pid before after ops p99
     GATEHOUSE_LOG=warn "$1" run --config "$OUT/gatehouse.toml" 2>>"$OUT/gatehouse.log" &
     pid=$!
     PIDS+=("$pid")
@@ -65,17 +66,24 @@ run() { # BIN
         h1) read -r _ ops _ < <(run_wrk "$url" "$H1_CONNS") ;;
         h2) read -r _ ops _ < <(run_h2load "$url" -c"$H2_CONNS" -m"$H2_STREAMS") ;;
         1m) read -r _ ops _ < <(run_wrk "${url}1m" "$BIG_CONNS") ;;
+        p99) read -r p99 ops _ < <(run_latency "$url") ;;
         *) read -r _ ops _ < <(run_wrk "$url" "$HS_CONNS" -H "Connection: close") ;;
     esac
     after=$(cpu_ticks "$pid")
     kill -TERM "$pid"
     wait "$pid" 2>/dev/null || true
     [ "${ops:-0}" -gt 0 ] || { echo "no operations completed: see $WORK/tools.log" >&2; exit 1; }
+    if [ "$MODE" = p99 ]; then
+        echo "$p99 $(( ops / DUR ))"
+        return
+    fi
     awk -v b="$before" -v a="$after" -v o="$ops" -v t="$TICK" -v d="$DUR" 'BEGIN {
         split(b, x, " "); split(a, y, " ")
         printf "%.2f %.0f\n", (y[1] + y[2] - x[1] - x[2]) / t / o * 1e6, o / d }'
 }
 
+UNIT="µs/op" WHAT="CPU per operation"
+if [ "$MODE" = p99 ]; then UNIT="ms p99" WHAT="p99 latency"; fi
 : >"$OUT/pairs.txt"
 for i in $(seq "$PAIRS"); do
     # Which goes first alternates: the second run of a pair tends to come out faster (one
@@ -90,9 +98,9 @@ for i in $(seq "$PAIRS"); do
     read -r a_cpu a_rate <"$OUT/a.txt"
     read -r b_cpu b_rate <"$OUT/b.txt"
     echo "$a_cpu $b_cpu" >>"$OUT/pairs.txt"
-    printf 'pair %d: A %s µs/op %s op/s   B %s µs/op %s op/s\n' "$i" "$a_cpu" "$a_rate" "$b_cpu" "$b_rate"
+    printf 'pair %d: A %s %s %s op/s   B %s %s %s op/s\n' "$i" "$a_cpu" "$UNIT" "$a_rate" "$b_cpu" "$UNIT" "$b_rate"
 done
 awk '{ print $2 / $1 }' "$OUT/pairs.txt" | sort -g |
     awk '{ r[NR] = $1 } END {
         m = (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
-        printf "B/A CPU per operation: median %.3f (pairs from %.3f to %.3f)\n", m, r[1], r[NR] }'
+        printf "B/A %s: median %.3f (pairs from %.3f to %.3f)\n", what, m, r[1], r[NR] }' what="$WHAT"

@@ -73,9 +73,8 @@ fi
 # schedule is cheaper than AES-256-GCM-SHA384's); the anchors are given the same order so
 # that handshakes compare like for like.
 TLS13_SUITES=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
-# Connections per load (H1_CONNS, H2_CONNS, H2_STREAMS, HS_CONNS and BIG_CONNS are in lib.sh):
-LAT_CLIENTS=20       # h2load --h1 --rps: fixed rate = LAT_CLIENTS x LAT_RPS req/s
-LAT_RPS=250
+# Connections per load (H1_CONNS, H2_CONNS, H2_STREAMS, HS_CONNS, BIG_CONNS and the fixed
+# rate, LAT_CLIENTS x LAT_RPS, are in lib.sh).
 BUDGET=600           # seconds for the whole measuring part; later runs are skipped
 T0=$(date +%s)
 
@@ -534,23 +533,6 @@ measure() { # MEASURE PROXY RUN PID COMMAND...
     read -r up _ < <(cpu_delta "$up0" "$up1")
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$m" "$p" "$r" "$(tr ' ' '\t' <<<"$res")" "$cpu" "${others%% *}" "$sys" "$tool" "$up" >>"$RESULTS"
     log "$m $p run $r: $res cpu ${cpu}s (sys ${sys}s); load tool ${tool}s, upstream ${up}s; others ${others}"
-}
-
-# p99 at a fixed rate: h2load --h1 with --rps per client and a per-request log.
-run_latency() { # URL
-    local url=$1 port out logf=$WORK/latency.log
-    port=${url##*:}; port=${port%%/*}
-    rm -f "$logf"
-    out=$(timeout $(( DUR + 15 )) h2load --h1 -t1 -c"$LAT_CLIENTS" --rps="$LAT_RPS" -D "$DUR" \
-        --connect-to="127.0.0.1:$port" --log-file="$logf" "$url" 2>&1) || { echo "0 0 1"; return; }
-    echo "$out" >>"$WORK/tools.log"
-    local ops err
-    ops=$(awk '/^requests:/ { print $8 }' <<<"$out")
-    err=$(awk '/^requests:/ { print $10 + $12 }' <<<"$out")
-    # Third column: microseconds from request start to end of response.
-    local p99
-    p99=$(cut -f3 "$logf" | sort -n | awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.3f", v[i] / 1000 }')
-    echo "$p99 ${ops:-0} ${err:-1}"
 }
 
 # Session resumption as configured? Two connections with Python's ssl (OpenSSL), the

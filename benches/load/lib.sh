@@ -42,6 +42,8 @@ H2_CONNS=8           # h2load, HTTP/2 ...
 H2_STREAMS=10        # ... with this many concurrent streams per connection
 HS_CONNS=16          # wrk with "Connection: close": one handshake per request
 BIG_CONNS=4          # wrk, 1 MiB responses
+LAT_CLIENTS=20       # h2load --h1 --rps: fixed rate = LAT_CLIENTS x LAT_RPS req/s
+LAT_RPS=250
 
 # The process and its children (nginx: master and workers).
 # shellcheck disable=SC2046 # one pid per word
@@ -87,4 +89,21 @@ run_h2load() { # URL [extra h2load args...]
         /^finished in/ { rate = $4 }
         /^requests:/ { ops = $8; err = $10 + $12 }
         END { printf "%s %s %d\n", rate + 0, ops + 0, err }' <<<"$out"
+}
+
+# p99 at a fixed rate: h2load --h1 with --rps per client and a per-request log.
+run_latency() { # URL
+    local url=$1 port out logf=$WORK/latency.log
+    port=${url##*:}; port=${port%%/*}
+    rm -f "$logf"
+    out=$(timeout $(( DUR + 15 )) h2load --h1 -t1 -c"$LAT_CLIENTS" --rps="$LAT_RPS" -D "$DUR" \
+        --connect-to="127.0.0.1:$port" --log-file="$logf" "$url" 2>&1) || { echo "0 0 1"; return; }
+    echo "$out" >>"$WORK/tools.log"
+    local ops err
+    ops=$(awk '/^requests:/ { print $8 }' <<<"$out")
+    err=$(awk '/^requests:/ { print $10 + $12 }' <<<"$out")
+    # Third column: microseconds from request start to end of response.
+    local p99
+    p99=$(cut -f3 "$logf" | sort -n | awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.3f", v[i] / 1000 }')
+    echo "$p99 ${ops:-0} ${err:-1}"
 }
