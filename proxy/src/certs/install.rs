@@ -78,27 +78,7 @@ pub fn install_with(config: &Config, args: &InstallArgs, report: &mut dyn Report
     let refused = |e: CertsError| CertsError::InstallRefused(Box::new(e));
     let pool = config.intermediates();
     let (bundle, new) = read_new(args, spec, now, &pool).map_err(refused)?;
-    if let Some(issuer) = missing_issuer(&new) {
-        // With trust_anchors the load verified the chain to them: a root issued the leaf.
-        if spec.trust_anchors.is_none() && !args.allow_incomplete_chain {
-            return Err(refused(CertsError::IssuerMissing {
-                certificate: spec.name.clone(),
-                issuer,
-            }));
-        }
-    }
-    let required = required_names(config, spec, now);
-    let new_names = new.leaf().names();
-    let dropped: Vec<String> = required
-        .into_iter()
-        .filter(|n| !covers(&new_names, n))
-        .collect();
-    if !dropped.is_empty() && !args.allow_name_change {
-        return Err(refused(CertsError::NamesDropped {
-            certificate: spec.name.clone(),
-            names: dropped,
-        }));
-    }
+    let dropped = check_new(config, spec, args, &new, now).map_err(refused)?;
     print_plan(report.out(), spec, &new, &dropped, now);
     for c in &new.completed {
         say!(
@@ -147,6 +127,39 @@ pub fn install_with(config: &Config, args: &InstallArgs, report: &mut dyn Report
     }
     say!(report, "installed \"{}\"", spec.name);
     Ok(report.reload(config, &[&spec.name]))
+}
+
+/// What would make installing `new` a mistake: an issuer missing from its chain, names it
+/// drops that the config serves (each allowed by its flag). The names it drops, when
+/// allowed.
+fn check_new(
+    config: &Config,
+    spec: &CertSpec,
+    args: &InstallArgs,
+    new: &LoadedCert,
+    now: Timestamp,
+) -> Result<Vec<String>, CertsError> {
+    if let Some(issuer) = missing_issuer(new) {
+        // With trust_anchors the load verified the chain to them: a root issued the leaf.
+        if spec.trust_anchors.is_none() && !args.allow_incomplete_chain {
+            return Err(CertsError::IssuerMissing {
+                certificate: spec.name.clone(),
+                issuer,
+            });
+        }
+    }
+    let new_names = new.leaf().names();
+    let dropped: Vec<String> = required_names(config, spec, now)
+        .into_iter()
+        .filter(|n| !covers(&new_names, n))
+        .collect();
+    if !dropped.is_empty() && !args.allow_name_change {
+        return Err(CertsError::NamesDropped {
+            certificate: spec.name.clone(),
+            names: dropped,
+        });
+    }
+    Ok(dropped)
 }
 
 /// The new material, read exactly as the store reads files, and loaded as it would be.
