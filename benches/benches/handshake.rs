@@ -7,14 +7,17 @@
 //! `benches/load/compare.sh` measures (which adds sockets, the runtime and the kernel).
 //! Full handshakes run with `session_resumption = false` (no tickets), as in the load test.
 //! `full_mutual_tls` adds a client certificate the server verifies (`client_auth`);
-//! `full_ocsp_stapled` a 1,500-byte OCSP staple the server sends.
+//! `full_ocsp_stapled` a 1,500-byte OCSP staple the server sends. `sign/…` is the server's
+//! CertificateVerify signature alone (the scheme an OpenSSL client gets: ECDSA P-256
+//! SHA-256, RSA-PSS SHA-256), the floor of a full handshake's cost: compare with
+//! `openssl speed rsa2048 ecdsap256`, what nginx and HAProxy sign with.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use gatehouse_benches::tls::{KeyKind, Material, Pair};
-use rustls::HandshakeKind;
+use rustls::{HandshakeKind, SignatureScheme};
 
 fn bench_pair(
     group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
@@ -48,6 +51,24 @@ fn bench_pair(
     });
 }
 
+/// The signature of a handshake transcript's hash, as the server makes it.
+fn bench_sign(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, kind: KeyKind) {
+    let material = Material::new(kind);
+    let key = &material.loaded().certified_key.key;
+    let scheme = match kind {
+        KeyKind::EcdsaP256 => SignatureScheme::ECDSA_NISTP256_SHA256,
+        KeyKind::Rsa2048 => SignatureScheme::RSA_PSS_SHA256,
+    };
+    let signer = key
+        .choose_scheme(&[scheme])
+        .expect("the key signs with the scheme OpenSSL clients offer first");
+    // What TLS 1.3 signs: 64 spaces, the context string, a zero byte, the transcript hash.
+    let message = [0x20u8; 130];
+    group.bench_function(format!("sign/{}", kind.as_str()), |b| {
+        b.iter(|| black_box(signer.sign(black_box(&message)).expect("sign")))
+    });
+}
+
 fn handshakes(c: &mut Criterion) {
     let mut group = c.benchmark_group("handshake");
     group
@@ -55,6 +76,7 @@ fn handshakes(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
     for kind in KeyKind::ALL {
+        bench_sign(&mut group, kind);
         let material = Material::new(kind);
         let full = Pair::new(material.client_config(false), material.server_config(false));
         bench_pair(
