@@ -76,6 +76,7 @@ impl HttpHarness {
                 _slot: Arc::new(ConnectionSlot::new(
                     permit,
                     ListenerMetrics::disabled().connection(),
+                    crate::serve::workers::Open::uncounted(),
                 )),
                 client: crate::serve::client_auth::ClientIdentity::NotAsked,
                 private: None,

@@ -22,6 +22,7 @@ use crate::serve::forward::tcp;
 use crate::serve::idle::{IdleTimeout, InFlight, Limits};
 use crate::serve::proxy_protocol::{self, ProxyHeaderError};
 use crate::serve::tls::{self, ListenerTls};
+use crate::serve::workers::Spread;
 
 /// Pause after an accept error (EMFILE and friends) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -167,12 +168,13 @@ impl Default for AcceptErrors {
 
 /// Accepts on this worker's handle of the listening socket until `shutdown`, then drops
 /// it; new connections are refused once every worker's handle is gone. `permits` is the
-/// listener's `max_connections`, shared by its workers.
+/// listener's `max_connections`, shared by its workers. Each connection runs on the
+/// worker `spread` picks: this one, or one with fewer open connections.
 pub async fn accept_loop(
     socket: std::net::TcpListener,
     state: Arc<ListenerState>,
     permits: Arc<Semaphore>,
-    tracker: TaskTracker,
+    (spread, tracker): (Arc<Spread>, TaskTracker),
     shutdown: CancellationToken,
 ) {
     let socket = match TcpListener::from_std(socket) {
@@ -182,8 +184,10 @@ pub async fn accept_loop(
             return;
         }
     };
+    let me = crate::serve::workers::current();
     // The connections hold a child of the listener's token: its lock (taken when a
-    // connection clones it or waits on it) is shared with this worker's connections only.
+    // connection clones it or waits on it) is shared with this worker's connections only
+    // (and the few it handed to another worker).
     let shutdown = shutdown.child_token();
     let stop = shutdown.clone();
     let mut stop = std::pin::pin!(stop.cancelled());
@@ -206,12 +210,36 @@ pub async fn accept_loop(
             },
             _ = stop.as_mut() => break,
         };
+        let (worker, open) = spread.pick(me);
         let state = state.clone();
         let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            let slot = Arc::new(ConnectionSlot::new(permit, state.metrics.connection()));
+        let serve = move |tcp| async move {
+            let slot = Arc::new(ConnectionSlot::new(
+                permit,
+                state.metrics.connection(),
+                open,
+            ));
             connection(tcp, peer, &state, slot, shutdown).await;
-        });
+        };
+        if worker == me {
+            tracker.spawn(serve(tcp));
+            continue;
+        }
+        // Registered again with the other worker's event loop (two `epoll_ctl`s); the
+        // handshake has not begun.
+        match tcp.into_std() {
+            Ok(tcp) => {
+                spread.handle(worker).spawn(tracker.track_future(async move {
+                    match TcpStream::from_std(tcp) {
+                        Ok(tcp) => serve(tcp).await,
+                        Err(e) => tracing::debug!(%peer, error = %e, "cannot move a connection to another worker"),
+                    }
+                }));
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "cannot move a connection to another worker")
+            }
+        }
     }
     tracing::info!(listener = %state.config.name, "stopped accepting");
 }

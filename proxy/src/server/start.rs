@@ -25,7 +25,7 @@ use crate::serve::forward::routes::{RouteTable, Routes};
 use crate::serve::listener::{Inherited, ListenerState, accept_loop};
 use crate::serve::tickets::FileTicketer;
 use crate::serve::tls::{self, ListenerTls, TlsOptions};
-use crate::serve::workers::Workers;
+use crate::serve::workers::{Spread, Workers};
 
 /// A listener's TLS server configuration, its session ticket keys and its client
 /// certificate verifier.
@@ -102,7 +102,11 @@ impl Running {
             "serving connections on worker threads"
         );
         let shutdown = CancellationToken::new();
-        let listeners = accept_on(prepared, &workers, &tracker, &shutdown);
+        let spread = Arc::new(Spread::new(
+            &workers,
+            metrics.worker_connections(config.workers),
+        ));
+        let listeners = accept_on(prepared, &workers, (&spread, &tracker), &shutdown);
         let inner = Arc::new(Inner {
             config_path: config_path.to_owned(),
             store,
@@ -135,7 +139,7 @@ impl Running {
 fn accept_on(
     prepared: Vec<Prepared>,
     workers: &Workers,
-    tracker: &TaskTracker,
+    (spread, tracker): (&Arc<Spread>, &TaskTracker),
     shutdown: &CancellationToken,
 ) -> Vec<Bound> {
     let mut listeners = Vec::new();
@@ -149,7 +153,7 @@ fn accept_on(
                 socket,
                 p.state.clone(),
                 permits.clone(),
-                tracker.clone(),
+                (spread.clone(), tracker.clone()),
                 shutdown.clone(),
             )));
         }

@@ -69,6 +69,7 @@ pub struct Metrics {
     reload_timestamp: IntGauge,
     handshakes: IntCounterVec,
     connections_active: IntGaugeVec,
+    worker_connections: IntGaugeVec,
     requests: IntCounterVec,
     request_duration: HistogramVec,
     upstream_errors: IntCounterVec,
@@ -158,6 +159,12 @@ impl Metrics {
                 "gatehouse_connections_active",
                 "Open client connections",
                 &["listener"],
+            ),
+            worker_connections: gauges(
+                r,
+                "gatehouse_worker_connections",
+                "Open client connections on each worker thread, all listeners together",
+                &["worker"],
             ),
             requests: counters(
                 r,
@@ -279,6 +286,17 @@ impl Metrics {
     /// A listener lives as long as the process, so its handles do too: a `'static`
     /// reference spares every request a reference-count update on a cache line all workers
     /// share.
+    /// One gauge of open connections per worker: exported, or (metrics off) counted all
+    /// the same, since new connections go to the worker with the fewest.
+    pub fn worker_connections(&self, workers: usize) -> Vec<IntGauge> {
+        (0..workers)
+            .map(|i| match self.enabled {
+                true => self.worker_connections.with_label_values(&[&i.to_string()]),
+                false => must(IntGauge::new("worker_connections", "unexported")),
+            })
+            .collect()
+    }
+
     pub fn listener(&self, name: &str) -> &'static ListenerMetrics {
         if !self.enabled {
             return Box::leak(Box::new(ListenerMetrics::disabled()));

@@ -20,20 +20,24 @@ mod upgrade;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::ops::metrics::ConnectionGuard;
+use crate::serve::workers::Open;
 
 /// A connection's share of the listener: its `max_connections` permit and its place in
-/// `gatehouse_connections_active`. Held by the connection and by whatever it is upgraded
-/// to (a WebSocket outlives the HTTP connection that carried its handshake).
+/// `gatehouse_connections_active` and in its worker's count. Held by the connection and by
+/// whatever it is upgraded to (a WebSocket outlives the HTTP connection that carried its
+/// handshake).
 pub struct ConnectionSlot {
     _permit: OwnedSemaphorePermit,
     _active: ConnectionGuard,
+    _worker: Open,
 }
 
 impl ConnectionSlot {
-    pub(crate) fn new(permit: OwnedSemaphorePermit, active: ConnectionGuard) -> Self {
+    pub(crate) fn new(permit: OwnedSemaphorePermit, active: ConnectionGuard, worker: Open) -> Self {
         Self {
             _permit: permit,
             _active: active,
+            _worker: worker,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The connections to one HTTP upstream, per worker thread.
 //!
-//! Every request goes upstream on a connection of the worker that accepted its client, so a
+//! Every request goes upstream on a connection of the worker that serves its client, so a
 //! connection and everything it causes stay on one thread (`crate::serve::workers`). Each
 //! worker keeps, per upstream:
 //! - a stack of idle HTTP/1.1 connections, the most recently used on top. A connection is
