@@ -281,11 +281,6 @@ impl Metrics {
         replace_series(&self.upstream_insecure, &mut published.insecure, series);
     }
 
-    /// Handles for one listener, resolved now so recording never looks labels up.
-    ///
-    /// A listener lives as long as the process, so its handles do too: a `'static`
-    /// reference spares every request a reference-count update on a cache line all workers
-    /// share.
     /// One gauge of open connections per worker: exported, or (metrics off) counted all
     /// the same, since new connections go to the worker with the fewest.
     pub fn worker_connections(&self, workers: usize) -> Vec<IntGauge> {
@@ -297,6 +292,11 @@ impl Metrics {
             .collect()
     }
 
+    /// Handles for one listener, resolved now so recording never looks labels up.
+    ///
+    /// A listener lives as long as the process, so its handles do too: a `'static`
+    /// reference spares every request a reference-count update on a cache line all workers
+    /// share.
     pub fn listener(&self, name: &str) -> &'static ListenerMetrics {
         if !self.enabled {
             return Box::leak(Box::new(ListenerMetrics::disabled()));
