@@ -12,12 +12,12 @@
 #   PAIRS    how many A/B pairs: 5 at least on a shared 2-core VM, where one binary against
 #            itself scatters by up to ±8% per pair
 # Environment: DUR (seconds per run, default 4).
-# Prints one line per pair (µs per operation and operations/s for A and B) and the median
-# of the B/A ratios of CPU per operation. Everything listens on 127.0.0.1; every command is
-# bounded by `timeout`; every process started here is stopped on exit.
+# Prints one line per pair (µs per operation, or p99 ms, and operations/s for A and B) and
+# the median of the B/A ratios of that first figure. Everything listens on 127.0.0.1; every
+# command is bounded by `timeout`; every process started here is stopped on exit.
 set -euo pipefail
 
-[ $# -eq 5 ] || { sed -n '2,16p' "$0"; exit 2; }
+[ $# -eq 5 ] || { sed -n '2,17p' "$0"; exit 2; }
 WORK=$(cd "$1" && pwd)
 MODE=$2 PAIRS=$3 BIN_A=$4 BIN_B=$5
 DUR=${DUR:-4}
