@@ -147,9 +147,7 @@ fn clients_that_connected_and_said_nothing_do_not_hold_the_drain() {
         .block_on(connect(addr, Some("portal.test")))
         .expect("handshake");
     let open = r#"gatehouse_connections_active{listener="web"}"#;
-    let both = std::iter::repeat_with(|| g.metric(open))
-        .take(100)
-        .find(|v| *v == Some(2.0));
+    let both = g.wait_for_metric(open, |v| v == 2.0, WAIT);
     assert!(both.is_some(), "both accepted: {:?}", g.metric(open));
     g.signal("TERM");
     let status = g.wait_exit(WAIT);

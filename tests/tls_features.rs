@@ -11,7 +11,7 @@ use std::process::Command;
 use gatehouse_tests::upstream::http_upstream;
 use gatehouse_tests::{Ca, LeafSpec, openssl_fixtures, write};
 use support::chores::s;
-use support::deploy::{Env, ListenerToml};
+use support::deploy::{Env, ListenerToml, WAIT};
 use support::openssl::s_client;
 use support::process::{Gatehouse, gatehouse};
 use support::tools::output_text;
@@ -205,9 +205,7 @@ fn required_client_certificates_are_verified_and_passed_on_as_headers() {
         );
     }
     let refused = r#"gatehouse_tls_handshakes_total{listener="web",result="client_certificate"}"#;
-    let counted = std::iter::repeat_with(|| g.metric(refused))
-        .take(100)
-        .find(|v| *v >= Some(2.0));
+    let counted = g.wait_for_metric(refused, |v| v >= 2.0, WAIT);
     assert!(counted.is_some(), "{:?}", g.metric(refused));
 
     // openssl s_client with the good certificate.

@@ -190,6 +190,24 @@ impl Gatehouse {
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
+    /// Waits (bounded) until one series of `/metrics` has a value `pred` accepts, returning
+    /// it: what a connection's end records can land after its client saw the end.
+    pub fn wait_for_metric(
+        &self,
+        series: &str,
+        pred: impl Fn(f64) -> bool,
+        timeout: Duration,
+    ) -> Option<f64> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(v) = self.metric(series).filter(|v| pred(*v)) {
+                return Some(v);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     pub fn log_text(&self) -> String {
         self.log_lines().join("\n")
     }
