@@ -110,7 +110,7 @@ pub fn main() -> anyhow::Result<()> {
                 .unwrap_or(LogFormat::Text);
             init_logging(format);
             // Taken while the process has one thread: it clears LISTEN_FDS/LISTEN_PID.
-            let inherited = crate::serve::listener::Inherited::from_env();
+            let inherited = crate::serve::sockets::Inherited::from_env();
             runtime()?.block_on(run::run(&config, inherited))
         }
         Command::Reload { config } => {

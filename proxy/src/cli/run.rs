@@ -7,7 +7,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::ops::notify;
 use crate::ops::ocsp_fetch::OcspFetcher;
 use crate::ops::watch::Watch;
-use crate::serve::listener::Inherited;
+use crate::serve::sockets::Inherited;
 use crate::server::Running;
 
 /// Serves until a stop signal, then drains. Returns when the process should exit 0.

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - `workers`: the threads (one single-threaded event loop each) that serve connections.
-//! - `listener`: a listening socket and its accept loop, with the connection limit.
+//! - `sockets`: the listening sockets, bound here or inherited from systemd.
+//! - `listener`: a listener's accept loop, with the connection limit.
 //! - `tls`: the per-listener rustls configuration and the bounded handshake.
 //! - `tickets`: session ticket keys shared by replicas (`session_ticket_key_file`).
 //! - `client_auth`: mutual TLS, clients' certificates verified and passed on as headers.
@@ -22,6 +23,7 @@ pub(crate) mod idle;
 pub(crate) mod listener;
 pub(crate) mod open_files;
 pub mod proxy_protocol;
+pub(crate) mod sockets;
 pub mod tickets;
 pub mod tls;
 pub mod upstream_tls;

@@ -22,7 +22,8 @@ use crate::ops::report::log_report;
 use crate::serve::client_auth::ClientVerifier;
 use crate::serve::forward::http::HttpListener;
 use crate::serve::forward::routes::{RouteTable, Routes};
-use crate::serve::listener::{Inherited, ListenerState, accept_loop};
+use crate::serve::listener::{ListenerState, accept_loop};
+use crate::serve::sockets::Inherited;
 use crate::serve::tickets::FileTicketer;
 use crate::serve::tls::{self, ListenerTls, TlsOptions};
 use crate::serve::workers::{Spread, Workers};
@@ -307,7 +308,7 @@ fn listening_socket(
         tracing::info!(listener = %l.name, addr = %l.bind, "accepting on the socket systemd passed");
         return Ok((socket, true));
     }
-    Ok((crate::serve::listener::listen(l.bind)?.into_std()?, false))
+    Ok((crate::serve::sockets::listen(l.bind)?.into_std()?, false))
 }
 
 /// The admin API's TLS, with `[admin] certificate`: served from the store like a listener's
