@@ -4,12 +4,10 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::time::Instant;
-
 use gatehouse_tests::upstream::{http_upstream, rt};
 use support::clients::{get_portal, portal_keep_alive};
 use support::deploy::{Env, ListenerToml, WAIT};
-use support::process::Gatehouse;
+use support::process::{Gatehouse, poll_until};
 
 /// `gatehouse_worker_connections` of workers 0 and 1.
 fn per_worker(g: &Gatehouse) -> [f64; 2] {
@@ -44,12 +42,9 @@ fn connections_opened_one_after_another_are_spread_evenly_over_the_workers() {
         "{CONNECTIONS} connections held open are spread 4 and 4 over the 2 workers"
     );
     drop(held);
-    let start = Instant::now();
-    while per_worker(&g) != [0.0, 0.0] && start.elapsed() < WAIT {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let left = poll_until(WAIT, || Some(per_worker(&g)).filter(|n| *n == [0.0, 0.0]));
     assert_eq!(
-        per_worker(&g),
+        left.unwrap_or_else(|| per_worker(&g)),
         [0.0, 0.0],
         "closed connections leave their worker's count"
     );

@@ -198,14 +198,7 @@ impl Gatehouse {
         pred: impl Fn(f64) -> bool,
         timeout: Duration,
     ) -> Option<f64> {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if let Some(v) = self.metric(series).filter(|v| pred(*v)) {
-                return Some(v);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        poll_until(timeout, || self.metric(series).filter(|v| pred(*v)))
     }
 
     pub fn log_text(&self) -> String {
@@ -214,14 +207,7 @@ impl Gatehouse {
 
     /// Waits (bounded) for a log line matching `pred`, returning it.
     pub fn wait_for_log(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> Option<String> {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if let Some(line) = self.log_lines().into_iter().find(|l| pred(l)) {
-                return Some(line);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        poll_until(timeout, || self.log_lines().into_iter().find(|l| pred(l)))
     }
 
     /// Log lines after the first `skip`.
@@ -244,14 +230,7 @@ impl Gatehouse {
 
     /// Waits (bounded) for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        poll_until(timeout, || self.child.try_wait().ok().flatten())
     }
 
     /// Peak resident memory (VmHWM) in KiB, from /proc.
@@ -284,4 +263,16 @@ impl Drop for Gatehouse {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Calls `probe` every 20 ms until it finds something or `timeout` has passed.
+pub fn poll_until<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Some(found) = probe() {
+            return Some(found);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
